@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+/**
+ * `signalbus` — one CLI for every process: start (HTTP + worker, the default),
+ * serve, worker, migrate, orgs create, keys create.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, parseConfig, type Config } from '../config.ts';
+import { runStart } from './start.ts';
+import { runMigrate } from './migrate.ts';
+import { runKeysCreate, runOrgsCreate } from './admin.ts';
+
+const USAGE = `usage: signalbus <command>
+
+  start                 run the HTTP API and the worker (embedded PostgreSQL when DATABASE_URL is unset)
+  serve                 run the HTTP API only
+  worker                run the worker only
+  migrate               migrate the public schema, graphile-worker and every tenant schema
+  orgs create <slug> --name <name> [--json]
+  keys create --org <slug> --role viewer|operator|admin [--name <name>] [--json]
+  keys create --platform-admin | --support [--name <name>] [--json]
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let config: Config;
+  try {
+    config = parseConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 2;
+    }
+    throw error;
+  }
+  const [command, subcommand, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return runStart(config, { http: true, worker: true, firstRunKey: true });
+    case 'serve':
+      return runStart(config, { http: true, worker: false, firstRunKey: false });
+    case 'worker':
+      return runStart(config, { http: false, worker: true, firstRunKey: false });
+    case 'migrate':
+      return runMigrate(config);
+    case 'orgs': {
+      if (subcommand !== 'create') break;
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { name: { type: 'string' }, json: { type: 'boolean', default: false } },
+      });
+      const slug = positionals[0];
+      if (!slug) break;
+      return runOrgsCreate(config, { slug, name: values.name ?? slug, json: values.json });
+    }
+    case 'keys': {
+      if (subcommand !== 'create') break;
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          org: { type: 'string' },
+          role: { type: 'string' },
+          name: { type: 'string' },
+          'platform-admin': { type: 'boolean', default: false },
+          support: { type: 'boolean', default: false },
+          json: { type: 'boolean', default: false },
+        },
+      });
+      const role = values['platform-admin'] ? 'platform_admin' : values.support ? 'support' : values.role;
+      if (!role || (!values.org && role !== 'platform_admin' && role !== 'support')) break;
+      return runKeysCreate(config, { org: values.org, role, name: values.name, json: values.json });
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+  }
+  process.stderr.write(USAGE);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`signalbus: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,57 @@
+/**
+ * The public schema: identity tables (organizations, API keys) and tenant
+ * migration status. These are not projections (ARCHITECTURE.md, exceptions).
+ * `npm run db:generate` turns changes here into SQL under `drizzle/`.
+ */
+import { sql } from 'drizzle-orm';
+import { index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+
+export const organizations = pgTable('organizations', {
+  id: text('id').primaryKey(),
+  slug: text('slug').notNull().unique(),
+  name: text('name').notNull(),
+  schemaName: text('schema_name').notNull().unique(),
+  status: text('status', { enum: ['active', 'suspended'] }).notNull().default('active'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    /** Null for platform keys (support, platform_admin). */
+    orgId: text('org_id').references(() => organizations.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    role: text('role', { enum: ['viewer', 'operator', 'admin', 'support', 'platform_admin'] }).notNull(),
+    actor: jsonb('actor').notNull(),
+    /** sha256 of the secret; the secret itself is never stored. */
+    secretHash: text('secret_hash').notNull(),
+    /** First characters of the secret, to tell keys apart in listings. */
+    secretPrefix: text('secret_prefix').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+  },
+  (table) => [
+    uniqueIndex('api_keys_secret_hash').on(table.secretHash),
+    index('api_keys_org').on(table.orgId),
+  ],
+);
+
+/** One row per tenant schema: how far its `tenants/` migrations got, and the last failure. */
+export const tenantMigrations = pgTable(
+  'tenant_migrations',
+  {
+    orgId: text('org_id')
+      .primaryKey()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    schemaName: text('schema_name').notNull(),
+    version: integer('version').notNull().default(0),
+    appliedAt: timestamp('applied_at', { withTimezone: true }),
+    error: text('error'),
+    errorVersion: integer('error_version'),
+    errorAt: timestamp('error_at', { withTimezone: true }),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().default(sql`now()`),
+  },
+  (table) => [index('tenant_migrations_version').on(table.version)],
+);

@@ -1,0 +1,77 @@
+/**
+ * The HTTP edge: request ids, one wide log line per request, problem+json
+ * errors, operations, and the unversioned operational routes.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { Scalar } from '@scalar/hono-api-reference';
+import { routePath } from 'hono/route';
+import { newId } from '../core/ids.ts';
+import type { ApiEnv, HttpDeps } from './context.ts';
+import { knownProblem, problem, problemResponse } from './problem.ts';
+import { registerOperations } from './routes/index.ts';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
+  const app = new OpenAPIHono<ApiEnv>({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const errors = result.error.issues.map((issue) => ({
+        path: [result.target === 'json' ? '' : result.target, ...issue.path.map(String)].filter(Boolean).join('.'),
+        message: issue.message,
+      }));
+      return problemResponse(problem('validation_failed', 'the request is not valid', errors), c.get('requestId'));
+    },
+  });
+
+  app.use('*', async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : newId('request');
+    c.set('requestId', requestId);
+    c.set('deps', deps);
+    const started = performance.now();
+    await next();
+    c.header('x-request-id', requestId);
+    const status = c.res.status;
+    const line = {
+      request_id: requestId,
+      method: c.req.method,
+      route: routePath(c, -1),
+      org: c.var.tenant?.slug,
+      key_id: c.var.principal?.keyId,
+      status,
+      duration_ms: Math.round((performance.now() - started) * 100) / 100,
+    };
+    if (status >= 500) deps.logger.error(line, 'request');
+    else deps.logger.info(line, 'request');
+  });
+
+  app.onError((error, c) => {
+    const known = knownProblem(error);
+    if (known) return problemResponse(known, c.get('requestId'));
+    deps.logger.error({ request_id: c.get('requestId'), err: error }, 'unhandled error');
+    return problemResponse(problem('internal'), c.get('requestId'));
+  });
+  app.notFound((c) => problemResponse(problem('not_found', 'no such route'), c.get('requestId')));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const { ready, detail } = await deps.readiness();
+    return c.json({ status: ready ? 'ready' : 'not_ready', ...detail }, ready ? 200 : 503);
+  });
+
+  registerOperations(app);
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    security: [{ apiKey: [] }],
+    info: {
+      title: 'signalbus',
+      version: '1',
+      description: 'Event-sourced, multi-tenant signal bus. Errors are RFC 9457 problem details with a stable `code`.',
+    },
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' });
+  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'signalbus API' }));
+  return app;
+}

@@ -1,0 +1,111 @@
+/**
+ * The request's environment and the access check every /v1 operation runs
+ * first. Access is deny-by-default twice over: a role holds a permission only
+ * where `PERMISSIONS` lists it, and a handler can reach its tenant or
+ * principal only through `requireAccess` — one that skipped it gets 403.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Logger } from 'pino';
+import type { KeyAuthenticator, Principal } from '../auth/authenticate.ts';
+import { roleHolds, type Permission } from '../auth/roles.ts';
+import { DomainError, forbidden, notFound } from '../core/errors.ts';
+import type { Sql } from '../db/client.ts';
+import type { ProjectionRegistry } from '../projections/registry.ts';
+import type { LogNotifier } from '../signals/log-notifier.ts';
+import type { TenantDirectory } from '../tenancy/directory.ts';
+import type { Tenant } from '../tenancy/tenant.ts';
+import type { TenantMigration } from '../tenancy/tenant-migrations.ts';
+import { cleanTraceparent } from '../signals/model.ts';
+import type { EmitContext } from '../signals/emit.ts';
+
+export interface HttpDeps {
+  sql: Sql;
+  logger: Logger;
+  tenants: TenantDirectory;
+  authenticator: KeyAuthenticator;
+  notifier: LogNotifier;
+  projections: ProjectionRegistry;
+  tenantMigrations: TenantMigration[];
+  maxPayloadBytes: number;
+  maxBatchBytes: number;
+  heartbeatMs: number;
+  /** Readiness: database reachable and migrations current. */
+  readiness(): Promise<{ ready: boolean; detail: Record<string, unknown> }>;
+}
+
+export interface ApiEnv {
+  Variables: {
+    deps: HttpDeps;
+    requestId: string;
+    principal?: Principal;
+    tenant?: Tenant;
+  };
+}
+
+export type ApiApp = OpenAPIHono<ApiEnv>;
+export type ApiContext = Context<ApiEnv>;
+
+function bearer(c: ApiContext): string | undefined {
+  const header = c.req.header('authorization');
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return match?.[1];
+}
+
+/**
+ * Authenticates the key (401), resolves the path's org and refuses keys bound
+ * to another org (404, so existence is not revealed), then checks the role (403).
+ */
+export function requireAccess(permission: Permission): MiddlewareHandler<ApiEnv> {
+  return async (c, next) => {
+    const { deps } = c.var;
+    const secret = bearer(c);
+    const principal = secret ? await deps.authenticator.authenticate(secret) : null;
+    if (!principal) throw new DomainError('unauthorized', 'send a valid API key as Authorization: Bearer sbk_…');
+    const orgParam = c.req.param('org');
+    if (orgParam !== undefined) {
+      const tenant = await deps.tenants.find(orgParam);
+      if (!tenant || (principal.orgId !== null && principal.orgId !== tenant.id)) throw notFound('organization');
+      c.set('tenant', tenant);
+    }
+    if (!roleHolds(principal.role, permission)) throw forbidden(`role ${principal.role} may not do this`);
+    c.set('principal', principal);
+    await next();
+  };
+}
+
+export function principalOf(c: ApiContext): Principal {
+  const principal = c.var.principal;
+  if (!principal) throw forbidden();
+  return principal;
+}
+
+export function tenantOf(c: ApiContext): Tenant {
+  const tenant = c.var.tenant;
+  if (!tenant || !c.var.principal) throw forbidden();
+  return tenant;
+}
+
+/** The emit context of an API request: tenant and actor from the key, never from the body. */
+export function emitContextOf(c: ApiContext): EmitContext {
+  const idempotencyKey = c.req.header('idempotency-key');
+  return {
+    tenant: tenantOf(c),
+    actor: principalOf(c).actor,
+    source: 'api',
+    traceparent: cleanTraceparent(c.req.header('traceparent')),
+    ...(idempotencyKey ? { idempotencyKey } : {}),
+  };
+}
+
+/** Refuses bodies over `maxBytes` (by Content-Length or while streaming) with 413. */
+export function limitBody(maxBytes: (deps: HttpDeps) => number): MiddlewareHandler<ApiEnv> {
+  return (c, next) =>
+    bodyLimit({
+      maxSize: maxBytes(c.var.deps),
+      onError: () => {
+        throw new DomainError('payload_too_large', `the request body is over ${maxBytes(c.var.deps)} bytes`);
+      },
+    })(c, next);
+}

@@ -1,0 +1,44 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { emitBatch } from '../../../signals/emit.ts';
+import { emitContextOf, limitBody, requireAccess, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonBody, jsonResponse, OrgParams, SignalSchema } from '../../schemas.ts';
+
+const BatchInput = z.object({
+  // Items are validated one by one so that one bad item does not fail the rest.
+  signals: z.array(z.unknown()).min(1).max(1000),
+});
+
+const BatchResult = z.object({
+  status: z.enum(['created', 'deduplicated', 'conflict', 'invalid']),
+  signal: SignalSchema.optional(),
+  error: z
+    .object({
+      code: z.string(),
+      message: z.string(),
+      errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    })
+    .optional(),
+});
+
+export const emitBatchRoute = createRoute({
+  method: 'post',
+  path: '/v1/orgs/{org}/signals/batch',
+  tags: ['Signals'],
+  summary: 'Emit up to 1000 signals; created ones commit together',
+  middleware: [requireAccess('org:operate'), limitBody((deps) => deps.maxBatchBytes)] as const,
+  request: { params: OrgParams, body: jsonBody(BatchInput) },
+  responses: {
+    200: jsonResponse(z.object({ results: z.array(BatchResult) }), 'One result per input, in input order'),
+    ...errorResponses(400, 413, 415, 422),
+  },
+});
+
+export function registerEmitBatch(app: ApiApp) {
+  app.openapi(emitBatchRoute, async (c) => {
+    const ctx = emitContextOf(c);
+    // A batch-wide Idempotency-Key cannot dedupe individual items.
+    delete ctx.idempotencyKey;
+    const results = await emitBatch(c.var.deps, { ctx, inputs: c.req.valid('json').signals });
+    return c.json({ results }, 200);
+  });
+}

@@ -1,0 +1,32 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { emit } from '../../../signals/emit.ts';
+import { EmitSignalInput } from '../../../signals/model.ts';
+import { emitContextOf, limitBody, requireAccess, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonBody, jsonResponse, OrgParams, SignalSchema } from '../../schemas.ts';
+
+const EmitResponse = z.object({ signal: SignalSchema, deduplicated: z.boolean() });
+
+export const emitSignalRoute = createRoute({
+  method: 'post',
+  path: '/v1/orgs/{org}/signals',
+  tags: ['Signals'],
+  summary: 'Emit a signal (deduplicated by dedupe_key or Idempotency-Key)',
+  middleware: [requireAccess('org:operate'), limitBody((deps) => deps.maxPayloadBytes + 64 * 1024)] as const,
+  request: {
+    params: OrgParams,
+    headers: z.object({ 'idempotency-key': z.string().min(1).max(256).optional() }),
+    body: jsonBody(EmitSignalInput),
+  },
+  responses: {
+    201: jsonResponse(EmitResponse, 'Appended'),
+    200: jsonResponse(EmitResponse, 'Already stored under this key; nothing written'),
+    ...errorResponses(400, 409, 413, 415, 422),
+  },
+});
+
+export function registerEmitSignal(app: ApiApp) {
+  app.openapi(emitSignalRoute, async (c) => {
+    const result = await emit(c.var.deps, { ctx: emitContextOf(c), input: c.req.valid('json') });
+    return c.json(result, result.deduplicated ? 200 : 201);
+  });
+}

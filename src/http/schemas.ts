@@ -1,0 +1,82 @@
+/** Response and parameter schemas shared by route modules; they generate /openapi.json. */
+import { z } from '@hono/zod-openapi';
+import { Actor } from '../auth/actor.ts';
+
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    code: z.string(),
+    detail: z.string().optional(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    request_id: z.string().optional(),
+  })
+  .openapi('Problem');
+
+export const OrgParams = z.object({
+  org: z.string().openapi({ param: { name: 'org', in: 'path' }, description: 'Organization id or slug' }),
+});
+
+export const SignalSchema = z
+  .object({
+    id: z.string(),
+    position: z.string().describe('Opaque, commit-ordered stream cursor'),
+    type: z.string(),
+    schema_version: z.number().int(),
+    subject: z.string().nullable(),
+    payload: z.record(z.string(), z.unknown()),
+    actor: Actor,
+    source: z.string(),
+    dedupe_key: z.string(),
+    payload_hash: z.string(),
+    correlation_id: z.string().nullable(),
+    causation_id: z.string().nullable(),
+    installation_id: z.string().nullable(),
+    trace: z.string().nullable(),
+    occurred_at: z.string(),
+    recorded_at: z.string(),
+  })
+  .openapi('Signal');
+
+export const OrgSchema = z
+  .object({ id: z.string(), slug: z.string(), name: z.string(), status: z.string(), created_at: z.string() })
+  .openapi('Organization');
+
+export const ApiKeySchema = z
+  .object({
+    id: z.string(),
+    org_id: z.string().nullable(),
+    name: z.string(),
+    role: z.string(),
+    actor: Actor,
+    created_at: z.string(),
+  })
+  .openapi('ApiKey');
+
+const problemContent = { 'application/problem+json': { schema: ProblemSchema } };
+
+/** The error responses an authenticated operation can give, for the OpenAPI document. */
+export function errorResponses(...statuses: number[]) {
+  const descriptions: Record<number, string> = {
+    400: 'Malformed request',
+    401: 'Missing or invalid API key',
+    403: 'Role too weak',
+    404: 'Not found (or not visible to this key)',
+    409: 'Conflict',
+    413: 'Body too large',
+    415: 'Unsupported media type',
+    422: 'Validation failed',
+  };
+  return Object.fromEntries(
+    [401, 403, 404, ...statuses].map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),
+  );
+}
+
+export function jsonBody<T extends z.ZodType>(schema: T) {
+  return { required: true, content: { 'application/json': { schema } } };
+}
+
+export function jsonResponse<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { 'application/json': { schema } } };
+}

@@ -1,0 +1,80 @@
+/**
+ * Wakes the log's tailers after commits. Within a process, `committed` wakes
+ * local subscribers at once. Across processes, one LISTEN connection per
+ * process receives `signalbus_log` notifications and fans them out to every
+ * local subscriber; NOTIFYs are coalesced per flush window so a burst of
+ * single-signal commits costs one NOTIFY, not one each — a NOTIFY inside every
+ * emit transaction would serialize commits on the notification queue lock.
+ */
+import { EventEmitter } from 'node:events';
+import type { Sql } from '../db/client.ts';
+
+export const LOG_CHANNEL = 'signalbus_log';
+
+export interface LogNotifier {
+  /** A transaction that appended to `orgId`'s log has committed. */
+  committed(orgId: string): void;
+  /** Calls `onWake` whenever `orgId`'s log may have grown; returns the unsubscribe. */
+  subscribe(orgId: string, onWake: () => void): Promise<() => void>;
+  close(): Promise<void>;
+}
+
+export function createLogNotifier(
+  deps: { sql: Sql; onError?: (error: unknown) => void },
+  { flushMs = 5 }: { flushMs?: number } = {},
+): LogNotifier {
+  const local = new EventEmitter();
+  local.setMaxListeners(0);
+  const pending = new Set<string>();
+  let flushTimer: NodeJS.Timeout | undefined;
+  let listening: Promise<{ unlisten: () => Promise<void> }> | undefined;
+  let closed = false;
+
+  const wakeAll = () => {
+    for (const name of local.eventNames()) local.emit(name);
+  };
+
+  const flush = async () => {
+    flushTimer = undefined;
+    const orgs = [...pending];
+    pending.clear();
+    // NOTIFY payloads are capped at 8000 bytes.
+    for (let start = 0; start < orgs.length; start += 200) {
+      await deps.sql.notify(LOG_CHANNEL, orgs.slice(start, start + 200).join(',')).catch((error) => deps.onError?.(error));
+    }
+  };
+
+  return {
+    committed(orgId) {
+      local.emit(orgId);
+      if (closed) return;
+      pending.add(orgId);
+      flushTimer ??= setTimeout(flush, flushMs);
+    },
+    async subscribe(orgId, onWake) {
+      local.on(orgId, onWake);
+      listening ??= deps.sql.listen(
+        LOG_CHANNEL,
+        (payload) => {
+          for (const id of payload.split(',')) local.emit(id);
+        },
+        // (Re)connected: anything may have been missed while the listener was down.
+        wakeAll,
+      );
+      await listening;
+      return () => {
+        local.off(orgId, onWake);
+      };
+    },
+    async close() {
+      closed = true;
+      if (flushTimer) {
+        clearTimeout(flushTimer);
+        await flush();
+      }
+      if (listening) await (await listening).unlisten().catch(() => {});
+      listening = undefined;
+      local.removeAllListeners();
+    },
+  };
+}

@@ -1,0 +1,160 @@
+/**
+ * The signal: its input schema, its stored row, its public shape, and the
+ * commit-ordered cursor. A position is (tx_id, seq) — the writing transaction's
+ * xid8 and a sequence — encoded as 32 hex characters so it is opaque to
+ * clients yet sorts as a string.
+ */
+import { z } from 'zod';
+import { Actor } from '../auth/actor.ts';
+import { DomainError } from '../core/errors.ts';
+
+export const SIGNAL_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
+/** Types the bus itself emits; API callers may not (ARCHITECTURE.md, System types). */
+export const RESERVED_TYPE_PREFIXES = ['directive', 'execution', 'installation', 'policy', 'replay', 'org', 'webhook'];
+
+export function isReservedType(type: string): boolean {
+  return RESERVED_TYPE_PREFIXES.includes(type.slice(0, type.indexOf('.')));
+}
+
+export const SignalType = z
+  .string()
+  .max(200)
+  .regex(SIGNAL_TYPE_PATTERN, 'type must be dotted lowercase segments, e.g. forum.post.created');
+
+const shortText = z.string().min(1).max(256);
+
+export const EmitSignalInput = z.object({
+  type: SignalType,
+  subject: shortText.nullish(),
+  payload: z.record(z.string(), z.unknown()),
+  dedupe_key: shortText.optional(),
+  occurred_at: z.iso.datetime({ offset: true }).optional(),
+  correlation_id: shortText.nullish(),
+  causation_id: shortText.nullish(),
+  schema_version: z.number().int().min(1).max(1000).optional(),
+});
+export type EmitSignalInput = z.infer<typeof EmitSignalInput>;
+
+/** Columns every read selects, with the position computed from (tx_id, seq). */
+export const SIGNAL_COLUMNS = `
+  lpad(to_hex((tx_id::text)::bigint), 16, '0') || lpad(to_hex(seq), 16, '0') as position,
+  id, type, schema_version, subject, payload, actor, source, dedupe_key, payload_hash,
+  correlation_id, causation_id, causation_depth, installation_id, trace, occurred_at, recorded_at`;
+
+export interface SignalRow {
+  position: string;
+  id: string;
+  type: string;
+  schema_version: number;
+  subject: string | null;
+  payload: Record<string, unknown>;
+  actor: Actor;
+  source: string;
+  dedupe_key: string;
+  payload_hash: string;
+  correlation_id: string | null;
+  causation_id: string | null;
+  causation_depth: number;
+  installation_id: string | null;
+  trace: string | null;
+  occurred_at: Date;
+  recorded_at: Date;
+}
+
+export interface Signal {
+  id: string;
+  position: string;
+  type: string;
+  schema_version: number;
+  subject: string | null;
+  payload: Record<string, unknown>;
+  actor: Actor;
+  source: string;
+  dedupe_key: string;
+  payload_hash: string;
+  correlation_id: string | null;
+  causation_id: string | null;
+  installation_id: string | null;
+  trace: string | null;
+  occurred_at: string;
+  recorded_at: string;
+}
+
+export function toSignal(row: SignalRow): Signal {
+  return {
+    id: row.id,
+    position: row.position,
+    type: row.type,
+    schema_version: row.schema_version,
+    subject: row.subject,
+    payload: row.payload,
+    actor: row.actor,
+    source: row.source,
+    dedupe_key: row.dedupe_key,
+    payload_hash: row.payload_hash,
+    correlation_id: row.correlation_id,
+    causation_id: row.causation_id,
+    installation_id: row.installation_id,
+    trace: row.trace,
+    occurred_at: row.occurred_at.toISOString(),
+    recorded_at: row.recorded_at.toISOString(),
+  };
+}
+
+/** A decoded position: decimal strings, ready to bind as xid8 and bigint. */
+export interface Cursor {
+  txId: string;
+  seq: string;
+}
+
+export const BEGINNING: Cursor = { txId: '0', seq: '0' };
+
+export function encodeCursor(cursor: Cursor): string {
+  return BigInt(cursor.txId).toString(16).padStart(16, '0') + BigInt(cursor.seq).toString(16).padStart(16, '0');
+}
+
+/** Parses a client's cursor; `0` means the beginning of the stream. */
+export function decodeCursor(value: string, field = 'after'): Cursor {
+  if (value === '0') return BEGINNING;
+  if (!/^[0-9a-f]{32}$/.test(value)) {
+    throw new DomainError('validation_failed', 'invalid cursor', [
+      { path: field, message: 'not a cursor returned by this API' },
+    ]);
+  }
+  return { txId: BigInt(`0x${value.slice(0, 16)}`).toString(), seq: BigInt(`0x${value.slice(16)}`).toString() };
+}
+
+/**
+ * A type filter: exact types and `prefix.*` patterns, comma separated.
+ * Returns undefined for no filter.
+ */
+export interface TypeFilter {
+  exact: string[];
+  prefixes: string[];
+}
+
+export function parseTypeFilter(value: string | undefined, field = 'types'): TypeFilter | undefined {
+  if (!value) return undefined;
+  const filter: TypeFilter = { exact: [], prefixes: [] };
+  for (const part of value.split(',').map((item) => item.trim()).filter(Boolean)) {
+    if (part.endsWith('.*') && SIGNAL_TYPE_PATTERN.test(`${part.slice(0, -2)}.x`)) {
+      filter.prefixes.push(`${part.slice(0, -1)}%`);
+    } else if (SIGNAL_TYPE_PATTERN.test(part)) {
+      filter.exact.push(part);
+    } else {
+      throw new DomainError('validation_failed', 'invalid type filter', [
+        { path: field, message: `${JSON.stringify(part)} is neither a type nor a prefix.*` },
+      ]);
+    }
+  }
+  return filter.exact.length + filter.prefixes.length ? filter : undefined;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** Keeps a W3C traceparent only when well formed. */
+export function cleanTraceparent(value: string | undefined | null): string | null {
+  if (!value) return null;
+  const trimmed = value.trim().toLowerCase();
+  return TRACEPARENT.test(trimmed) && !trimmed.startsWith('ff') ? trimmed : null;
+}

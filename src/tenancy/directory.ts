@@ -1,0 +1,43 @@
+/**
+ * Looks organizations up by id or slug. Found orgs are cached briefly (they
+ * change rarely); misses are not cached, so an org created by another process
+ * is visible at once.
+ */
+import { isId } from '../core/ids.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { SLUG_PATTERN, type Tenant } from './tenant.ts';
+
+export interface TenantDirectory {
+  find(idOrSlug: string): Promise<Tenant | undefined>;
+  forget(tenant: Tenant): void;
+}
+
+/** Reads one organization by id or slug. */
+export async function findTenant(db: Queryable, by: 'id' | 'slug', value: string): Promise<Tenant | undefined> {
+  const [row] = await db<Tenant[]>`
+    select id, slug, name, schema_name as schema, status, created_at as "createdAt"
+      from public.organizations where ${db(by)} = ${value}`;
+  return row;
+}
+
+export function createTenantDirectory(deps: { sql: Sql }, { ttlMs = 30_000 } = {}): TenantDirectory {
+  const cache = new Map<string, { tenant: Tenant; expiresAt: number }>();
+  return {
+    async find(idOrSlug) {
+      const hit = cache.get(idOrSlug);
+      if (hit && hit.expiresAt > Date.now()) return hit.tenant;
+      const by = isId('org', idOrSlug) ? 'id' : SLUG_PATTERN.test(idOrSlug) ? 'slug' : undefined;
+      const tenant = by && (await findTenant(deps.sql, by, idOrSlug));
+      if (!tenant) return undefined;
+      if (cache.size > 10_000) cache.clear();
+      const expiresAt = Date.now() + ttlMs;
+      cache.set(tenant.id, { tenant, expiresAt });
+      cache.set(tenant.slug, { tenant, expiresAt });
+      return tenant;
+    },
+    forget(tenant) {
+      cache.delete(tenant.id);
+      cache.delete(tenant.slug);
+    },
+  };
+}

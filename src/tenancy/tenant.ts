@@ -1,0 +1,40 @@
+/**
+ * A tenant as the rest of signalbus sees it. The schema name is derived from a
+ * checked slug, never from unchecked input.
+ */
+import { z } from 'zod';
+
+export const SLUG_PATTERN = /^[a-z][a-z0-9_]{1,38}$/;
+export const Slug = z.string().regex(SLUG_PATTERN, 'slug must match ^[a-z][a-z0-9_]{1,38}$');
+
+export interface Tenant {
+  id: string;
+  slug: string;
+  name: string;
+  schema: string;
+  status: 'active' | 'suspended';
+  createdAt: Date;
+}
+
+export function schemaNameFor(slug: string): string {
+  if (!SLUG_PATTERN.test(slug)) throw new Error(`invalid slug ${JSON.stringify(slug)}`);
+  return `org_${slug}`;
+}
+
+export interface OrgView {
+  id: string;
+  slug: string;
+  name: string;
+  status: string;
+  created_at: string;
+}
+
+export function orgView(tenant: Tenant): OrgView {
+  return {
+    id: tenant.id,
+    slug: tenant.slug,
+    name: tenant.name,
+    status: tenant.status,
+    created_at: tenant.createdAt.toISOString(),
+  };
+}
