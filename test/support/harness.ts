@@ -1,0 +1,193 @@
+/**
+ * Test harness: a database cloned from the run's template, a signalbus app on
+ * it with captured logs, and helpers to create orgs and keys and call the API
+ * in process (`app.http.request`) or over a real socket (`listen`).
+ */
+import { Writable } from 'node:stream';
+import { serve, type ServerType } from '@hono/node-server';
+import postgres from 'postgres';
+import { inject } from 'vitest';
+import { createApp, type SignalbusApp } from '../../src/app.ts';
+import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import type { OrgRole } from '../../src/auth/roles.ts';
+import { parseConfig, type Config } from '../../src/config.ts';
+import { provisionOrg } from '../../src/tenancy/provision.ts';
+import type { Tenant } from '../../src/tenancy/tenant.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { releaseResource, trackResource } from './leak-guard.ts';
+
+let databaseCounter = 0;
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export interface TestDatabase {
+  url: string;
+  name: string;
+  drop(): Promise<void>;
+}
+
+/** A fresh database cloned from the migrated template. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const adminUrl = inject('adminUrl');
+  const name = `sbt_${inject('runId')}_${process.pid.toString(36)}_${++databaseCounter}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await admin.unsafe(`create database ${name} template ${inject('templateDatabase')}`);
+        break;
+      } catch (error) {
+        // Two files cloning the template at the same instant: try again shortly.
+        if (attempt > 20 || (error as { code?: string }).code !== '55006') throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 200));
+      }
+    }
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+  const database = {
+    url: withDatabase(adminUrl, name),
+    name,
+    async drop() {
+      releaseResource(database);
+      const dropper = postgres(adminUrl, { max: 1, onnotice: () => {} });
+      await dropper.unsafe(`drop database if exists ${name} with (force)`);
+      await dropper.end({ timeout: 5 });
+    },
+  };
+  trackResource(database, `database ${name}`);
+  return database;
+}
+
+export interface TestApp {
+  app: SignalbusApp;
+  database: TestDatabase;
+  config: Config;
+  /** Every log line written by the app, parsed. */
+  logs: string[];
+  platformKey: string;
+  request(method: string, path: string, options?: RequestOptions): Promise<TestResponse>;
+  createOrg(slug: string, name?: string): Promise<Tenant>;
+  createKey(org: Tenant, role: OrgRole, actorId?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface RequestOptions {
+  key?: string;
+  body?: unknown;
+  /** Sent as is, for malformed bodies. */
+  rawBody?: string;
+  headers?: Record<string, string>;
+}
+
+export interface TestResponse {
+  status: number;
+  headers: Headers;
+  body: any;
+  text: string;
+}
+
+export async function createTestApp(
+  { env = {}, tenantMigrationsDir }: { env?: Record<string, string>; tenantMigrationsDir?: string } = {},
+): Promise<TestApp> {
+  const database = await createTestDatabase();
+  const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', ...env });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, callback) {
+      logs.push(...chunk.toString().split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const app = await createApp(config, {
+    databaseUrl: database.url,
+    logger: createLogger(config.LOG_LEVEL, sink),
+    ...(tenantMigrationsDir ? { tenantMigrationsDir } : {}),
+  });
+  const { secret: platformKey } = await createApiKey(app.deps, {
+    tenant: null,
+    input: { name: 'test platform admin', role: 'platform_admin', actor: { type: 'human', id: 'root@signalbus.test' } },
+    by: PLATFORM_ACTOR,
+  });
+
+  const testApp: TestApp = {
+    app,
+    database,
+    config,
+    logs,
+    platformKey,
+    async request(method, path, options = {}) {
+      const headers: Record<string, string> = { ...options.headers };
+      if (options.key) headers.authorization = `Bearer ${options.key}`;
+      let body: string | undefined;
+      if (options.rawBody !== undefined) body = options.rawBody;
+      else if (options.body !== undefined) body = JSON.stringify(options.body);
+      if (body !== undefined && !Object.keys(headers).some((name) => name.toLowerCase() === 'content-type')) {
+        headers['content-type'] = 'application/json';
+      }
+      const response = await app.http.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
+      const text = await response.text();
+      let parsed: unknown = undefined;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        parsed = undefined;
+      }
+      return { status: response.status, headers: response.headers, body: parsed, text };
+    },
+    async createOrg(slug, name = slug) {
+      return (await provisionOrg(app.deps, { input: { slug, name } })).tenant;
+    },
+    async createKey(org, role, actorId = `${role}@${org.slug}.test`) {
+      const { secret } = await createApiKey(app.deps, {
+        tenant: org,
+        input: { name: `${role} key`, role, actor: { type: 'human', id: actorId } },
+        by: PLATFORM_ACTOR,
+      });
+      return secret;
+    },
+    async close() {
+      releaseResource(testApp);
+      await app.close();
+      await database.drop();
+    },
+  };
+  trackResource(testApp, 'signalbus app');
+  return testApp;
+}
+
+/** Serves the app on a loopback port, for clients that need a real socket (SSE, load). */
+export async function listen(app: SignalbusApp): Promise<{ url: string; server: ServerType; close(): Promise<void> }> {
+  const server = await new Promise<ServerType>((resolve) => {
+    const started = serve({ fetch: app.http.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(started));
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const handle = {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    async close() {
+      releaseResource(handle);
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+  trackResource(handle, `server on ${port}`);
+  return handle;
+}
+
+/** Waits for `condition` to hold, polling, up to `timeoutMs`. */
+export async function waitFor<T>(condition: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
