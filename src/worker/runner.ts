@@ -3,9 +3,8 @@
  * directive tasks (`handle_signal`, `execute_directive`) are added; payloads
  * are parsed with zod on arrival.
  */
-import { run, type Runner, type TaskList } from 'graphile-worker';
+import { Logger as GraphileLogger, run, type Runner, type TaskList } from 'graphile-worker';
 import type { Logger } from 'pino';
-import { Logger as GraphileLogger } from 'graphile-worker';
 
 export function graphileLogger(logger: Logger): GraphileLogger {
   return new GraphileLogger((scope) => (level, message, meta) => {
@@ -24,5 +23,7 @@ export async function startWorker(options: { databaseUrl: string; logger: Logger
     logger: graphileLogger(options.logger),
     noHandleSignals: true,
     pollInterval: 2000,
+    // No cron items yet; naming none stops the runner looking for a crontab file.
+    parsedCronItems: [],
   });
 }

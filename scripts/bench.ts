@@ -1,0 +1,17 @@
+/**
+ * `npm run bench -- <scenario>`: benchmarks that print their figures and a
+ * ratio against a baseline measured in the same run. Not tests.
+ */
+import { runIngestBench } from './bench/ingest.ts';
+
+const scenarios: Record<string, () => Promise<void>> = {
+  ingest: runIngestBench,
+};
+
+const name = process.argv[2] ?? 'ingest';
+const scenario = scenarios[name];
+if (!scenario) {
+  console.error(`unknown benchmark ${name}; one of: ${Object.keys(scenarios).join(', ')}`);
+  process.exit(2);
+}
+await scenario();

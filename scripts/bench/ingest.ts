@@ -1,0 +1,159 @@
+/**
+ * Ingest: HTTP emits through `signalbus serve` (its own process, keep-alive)
+ * against raw postgres.js INSERTs of identical rows into an identical table
+ * (same columns, defaults and indexes), at the same concurrency, on the same
+ * embedded PostgreSQL, in one run.
+ */
+import autocannon from 'autocannon';
+import { createApp } from '../../src/app.ts';
+import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { parseConfig } from '../../src/config.ts';
+import { canonicalJson, sha256Hex } from '../../src/core/canonical-json.ts';
+import { newId } from '../../src/core/ids.ts';
+import { createSql, type Sql } from '../../src/db/client.ts';
+import { migratePublicSchema } from '../../src/db/migrate.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { provisionOrg } from '../../src/tenancy/provision.ts';
+import { benchDatabase, closedLoop, printTable, startServer } from './support.ts';
+
+const SINGLE_CONCURRENCY = 16;
+const BATCH_CONCURRENCY = 4;
+const BATCH_SIZE = 500;
+const PHASE_SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+
+const payload = { order_id: 'ord_123', amount: 4200, currency: 'eur', lines: [{ sku: 'sku_1', qty: 2 }] };
+const signalBody = { type: 'shop.order.placed', subject: 'customer:cus_42', payload };
+const actor = { type: 'human', id: 'bench@acme.test' };
+
+function baselineRow() {
+  const id = newId('signal');
+  const payloadJson = canonicalJson(payload);
+  return {
+    id,
+    type: signalBody.type,
+    subject: signalBody.subject,
+    payload: payloadJson,
+    dedupe_key: `signal:${id}`,
+    payload_hash: sha256Hex(payloadJson),
+    occurred_at: new Date().toISOString(),
+  };
+}
+
+async function insertBaseline(sql: Sql, rows: ReturnType<typeof baselineRow>[]) {
+  await sql`
+    insert into bench_baseline.signals (id, type, subject, payload, actor, source, dedupe_key, payload_hash, correlation_id, occurred_at)
+    select i.id, i.type, i.subject, i.payload::jsonb, ${sql.json(actor)}, 'api', i.dedupe_key, i.payload_hash, i.id, i.occurred_at
+      from unnest(${rows.map((row) => row.id)}::text[], ${rows.map((row) => row.type)}::text[],
+                  ${rows.map((row) => row.subject)}::text[], ${rows.map((row) => row.payload)}::text[],
+                  ${rows.map((row) => row.dedupe_key)}::text[], ${rows.map((row) => row.payload_hash)}::text[],
+                  ${rows.map((row) => row.occurred_at)}::timestamptz[])
+        as i(id, type, subject, payload, dedupe_key, payload_hash, occurred_at)`;
+}
+
+async function insertBaselineSingle(sql: Sql) {
+  const row = baselineRow();
+  await sql`
+    insert into bench_baseline.signals (id, type, subject, payload, actor, source, dedupe_key, payload_hash, correlation_id, occurred_at)
+    values (${row.id}, ${row.type}, ${row.subject}, ${row.payload}::jsonb, ${sql.json(actor)}, 'api', ${row.dedupe_key},
+            ${row.payload_hash}, ${row.id}, ${row.occurred_at})`;
+}
+
+async function httpLoad(options: autocannon.Options): Promise<autocannon.Result> {
+  const result = await autocannon({ ...options, duration: options.duration ?? PHASE_SECONDS });
+  if (result.non2xx > 0 || result.errors > 0) {
+    throw new Error(`load run had ${result.non2xx} non-2xx answers and ${result.errors} errors`);
+  }
+  return result;
+}
+
+const perSecond = (count: number, ms: number) => Math.round((count / ms) * 1000);
+
+export async function runIngestBench(): Promise<void> {
+  const database = await benchDatabase();
+  await migratePublicSchema(database.url);
+  const config = parseConfig({ LOG_LEVEL: 'warn' });
+  const setup = await createApp(config, { databaseUrl: database.url, logger: createLogger('warn') });
+  const { tenant } = await provisionOrg(setup.deps, { input: { slug: 'bench', name: 'Bench' } });
+  const { secret } = await createApiKey(setup.deps, {
+    tenant,
+    input: { name: 'bench', role: 'operator', actor: { type: 'human', id: 'bench@acme.test' } },
+    by: PLATFORM_ACTOR,
+  });
+  await setup.deps.sql.unsafe(`
+    create schema bench_baseline;
+    create table bench_baseline.signals (like org_bench.signals including all);`);
+  await setup.close();
+
+  const server = await startServer(database.url, { SIGNALBUS_DB_POOL_SIZE: String(SINGLE_CONCURRENCY), LOG_LEVEL: 'info' });
+  const raw = createSql(database.url, { max: SINGLE_CONCURRENCY });
+  const headers = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
+  try {
+    console.log(`warming up (${SINGLE_CONCURRENCY} connections)…`);
+    await httpLoad({ url: `${server.url}/v1/orgs/bench/signals`, method: 'POST', headers, body: JSON.stringify(signalBody), connections: SINGLE_CONCURRENCY, duration: 2 });
+    await closedLoop(SINGLE_CONCURRENCY, 2000, () => insertBaselineSingle(raw));
+
+    console.log('single emits over HTTP…');
+    const single = await httpLoad({
+      url: `${server.url}/v1/orgs/bench/signals`,
+      method: 'POST',
+      headers,
+      body: JSON.stringify(signalBody),
+      connections: SINGLE_CONCURRENCY,
+    });
+    const singleRate = Math.round(single['2xx'] / single.duration);
+
+    console.log('single-row INSERTs through postgres.js…');
+    const rawSingle = await closedLoop(SINGLE_CONCURRENCY, PHASE_SECONDS * 1000, () => insertBaselineSingle(raw));
+    const rawSingleRate = perSecond(rawSingle.operations, rawSingle.elapsedMs);
+
+    console.log(`batch emits (${BATCH_SIZE} per request) over HTTP…`);
+    const batchBody = JSON.stringify({ signals: Array.from({ length: BATCH_SIZE }, () => signalBody) });
+    const batch = await httpLoad({
+      url: `${server.url}/v1/orgs/bench/signals/batch`,
+      method: 'POST',
+      headers,
+      body: batchBody,
+      connections: BATCH_CONCURRENCY,
+    });
+    const batchRate = Math.round((batch['2xx'] * BATCH_SIZE) / batch.duration);
+
+    console.log(`multi-row INSERTs (${BATCH_SIZE} rows) through postgres.js…`);
+    const rawBatch = await closedLoop(BATCH_CONCURRENCY, PHASE_SECONDS * 1000, () =>
+      insertBaseline(raw, Array.from({ length: BATCH_SIZE }, baselineRow)),
+    );
+    const rawBatchRate = perSecond(rawBatch.operations * BATCH_SIZE, rawBatch.elapsedMs);
+
+    const halfRate = Math.max(1, Math.round(singleRate / 2));
+    console.log(`single emit latency at ${halfRate}/s (half the peak)…`);
+    const paced = await httpLoad({
+      url: `${server.url}/v1/orgs/bench/signals`,
+      method: 'POST',
+      headers,
+      body: JSON.stringify(signalBody),
+      connections: SINGLE_CONCURRENCY,
+      overallRate: halfRate,
+    });
+    const peakRss = await server.peakRssMiB();
+
+    const results = {
+      single: { http_per_s: singleRate, raw_insert_per_s: rawSingleRate, ratio: +(singleRate / rawSingleRate).toFixed(2), target: 0.5 },
+      batch: { http_per_s: batchRate, raw_insert_per_s: rawBatchRate, ratio: +(batchRate / rawBatchRate).toFixed(2), target: 0.7 },
+      latency_at_half_peak: { rate_per_s: halfRate, p50_ms: paced.latency.p50, p99_ms: paced.latency.p99 },
+      server_peak_rss_mib: peakRss,
+      settings: { single_concurrency: SINGLE_CONCURRENCY, batch_concurrency: BATCH_CONCURRENCY, batch_size: BATCH_SIZE, phase_seconds: PHASE_SECONDS },
+    };
+    printTable('ingest (signals per second)', [
+      { case: `single emit (${SINGLE_CONCURRENCY} conns)`, signalbus: singleRate, baseline: rawSingleRate, ratio: results.single.ratio, target: '≥ 0.5' },
+      { case: `batch of ${BATCH_SIZE} (${BATCH_CONCURRENCY} conns)`, signalbus: batchRate, baseline: rawBatchRate, ratio: results.batch.ratio, target: '≥ 0.7' },
+    ]);
+    printTable('single emit latency at half the peak rate', [
+      { rate_per_s: halfRate, p50_ms: paced.latency.p50, p99_ms: paced.latency.p99, server_peak_rss_mib: peakRss },
+    ]);
+    console.log(`\n${JSON.stringify({ benchmark: 'ingest', ...results })}`);
+  } finally {
+    await raw.end({ timeout: 5 });
+    await server.stop();
+    await database.stop();
+  }
+}

@@ -1,0 +1,105 @@
+/** Shared pieces of the benchmarks: an embedded database, a server process, reporting. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ensureEmbeddedDatabase, type EmbeddedDatabase } from '../../src/db/embedded.ts';
+import { PROJECT_ROOT } from '../../src/db/migrate.ts';
+
+export interface BenchDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A fresh embedded PostgreSQL in a temp dir, removed afterwards. */
+export async function benchDatabase(): Promise<BenchDatabase> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'signalbus-bench-'));
+  const embedded: EmbeddedDatabase = await ensureEmbeddedDatabase(dataDir, { database: 'bench' });
+  return {
+    url: embedded.url,
+    async stop() {
+      await embedded.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+export interface ServerProcess {
+  url: string;
+  child: ChildProcess;
+  /** Peak resident set size so far, in MiB (VmHWM). */
+  peakRssMiB(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Runs `signalbus serve` as its own process, as deployed. */
+export async function startServer(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/signalbus.js'), 'serve'], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('server did not start');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    url,
+    child,
+    async peakRssMiB() {
+      const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+      const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      return Math.round(kb / 1024);
+    },
+    async stop() {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Runs `worker` on `concurrency` loops until `durationMs` has passed; returns operations done and elapsed ms. */
+export async function closedLoop(
+  concurrency: number,
+  durationMs: number,
+  worker: (loop: number, iteration: number) => Promise<void>,
+): Promise<{ operations: number; elapsedMs: number }> {
+  let operations = 0;
+  const started = performance.now();
+  const deadline = started + durationMs;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, loop) => {
+      for (let iteration = 0; performance.now() < deadline; iteration++) {
+        await worker(loop, iteration);
+        operations++;
+      }
+    }),
+  );
+  return { operations, elapsedMs: performance.now() - started };
+}
+
+export function printTable(title: string, rows: Array<Record<string, string | number>>) {
+  console.log(`\n${title}`);
+  console.table(rows);
+}
