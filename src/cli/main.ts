@@ -15,6 +15,7 @@ const USAGE = `usage: signalbus <command>
   serve                 run the HTTP API only
   worker                run the worker only
   migrate               migrate the public schema, graphile-worker and every tenant schema
+  migrate --status [--json]   each tenant's schema version and last failure
   orgs create <slug> --name <name> [--json]
   keys create --org <slug> --role viewer|operator|admin [--name <name>] [--json]
   keys create --platform-admin | --support [--name <name>] [--json]
@@ -39,8 +40,13 @@ async function main(argv: string[]): Promise<number> {
       return runStart(config, { http: true, worker: false, firstRunKey: false });
     case 'worker':
       return runStart(config, { http: false, worker: true, firstRunKey: false });
-    case 'migrate':
-      return runMigrate(config);
+    case 'migrate': {
+      const { values } = parseArgs({
+        args: argv.slice(1),
+        options: { status: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+      });
+      return runMigrate(config, values);
+    }
     case 'orgs': {
       if (subcommand !== 'create') break;
       const { values, positionals } = parseArgs({

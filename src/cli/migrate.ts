@@ -25,10 +25,35 @@ export async function migrateEverything(url: string, logger: Logger, tenantDir =
   }
 }
 
-export async function runMigrate(config: Config): Promise<number> {
+/** `signalbus migrate --status`: each tenant's schema version and last failure, without migrating. */
+async function printStatus(url: string, json: boolean): Promise<number> {
+  const latest = (await loadTenantMigrations(TENANT_MIGRATIONS_DIR)).length;
+  const sql = createSql(url, { max: 1, applicationName: 'signalbus-migrate' });
+  try {
+    const rows = await sql<{ slug: string; version: number; applied_at: Date | null; error: string | null }[]>`
+      select o.slug, m.version, m.applied_at, m.error
+        from public.organizations o join public.tenant_migrations m on m.org_id = o.id
+       order by o.slug`;
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ latest, tenants: rows }, null, 2)}\n`);
+    } else {
+      process.stdout.write(`latest tenant migration: ${latest}\n`);
+      for (const row of rows) {
+        const state = row.error ? `failed: ${row.error}` : row.version < latest ? 'behind' : 'current';
+        process.stdout.write(`${row.slug.padEnd(40)} v${row.version}  ${state}\n`);
+      }
+    }
+    return rows.some((row) => row.error !== null || row.version < latest) ? 1 : 0;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+export async function runMigrate(config: Config, options: { status?: boolean; json?: boolean } = {}): Promise<number> {
   const logger = createLogger(config.LOG_LEVEL);
   const database = await resolveDatabase(config, (message) => logger.info(message));
   try {
+    if (options.status) return await printStatus(database.url, options.json ?? false);
     const report = await migrateEverything(database.url, logger);
     for (const failure of report.failed) {
       process.stderr.write(`tenant ${failure.slug} failed at version ${failure.to + 1}: ${failure.error}\n`);
