@@ -43,7 +43,9 @@ export async function loadTenantMigrations(dir: string): Promise<TenantMigration
 async function applyMigration(tx: postgres.TransactionSql, tenant: TenantRef, migration: TenantMigration) {
   await tx.unsafe(`SET LOCAL search_path TO ${quoteIdent(tenant.schema)}, pg_catalog`);
   await tx.unsafe(migration.sql);
-  await tx.unsafe('SET LOCAL search_path TO DEFAULT');
+  // RESET, not SET LOCAL: a migration may set search_path for the session
+  // itself (pg_dump's preamble does), and that would outlive the transaction.
+  await tx.unsafe('RESET search_path');
   await tx`
     update public.tenant_migrations
        set version = ${migration.version}, applied_at = now(), updated_at = now(),

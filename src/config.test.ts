@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from './config.ts';
+
+/** Parses `env` expecting a ConfigError, and returns it. */
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    parseConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`parseConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('parseConfig', () => {
+  it('applies the defaults of the API.md configuration table to an empty environment', () => {
+    const config = parseConfig({});
+    expect(config.DATABASE_URL).toBeUndefined(); // unset → embedded PostgreSQL
+    expect(config.SIGNALBUS_DATA_DIR).toBe('.data');
+    expect(config.HOST).toBe('0.0.0.0');
+    expect(config.PORT).toBe(3000);
+    expect(config.SIGNALBUS_ENCRYPTION_KEYS).toBeUndefined();
+    expect(config.SIGNALBUS_ALLOW_PRIVATE_TARGETS).toBe(false);
+    expect(config.SIGNALBUS_STRIPE_API_BASE).toBeUndefined();
+    expect(config.SIGNALBUS_OPENAI_BASE_URL).toBeUndefined();
+    expect(config.SIGNALBUS_GOOGLE_API_BASE).toBeUndefined();
+    expect(config.SIGNALBUS_GOOGLE_OAUTH_BASE).toBeUndefined();
+    expect(config.LOG_LEVEL).toBe('info');
+  });
+
+  it('treats empty strings as unset, as a shell `VAR=` does', () => {
+    const config = parseConfig({ PORT: '', DATABASE_URL: '', LOG_LEVEL: '', SIGNALBUS_ALLOW_PRIVATE_TARGETS: '' });
+    expect(config.PORT).toBe(3000);
+    expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.LOG_LEVEL).toBe('info');
+    expect(config.SIGNALBUS_ALLOW_PRIVATE_TARGETS).toBe(false);
+  });
+
+  it('ignores variables it does not know, such as the rest of process.env', () => {
+    const config = parseConfig({ PATH: '/usr/bin', HOME: '/root', PORT: '8080' });
+    expect(config.PORT).toBe(8080);
+    expect(config).not.toHaveProperty('PATH');
+  });
+
+  it('reads every documented variable', () => {
+    const config = parseConfig({
+      DATABASE_URL: 'postgresql://app:secret@db.internal:5432/signalbus',
+      SIGNALBUS_DATA_DIR: '/var/lib/signalbus',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      SIGNALBUS_ENCRYPTION_KEYS: 'k1:AAAA,k0:BBBB',
+      SIGNALBUS_ALLOW_PRIVATE_TARGETS: 'true',
+      SIGNALBUS_STRIPE_API_BASE: 'http://127.0.0.1:4010',
+      SIGNALBUS_OPENAI_BASE_URL: 'https://openai.example/v1',
+      SIGNALBUS_GOOGLE_API_BASE: 'http://127.0.0.1:4011',
+      SIGNALBUS_GOOGLE_OAUTH_BASE: 'http://127.0.0.1:4012',
+      LOG_LEVEL: 'debug',
+    });
+    expect(config).toMatchObject({
+      DATABASE_URL: 'postgresql://app:secret@db.internal:5432/signalbus',
+      SIGNALBUS_DATA_DIR: '/var/lib/signalbus',
+      HOST: '127.0.0.1',
+      PORT: 0,
+      SIGNALBUS_ENCRYPTION_KEYS: 'k1:AAAA,k0:BBBB',
+      SIGNALBUS_ALLOW_PRIVATE_TARGETS: true,
+      SIGNALBUS_STRIPE_API_BASE: 'http://127.0.0.1:4010',
+      SIGNALBUS_OPENAI_BASE_URL: 'https://openai.example/v1',
+      SIGNALBUS_GOOGLE_API_BASE: 'http://127.0.0.1:4011',
+      SIGNALBUS_GOOGLE_OAUTH_BASE: 'http://127.0.0.1:4012',
+      LOG_LEVEL: 'debug',
+    });
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['yes', true],
+    ['false', false],
+    ['0', false],
+    ['no', false],
+  ])('reads SIGNALBUS_ALLOW_PRIVATE_TARGETS=%s as %s', (value, expected) => {
+    expect(parseConfig({ SIGNALBUS_ALLOW_PRIVATE_TARGETS: value }).SIGNALBUS_ALLOW_PRIVATE_TARGETS).toBe(expected);
+  });
+
+  it.each([
+    ['PORT', 'notanumber'],
+    ['PORT', '65536'],
+    ['PORT', '-1'],
+    ['PORT', '80.5'],
+    ['DATABASE_URL', 'mysql://root@localhost/app'],
+    ['SIGNALBUS_ALLOW_PRIVATE_TARGETS', 'maybe'],
+    ['SIGNALBUS_STRIPE_API_BASE', 'not a url'],
+    ['SIGNALBUS_OPENAI_BASE_URL', 'ftp://files.example'],
+    ['LOG_LEVEL', 'verbose'],
+    ['SIGNALBUS_DB_POOL_SIZE', '0'],
+  ])('refuses %s=%s with a ConfigError naming the variable', (name, value) => {
+    const error = configError({ [name]: value });
+    expect(error.issues).toHaveLength(1);
+    expect(error.issues[0]).toMatch(new RegExp(`^${name}: `));
+    expect(error.message).toContain(name);
+  });
+
+  it('names every bad variable at once, so one run shows everything to fix', () => {
+    const error = configError({ PORT: 'eighty', LOG_LEVEL: 'loud', HOST: '127.0.0.1' });
+    expect(error.issues.map((issue) => issue.split(':')[0]).sort()).toEqual(['LOG_LEVEL', 'PORT']);
+    expect(error.message).toMatch(/PORT/);
+    expect(error.message).toMatch(/LOG_LEVEL/);
+    expect(error.message).not.toMatch(/HOST/);
+  });
+
+  it('does not echo a bad DATABASE_URL, which may carry a password', () => {
+    const error = configError({ DATABASE_URL: 'mysql://root:hunter2@localhost/app' });
+    expect(error.message).toContain('DATABASE_URL');
+    expect(error.message).not.toContain('hunter2');
+  });
+});
