@@ -44,9 +44,25 @@ export function problem(code: ErrorCode, detail?: string, errors?: FieldError[])
   };
 }
 
+/**
+ * PostgreSQL refusing a character it cannot store (NUL in text, `\u0000` in
+ * jsonb): the text came from the caller, so it is their bad input, not our 500.
+ * Input schemas refuse these where they can name the field; this is the net
+ * for every other value that reaches a query (ids, filters, names).
+ */
+const UNSTORABLE_CHARACTER_CODES = new Set(['22021', '22P05']);
+
+function isUnstorableCharacter(error: unknown): boolean {
+  const { name, code } = error as { name?: unknown; code?: unknown };
+  return name === 'PostgresError' && typeof code === 'string' && UNSTORABLE_CHARACTER_CODES.has(code);
+}
+
 /** Maps a thrown value to a problem; `undefined` means unexpected (log it, answer 500). */
 export function knownProblem(error: unknown): Problem | undefined {
   if (error instanceof DomainError) return problem(error.code, error.message, error.errors);
+  if (isUnstorableCharacter(error)) {
+    return problem('validation_failed', 'the request contains characters that cannot be stored (NUL)');
+  }
   if (error instanceof HTTPException) {
     switch (error.status) {
       case 400:

@@ -21,14 +21,49 @@ export const SignalType = z
   .max(200)
   .regex(SIGNAL_TYPE_PATTERN, 'type must be dotted lowercase segments, e.g. forum.post.created');
 
-const shortText = z.string().min(1).max(256);
+/**
+ * What PostgreSQL cannot store: NUL in text or jsonb, and unpaired UTF-16
+ * surrogates in jsonb. Refused here as invalid input (per item in a batch),
+ * not left to fail the insert as a 500.
+ */
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const UNSTORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
+/** Canonical JSON and jsonb both recurse: a hostile depth would overflow the stack (a 500). */
+const MAX_PAYLOAD_DEPTH = 128;
+
+/** Why a payload cannot be stored, or undefined. Iterative, so depth cannot overflow it. */
+function payloadProblem(payload: unknown): string | undefined {
+  const pending: Array<[unknown, number]> = [[payload, 0]];
+  while (pending.length > 0) {
+    const [value, depth] = pending.pop()!;
+    if (typeof value === 'string') {
+      if (UNSTORABLE.test(value)) return UNSTORABLE_MESSAGE;
+    } else if (value && typeof value === 'object') {
+      if (depth >= MAX_PAYLOAD_DEPTH) return `must not nest deeper than ${MAX_PAYLOAD_DEPTH} levels`;
+      for (const [key, item] of Object.entries(value)) {
+        if (UNSTORABLE.test(key)) return UNSTORABLE_MESSAGE;
+        pending.push([item, depth + 1]);
+      }
+    }
+  }
+  return undefined;
+}
+
+const shortText = z.string().min(1).max(256).refine((value) => !UNSTORABLE.test(value), UNSTORABLE_MESSAGE);
 
 export const EmitSignalInput = z.object({
   type: SignalType,
   subject: shortText.nullish(),
-  payload: z.record(z.string(), z.unknown()),
+  payload: z.record(z.string(), z.unknown()).superRefine((payload, ctx) => {
+    const message = payloadProblem(payload);
+    if (message) ctx.addIssue({ code: 'custom', message });
+  }),
   dedupe_key: shortText.optional(),
-  occurred_at: z.iso.datetime({ offset: true }).optional(),
+  // PostgreSQL has no year 0: `0000-…` (or `0001-…` with a positive offset) is out of its range.
+  occurred_at: z.iso
+    .datetime({ offset: true })
+    .refine((value) => new Date(value).getUTCFullYear() >= 1, 'occurred_at is out of range')
+    .optional(),
   correlation_id: shortText.nullish(),
   causation_id: shortText.nullish(),
   schema_version: z.number().int().min(1).max(1000).optional(),
@@ -138,7 +173,9 @@ export function parseTypeFilter(value: string | undefined, field = 'types'): Typ
   const filter: TypeFilter = { exact: [], prefixes: [] };
   for (const part of value.split(',').map((item) => item.trim()).filter(Boolean)) {
     if (part.endsWith('.*') && SIGNAL_TYPE_PATTERN.test(`${part.slice(0, -2)}.x`)) {
-      filter.prefixes.push(`${part.slice(0, -1)}%`);
+      // A LIKE pattern: `_` is legal in a type but a wildcard to LIKE, so
+      // `a_b.*` would match `axb.created` unless escaped (`\` is LIKE's escape).
+      filter.prefixes.push(`${part.slice(0, -1).replace(/[\\%_]/g, '\\$&')}%`);
     } else if (SIGNAL_TYPE_PATTERN.test(part)) {
       filter.exact.push(part);
     } else {

@@ -24,20 +24,23 @@ export function createTenantDirectory(deps: { sql: Sql }, { ttlMs = 30_000 } = {
   const cache = new Map<string, { tenant: Tenant; expiresAt: number }>();
   return {
     async find(idOrSlug) {
-      const hit = cache.get(idOrSlug);
-      if (hit && hit.expiresAt > Date.now()) return hit.tenant;
       const by = isId('org', idOrSlug) ? 'id' : SLUG_PATTERN.test(idOrSlug) ? 'slug' : undefined;
-      const tenant = by && (await findTenant(deps.sql, by, idOrSlug));
+      if (!by) return undefined;
+      // Ids and slugs are cached apart: a slug may have an org id's shape, and
+      // must never answer a lookup of that id (another tenant's path).
+      const hit = cache.get(`${by}:${idOrSlug}`);
+      if (hit && hit.expiresAt > Date.now()) return hit.tenant;
+      const tenant = await findTenant(deps.sql, by, idOrSlug);
       if (!tenant) return undefined;
       if (cache.size > 10_000) cache.clear();
       const expiresAt = Date.now() + ttlMs;
-      cache.set(tenant.id, { tenant, expiresAt });
-      cache.set(tenant.slug, { tenant, expiresAt });
+      cache.set(`id:${tenant.id}`, { tenant, expiresAt });
+      cache.set(`slug:${tenant.slug}`, { tenant, expiresAt });
       return tenant;
     },
     forget(tenant) {
-      cache.delete(tenant.id);
-      cache.delete(tenant.slug);
+      cache.delete(`id:${tenant.id}`);
+      cache.delete(`slug:${tenant.slug}`);
     },
   };
 }

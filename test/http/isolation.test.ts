@@ -1,0 +1,342 @@
+/**
+ * Tenant isolation, driven from the one route table in test/support/routes.ts:
+ * another org's keys get 404 on every tenant-scoped route (existence is not
+ * revealed), ids of another org are not found through one's own org, a canary
+ * planted in org A never reaches org B, and two tenants interleaved on a single
+ * pooled connection never see each other's rows.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { ORG_ROLES, type OrgRole } from '../../src/auth/roles.ts';
+import { createSql } from '../../src/db/client.ts';
+import { createProjectionRegistry } from '../../src/projections/registry.ts';
+import { emit, type EmitDeps } from '../../src/signals/emit.ts';
+import { BEGINNING, type Signal } from '../../src/signals/model.ts';
+import { listSignals, readSignalsAfter } from '../../src/signals/read.ts';
+import type { Tenant } from '../../src/tenancy/tenant.ts';
+import { createTestApp, type TestApp } from '../support/harness.ts';
+import {
+  callRoute,
+  fillPath,
+  registeredRoutes,
+  routeKey,
+  TENANT_ROUTES,
+  type RouteCase,
+  type RouteResponse,
+} from '../support/routes.ts';
+
+interface OrgFixture {
+  tenant: Tenant;
+  keys: Record<OrgRole, { secret: string; id: string }>;
+  signal: Signal;
+}
+
+let t: TestApp;
+let a: OrgFixture;
+let b: OrgFixture;
+let supportKey: string;
+const canary = `canary${randomBytes(8).toString('hex')}`;
+let counter = 0;
+const unique = () => `${Date.now().toString(36)}${++counter}`;
+
+async function makeKey(tenant: Tenant | null, role: OrgRole | 'support') {
+  const { apiKey, secret } = await createApiKey(t.app.deps, {
+    tenant,
+    input: { name: `${role} key`, role, actor: { type: 'human', id: `${role}@${tenant?.slug ?? 'platform'}.test` } },
+    by: PLATFORM_ACTOR,
+  });
+  return { secret, id: apiKey.id };
+}
+
+async function makeOrg(slug: string, signalBody: Record<string, unknown>): Promise<OrgFixture> {
+  const tenant = await t.createOrg(slug);
+  const keys = {} as OrgFixture['keys'];
+  for (const role of ORG_ROLES) keys[role] = await makeKey(tenant, role);
+  const emitted = await t.request('POST', `/v1/orgs/${slug}/signals`, { key: keys.operator.secret, body: signalBody });
+  expect(emitted.status).toBe(201);
+  return { tenant, keys, signal: emitted.body.signal };
+}
+
+const countRows = async (tenant: Tenant) => {
+  const [row] = await t.app.deps.sql<{ signals: number; keys: number; revoked: number }[]>`
+    select (select count(*)::int from ${t.app.deps.sql(`${tenant.schema}.signals`)}) as signals,
+           (select count(*)::int from public.api_keys where org_id = ${tenant.id}) as keys,
+           (select count(*)::int from public.api_keys where org_id = ${tenant.id} and revoked_at is not null) as revoked`;
+  return row!;
+};
+
+/** An id for `{id}` that belongs to `owner`. */
+function idOf(route: RouteCase, owner: OrgFixture): string | undefined {
+  if (route.id === 'signal') return owner.signal.id;
+  if (route.id === 'apiKey') return owner.keys.admin.id;
+  return undefined;
+}
+
+function expectNotFound(response: RouteResponse, what: string) {
+  expect(response.status, what).toBe(404);
+  expect(response.headers.get('content-type'), what).toContain('application/problem+json');
+  expect(response.body?.code, what).toBe('not_found');
+}
+
+/** What org B must never see of org A: the canary and A's signal id. */
+function expectNoLeak(text: string, what: string) {
+  expect(text.includes(canary), `${what} leaked the canary`).toBe(false);
+  expect(text.includes(a.signal.id), `${what} leaked org A's signal id`).toBe(false);
+}
+
+beforeAll(async () => {
+  t = await createTestApp();
+  a = await makeOrg('iso_a', {
+    type: 'canary.planted',
+    subject: `subject:${canary}`,
+    payload: { secret: canary, nested: { again: canary } },
+    dedupe_key: `dedupe:${canary}`,
+    correlation_id: `corr:${canary}`,
+  });
+  b = await makeOrg('iso_b', { type: 'canary.control', subject: 'subject:b', payload: { mine: 'b' }, dedupe_key: 'b-1' });
+  supportKey = (await makeKey(null, 'support')).secret;
+});
+afterAll(() => t.close());
+
+describe('the route table', () => {
+  it('covers every tenant-scoped route the app registers, and names no route the app lacks', () => {
+    const registered = registeredRoutes(t.app, '/v1/orgs/:org');
+    const table = TENANT_ROUTES.map(routeKey).sort();
+    expect(registered.length).toBeGreaterThan(0);
+    expect(registered.filter((key) => !table.includes(key)), 'registered routes missing from the table').toEqual([]);
+    expect(table.filter((key) => !registered.includes(key)), 'table rows the app does not register').toEqual([]);
+  });
+});
+
+describe("another org's keys", () => {
+  it('get 404 not_found on every tenant route of org A, by slug and by id, for every role, and change nothing', async () => {
+    const before = await countRows(a.tenant);
+    const seen: string[] = [];
+    for (const route of TENANT_ROUTES) {
+      for (const role of ORG_ROLES) {
+        for (const org of [a.tenant.slug, a.tenant.id]) {
+          const id = idOf(route, a);
+          const path = fillPath(route.path, { org, ...(id ? { id } : {}) });
+          const response = await callRoute(t.app, route.method, path, {
+            key: b.keys[role].secret,
+            ...(route.body ? { body: route.body(unique()) } : {}),
+            ...(route.stream ? { headers: { 'last-event-id': '0' } } : {}),
+          });
+          const what = `${role} of B: ${route.method} ${path}`;
+          expectNotFound(response, what);
+          expectNoLeak(response.text, what);
+          seen.push(routeKey(route));
+        }
+      }
+    }
+    expect(new Set(seen).size).toBe(TENANT_ROUTES.length);
+    expect(await countRows(a.tenant)).toEqual(before);
+  });
+
+  it('answer exactly as an org that does not exist does, so existence is not revealed', async () => {
+    for (const route of TENANT_ROUTES) {
+      const id = idOf(route, a);
+      const call = (org: string) =>
+        callRoute(t.app, route.method, fillPath(route.path, { org, ...(id ? { id } : {}) }), {
+          key: b.keys.admin.secret,
+          ...(route.body ? { body: route.body(unique()) } : {}),
+        });
+      const [existing, missing] = [await call(a.tenant.slug), await call('iso_nobody')];
+      const strip = (body: Record<string, unknown>) => ({ ...body, request_id: undefined });
+      expect(strip(existing.body), routeKey(route)).toEqual(strip(missing.body));
+      expect(existing.status).toBe(missing.status);
+    }
+  });
+});
+
+describe("ids of another org through one's own org", () => {
+  it("are not found on every route with an {id}, for each of org A's keys allowed there", async () => {
+    const routes = TENANT_ROUTES.filter((route) => route.id);
+    expect(routes.length).toBeGreaterThan(0);
+    const bBefore = await countRows(b.tenant);
+    for (const route of routes) {
+      for (const role of ORG_ROLES.filter((candidate) => route.allowed.includes(candidate))) {
+        const path = fillPath(route.path, { org: a.tenant.slug, id: idOf(route, b)! });
+        const response = await callRoute(t.app, route.method, path, { key: a.keys[role].secret });
+        expectNotFound(response, `${role} of A: ${route.method} ${path}`);
+      }
+      // A platform key is bound to no org, but the id is still looked up in the path's org only.
+      const path = fillPath(route.path, { org: a.tenant.slug, id: idOf(route, b)! });
+      const response = await callRoute(t.app, route.method, path, { key: route.allowed.includes('support') ? supportKey : t.platformKey });
+      expectNotFound(response, `platform key: ${route.method} ${path}`);
+    }
+    // B's admin key was not revoked through org A, and still works.
+    expect(await countRows(b.tenant)).toEqual(bBefore);
+    const stillWorks = await t.request('GET', `/v1/orgs/${b.tenant.slug}/signals`, { key: b.keys.admin.secret });
+    expect(stillWorks.status).toBe(200);
+  });
+});
+
+describe('the canary planted in org A', () => {
+  it('is visible to org A (so the checks below can see a leak)', async () => {
+    const list = await t.request('GET', `/v1/orgs/${a.tenant.slug}/signals`, { key: a.keys.viewer.secret });
+    expect(list.text).toContain(canary);
+    const one = await t.request('GET', `/v1/orgs/${a.tenant.slug}/signals/${a.signal.id}`, { key: a.keys.viewer.secret });
+    expect(one.body.signal.payload.secret).toBe(canary);
+  });
+
+  it("never reaches org B's keys on org B's own routes: list, filters, get, stream, emit", async () => {
+    for (const role of ORG_ROLES) {
+      const key = b.keys[role].secret;
+      const list = await t.request('GET', `/v1/orgs/${b.tenant.slug}/signals?after=0&limit=1000`, { key });
+      expect(list.status).toBe(200);
+      expect(list.body.data.map((signal: Signal) => signal.id)).toContain(b.signal.id);
+      expectNoLeak(list.text, `${role} list`);
+
+      const filtered = await t.request(
+        'GET',
+        `/v1/orgs/${b.tenant.slug}/signals?${new URLSearchParams({ subject: a.signal.subject!, correlation_id: a.signal.correlation_id!, type: 'canary.planted' })}`,
+        { key },
+      );
+      expect(filtered.status).toBe(200);
+      expect(filtered.body.data).toEqual([]);
+      expectNoLeak(filtered.text, `${role} filtered list`);
+
+      const get = await t.request('GET', `/v1/orgs/${b.tenant.slug}/signals/${a.signal.id}`, { key });
+      expectNotFound(get, `${role} get of A's id`);
+      expectNoLeak(get.text, `${role} get`);
+    }
+
+    // A sentinel committed after the canary: B's stream from the beginning
+    // reaches it, and everything before it is B's own.
+    const sentinel = `sentinel-${unique()}`;
+    const emitted = await t.request('POST', `/v1/orgs/${b.tenant.slug}/signals`, {
+      key: b.keys.operator.secret,
+      body: { type: 'canary.sentinel', payload: { sentinel } },
+    });
+    expect(emitted.status).toBe(201);
+    const stream = await callRoute(t.app, 'GET', `/v1/orgs/${b.tenant.slug}/stream?after=0`, {
+      key: b.keys.viewer.secret,
+      until: (text) => text.includes(sentinel),
+    });
+    expect(stream.status).toBe(200);
+    expect(stream.text).toContain(b.signal.id);
+    expect(stream.text).toContain(sentinel);
+    expectNoLeak(stream.text, 'stream');
+
+    // A cause in org A is not joined for correlation from org B.
+    const caused = await t.request('POST', `/v1/orgs/${b.tenant.slug}/signals`, {
+      key: b.keys.operator.secret,
+      body: { type: 'canary.caused', payload: {}, causation_id: a.signal.id },
+    });
+    expect(caused.status).toBe(201);
+    expect(caused.body.signal.correlation_id).toBe(caused.body.signal.id);
+    expect(caused.text).not.toContain(canary);
+  });
+
+  it("does not dedupe org B's signal against org A's dedupe key", async () => {
+    const body = { type: 'canary.planted', payload: { mine: 'b' }, dedupe_key: a.signal.dedupe_key };
+    const single = await t.request('POST', `/v1/orgs/${b.tenant.slug}/signals`, { key: b.keys.operator.secret, body });
+    expect(single.status).toBe(201);
+    expect(single.body.deduplicated).toBe(false);
+    expect(single.body.signal.id).not.toBe(a.signal.id);
+    expectNoLeak(JSON.stringify({ ...single.body.signal, dedupe_key: undefined }), 'emit with A dedupe key');
+
+    const batch = await t.request('POST', `/v1/orgs/${b.tenant.slug}/signals/batch`, {
+      key: b.keys.operator.secret,
+      body: { signals: [{ type: 'canary.planted', payload: { other: 'b' }, dedupe_key: `${a.signal.dedupe_key}:batch` }] },
+    });
+    expect(batch.status).toBe(200);
+    expect(batch.body.results[0].status).toBe('created');
+    expectNoLeak(JSON.stringify({ ...batch.body.results[0].signal, dedupe_key: undefined }), 'batch with A dedupe key');
+  });
+});
+
+describe('an org whose slug looks like another org id', () => {
+  it("cannot take over that org's id-addressed paths", async () => {
+    // Slugs and ids share a shape (`org_` + 26 base32 characters fits the slug
+    // pattern), so a directory keyed by either must not confuse them.
+    const impostor = await t.createOrg(a.tenant.id);
+    const impostorAdmin = (await makeKey(impostor, 'admin')).secret;
+    // Look the impostor up by its id first, so a shared cache would hold it.
+    const own = await t.request('GET', `/v1/orgs/${impostor.id}/signals`, { key: impostorAdmin });
+    expect(own.status).toBe(200);
+
+    const intrusion = await t.request('GET', `/v1/orgs/${a.tenant.id}/signals`, { key: impostorAdmin });
+    expectNotFound(intrusion, "impostor's key on A's id");
+    expectNoLeak(intrusion.text, 'impostor');
+    const rightful = await t.request('GET', `/v1/orgs/${a.tenant.id}/signals`, { key: a.keys.viewer.secret });
+    expect(rightful.status).toBe(200);
+    expect(rightful.text).toContain(canary);
+    const support = await t.request('GET', `/v1/orgs/${a.tenant.id}/signals/${a.signal.id}`, { key: supportKey });
+    expect(support.status).toBe(200);
+  });
+});
+
+describe('two tenants interleaved on one pooled connection', () => {
+  it('never see each other’s signals through emit, listSignals and readSignalsAfter', async () => {
+    const applicationName = `iso_one_conn_${unique()}`;
+    const sql = createSql(t.database.url, { max: 1, applicationName });
+    const misplaced: string[] = [];
+    // Half the types go through a projection, so emit opens a transaction on
+    // the one connection between plain statements of the other tenant.
+    const deps: EmitDeps = {
+      sql,
+      notifier: { committed() {} },
+      maxPayloadBytes: 256 * 1024,
+      projections: createProjectionRegistry([
+        {
+          name: 'isolation-probe',
+          handles: (type) => type.endsWith('.tx'),
+          async apply(tx, tenant, signal) {
+            const [row] = await tx.sql<{ n: number }[]>`
+              select count(*)::int as n from ${tx.sql(`${tenant.schema}.signals`)} where id = ${signal.id}`;
+            if ((signal.payload as { tenant?: string }).tenant !== tenant.slug || row!.n !== 1) misplaced.push(signal.id);
+          },
+        },
+      ]),
+    };
+    const tenants = [a.tenant, b.tenant];
+    const rounds = 40;
+    const checkRead = (tenant: Tenant, signals: Array<Pick<Signal, 'id' | 'type' | 'payload'>>, where: string) => {
+      for (const signal of signals) {
+        const owner = (signal.payload as { tenant?: string }).tenant;
+        if (signal.type.startsWith('interleaved.') && owner !== tenant.slug) misplaced.push(`${where}:${signal.id}`);
+        if (signal.id === a.signal.id && tenant.id !== a.tenant.id) misplaced.push(`${where}:canary`);
+      }
+    };
+    try {
+      const operations: Promise<unknown>[] = [];
+      for (let i = 0; i < rounds; i++) {
+        for (const tenant of tenants) {
+          const ctx = { tenant, actor: { type: 'system' as const, id: 'interleave' }, source: 'test' };
+          // The same dedupe key in both tenants: each must create its own row.
+          operations.push(
+            emit(deps, {
+              ctx,
+              input: { type: i % 2 ? 'interleaved.ping.tx' : 'interleaved.ping', payload: { tenant: tenant.slug, i }, dedupe_key: `ping-${i}` },
+            }).then((result) => {
+              if (result.deduplicated || (result.signal.payload as { tenant?: string }).tenant !== tenant.slug) {
+                misplaced.push(`emit:${tenant.slug}:${i}`);
+              }
+            }),
+            listSignals(sql, tenant, { limit: 1000 }).then((page) => checkRead(tenant, page.data, `list:${tenant.slug}`)),
+            readSignalsAfter(sql, tenant, BEGINNING, 1000).then((page) => checkRead(tenant, page.rows, `read:${tenant.slug}`)),
+          );
+        }
+      }
+      await Promise.all(operations);
+      const [connections] = await t.app.deps.sql<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity where application_name = ${applicationName}`;
+      expect(connections!.n).toBe(1);
+
+      for (const tenant of tenants) {
+        const page = await listSignals(sql, tenant, { limit: 1000 });
+        checkRead(tenant, page.data, `final:${tenant.slug}`);
+        const pings = page.data.filter((signal) => signal.type.startsWith('interleaved.'));
+        expect(pings).toHaveLength(rounds);
+        expect(new Set(pings.map((signal) => (signal.payload as { i: number }).i)).size).toBe(rounds);
+      }
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+    expect(misplaced).toEqual([]);
+  });
+});

@@ -1,0 +1,162 @@
+/**
+ * The one table of /v1 operations the security suites are driven from
+ * (isolation, roles). Each row names the permission the route is meant to
+ * require and, independently, the roles expected to pass — so a route wired
+ * to the wrong permission fails the HTTP matrix, and a route registered in the
+ * app but missing here fails `registeredV1Routes` comparisons.
+ */
+import type { Permission, Role } from '../../src/auth/roles.ts';
+import type { SignalbusApp } from '../../src/app.ts';
+
+export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface RouteCase {
+  method: RouteMethod;
+  /** OpenAPI template: `{org}` and `{id}` are filled in by the suite. */
+  path: string;
+  permission: Permission;
+  /** The roles expected to get past authorization (from API.md, not from roles.ts). */
+  allowed: readonly Role[];
+  /** What `{id}` names, for routes that have one. */
+  id?: 'signal' | 'apiKey';
+  /** A server-sent event stream: a 200 never ends, so read one chunk and cancel. */
+  stream?: boolean;
+  /** A valid body; `unique` keeps repeated calls from deduplicating or conflicting. */
+  body?: (unique: string) => unknown;
+}
+
+const everyone = ['viewer', 'operator', 'admin', 'support', 'platform_admin'] as const;
+const operators = ['operator', 'admin', 'platform_admin'] as const;
+const admins = ['admin', 'platform_admin'] as const;
+
+export const V1_ROUTES: readonly RouteCase[] = [
+  {
+    method: 'POST',
+    path: '/v1/orgs',
+    permission: 'platform:admin',
+    allowed: ['platform_admin'],
+    body: (unique) => ({ slug: `o_${unique}`, name: `Org ${unique}` }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/api-keys',
+    permission: 'org:admin',
+    allowed: admins,
+    body: (unique) => ({ name: `key ${unique}`, role: 'viewer', actor: { type: 'agent', id: `bot-${unique}` } }),
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/orgs/{org}/api-keys/{id}',
+    permission: 'org:admin',
+    allowed: admins,
+    id: 'apiKey',
+  },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/signals',
+    permission: 'org:operate',
+    allowed: operators,
+    body: (unique) => ({ type: 'route.table.emitted', subject: `route:${unique}`, payload: { n: unique }, dedupe_key: `rt-${unique}` }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/signals/batch',
+    permission: 'org:operate',
+    allowed: operators,
+    body: (unique) => ({
+      signals: [
+        { type: 'route.table.batched', payload: { n: unique, i: 0 }, dedupe_key: `rtb-${unique}-0` },
+        { type: 'route.table.batched', payload: { n: unique, i: 1 }, dedupe_key: `rtb-${unique}-1` },
+      ],
+    }),
+  },
+  { method: 'GET', path: '/v1/orgs/{org}/signals', permission: 'org:read', allowed: everyone },
+  { method: 'GET', path: '/v1/orgs/{org}/signals/{id}', permission: 'org:read', allowed: everyone, id: 'signal' },
+  { method: 'GET', path: '/v1/orgs/{org}/stream', permission: 'org:read', allowed: everyone, stream: true },
+];
+
+export const TENANT_ROUTES = V1_ROUTES.filter((route) => route.path.startsWith('/v1/orgs/{org}'));
+
+/** `METHOD /path/:param` — the form hono registers routes under. */
+export function routeKey(route: { method: string; path: string }): string {
+  return `${route.method.toUpperCase()} ${route.path.replaceAll(/\{(\w+)\}/g, ':$1')}`;
+}
+
+/** The operations the app registers under `prefix`, middleware entries left out. */
+export function registeredRoutes(app: SignalbusApp, prefix: string): string[] {
+  const keys = app.http.routes
+    .filter((route) => route.method !== 'ALL' && !route.path.includes('*') && route.path.startsWith(prefix))
+    .map(routeKey);
+  return [...new Set(keys)].sort();
+}
+
+export function fillPath(template: string, values: { org?: string; id?: string }): string {
+  return template.replaceAll(/\{(\w+)\}/g, (_, name: string) => {
+    const value = values[name as 'org' | 'id'];
+    if (value === undefined) throw new Error(`no value for {${name}} in ${template}`);
+    return encodeURIComponent(value);
+  });
+}
+
+export interface RouteResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  body: any;
+}
+
+/**
+ * Calls the app in process. A 200 event stream is read up to its first chunk
+ * (or until `until` matches the text read so far) and then cancelled, which
+ * aborts the server's tail loop.
+ */
+export async function callRoute(
+  app: SignalbusApp,
+  method: string,
+  path: string,
+  { key, body, headers = {}, until, deadlineMs = 10_000 }: {
+    key?: string;
+    body?: unknown;
+    headers?: Record<string, string>;
+    until?: (text: string) => boolean;
+    deadlineMs?: number;
+  } = {},
+): Promise<RouteResponse> {
+  const sent: Record<string, string> = { ...headers };
+  if (key) sent.authorization = `Bearer ${key}`;
+  if (body !== undefined) sent['content-type'] ??= 'application/json';
+  const response = await app.http.request(path, {
+    method,
+    headers: sent,
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  let text = '';
+  if (response.headers.get('content-type')?.startsWith('text/event-stream') && response.body) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`stream ${path} did not produce what was awaited`)), deadlineMs);
+    });
+    try {
+      for (;;) {
+        const chunk = await Promise.race([reader.read(), timeout]);
+        if (chunk.done) break;
+        text += decoder.decode(chunk.value, { stream: true });
+        if (!until || until(text)) break;
+      }
+    } finally {
+      clearTimeout(timer);
+      await reader.cancel();
+    }
+  } else {
+    text = await response.text();
+  }
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, body: parsed };
+}
