@@ -3,9 +3,14 @@
  * checked slug, never from unchecked input.
  */
 import { z } from 'zod';
+import { isId } from '../core/ids.ts';
 
 export const SLUG_PATTERN = /^[a-z][a-z0-9_]{1,38}$/;
-export const Slug = z.string().regex(SLUG_PATTERN, 'slug must match ^[a-z][a-z0-9_]{1,38}$');
+export const Slug = z
+  .string()
+  .regex(SLUG_PATTERN, 'slug must match ^[a-z][a-z0-9_]{1,38}$')
+  // Paths take an org id or a slug; a slug shaped like an id could never be addressed by slug.
+  .refine((slug) => !isId('org', slug), 'slug must not have the shape of an organization id');
 
 export interface Tenant {
   id: string;
