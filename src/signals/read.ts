@@ -16,46 +16,83 @@ export interface SignalFilter {
   correlationId?: string;
 }
 
-export interface SignalPage {
-  rows: SignalRow[];
-  /**
-   * True when committed rows exist above the horizon: a reader that got less
-   * than a full page should look again shortly even without a wake-up, since
-   * the transaction holding the horizon back may not be an emit.
-   */
-  heldBack: boolean;
-}
-
-/** Reads up to `limit` signals after `cursor`, in position order. */
+/** Reads up to `limit` signals after `cursor`, in position order, below the horizon. */
 export async function readSignalsAfter(
   db: Queryable,
   tenant: TenantRef,
   cursor: Cursor,
   limit: number,
   filter: SignalFilter = {},
-): Promise<SignalPage> {
-  const table = db(`${tenant.schema}.signals`);
-  const types = filter.types;
-  const rows = await db<SignalRow[]>`
+): Promise<SignalRow[]> {
+  return db<SignalRow[]>`
     select ${db.unsafe(SIGNAL_COLUMNS)}
-      from ${table}
+      from ${db(`${tenant.schema}.signals`)}
      where (tx_id, seq) > (${cursor.txId}::xid8, ${cursor.seq}::bigint)
        and tx_id < pg_snapshot_xmin(pg_current_snapshot())
-       ${types ? db`and (type = any(${types.exact}::text[]) or type like any(${types.prefixes}::text[]))` : db``}
-       ${filter.subject !== undefined ? db`and subject = ${filter.subject}` : db``}
-       ${filter.correlationId !== undefined ? db`and correlation_id = ${filter.correlationId}` : db``}
+       ${matching(db, filter)}
      order by tx_id, seq
      limit ${limit}`;
-  if (rows.length === limit) return { rows, heldBack: false };
-  const [held] = await db<{ held: boolean }[]>`
-    select exists (select 1 from ${table} where tx_id >= pg_snapshot_xmin(pg_current_snapshot())) as held`;
-  return { rows, heldBack: held!.held };
 }
 
-/** The cursor for "from now on": everything that commits after this call is after it. */
-export async function currentHorizon(db: Queryable): Promise<Cursor> {
-  const [row] = await db<{ tx: string }[]>`select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1)::text as tx`;
-  return { txId: row!.tx, seq: '9223372036854775807' };
+/**
+ * True when committed signals matching `filter` lie after `position` — after
+ * a short page, those are rows held above the horizon. A tail looks again
+ * shortly when this holds, since the transaction holding the horizon back
+ * may not be an emit and then no wake-up comes. It asks about rows past the
+ * page rather than comparing with the horizon: this statement's snapshot is
+ * newer than the read's, and the horizon may have moved past rows the read
+ * could not return. The filter keeps rows this reader never returns from
+ * looking held forever.
+ */
+export async function hasSignalsAfter(
+  db: Queryable,
+  tenant: TenantRef,
+  position: Cursor,
+  filter: SignalFilter = {},
+): Promise<boolean> {
+  const [row] = await db<{ found: boolean }[]>`
+    select exists (
+      select 1 from ${db(`${tenant.schema}.signals`)}
+       where (tx_id, seq) > (${position.txId}::xid8, ${position.seq}::bigint) ${matching(db, filter)}
+    ) as found`;
+  return row!.found;
+}
+
+function matching(db: Queryable, { types, subject, correlationId }: SignalFilter) {
+  return db`
+    ${types ? db`and (type = any(${types.exact}::text[]) or type like any(${types.prefixes}::text[]))` : db``}
+    ${subject !== undefined ? db`and subject = ${subject}` : db``}
+    ${correlationId !== undefined ? db`and correlation_id = ${correlationId}` : db``}`;
+}
+
+/**
+ * "From now on": the cursor below which everything is the past, and the rows
+ * above it that are the past too. The horizon alone is not the present: while
+ * an older transaction is open, rows that committed before this call sit
+ * above it, and a reader starting there would deliver them as new.
+ */
+export interface Present {
+  /** Everything that commits after this call is after it. */
+  cursor: Cursor;
+  /** True for a position above `cursor` whose transaction had already committed at the call. */
+  isPast(position: string): boolean;
+}
+
+export async function currentHorizon(db: Queryable): Promise<Present> {
+  const [row] = await db<{ xmin: string; xmax: string; xip: string[] }[]>`
+    select pg_snapshot_xmin(s)::text as xmin, pg_snapshot_xmax(s)::text as xmax,
+           array(select pg_snapshot_xip(s)::text) as xip
+      from pg_current_snapshot() as s`;
+  const xmax = BigInt(row!.xmax);
+  const running = new Set(row!.xip);
+  return {
+    cursor: { txId: (BigInt(row!.xmin) - 1n).toString(), seq: '9223372036854775807' },
+    // Committed before the call = not yet started at xmax, nor still running.
+    isPast(position) {
+      const txId = BigInt(`0x${position.slice(0, 16)}`);
+      return txId < xmax && !running.has(txId.toString());
+    },
+  };
 }
 
 export interface SignalListPage {
@@ -70,14 +107,14 @@ export async function listSignals(
   { after, limit, filter }: { after?: Cursor; limit: number; filter?: SignalFilter },
 ): Promise<SignalListPage> {
   const page = await readSignalsAfter(db, tenant, after ?? BEGINNING, limit + 1, filter);
-  const rows = page.rows.slice(0, limit);
+  const rows = page.slice(0, limit);
   const last = rows[rows.length - 1];
   return {
     data: rows.map(toSignal),
     // The cursor to continue from, also at the end of the stream: a tailing
     // client keeps polling with it and sees nothing twice.
     next_cursor: last ? last.position : after && after !== BEGINNING ? encodeCursor(after) : null,
-    has_more: page.rows.length > limit,
+    has_more: page.length > limit,
   };
 }
 

@@ -3,13 +3,13 @@
  * before the first read means a commit between the read and the sleep still
  * wakes us; reading by cursor means a spurious wake costs one empty query and
  * a missed one is impossible to act on twice. Nothing polls on a timer except
- * while committed rows wait above the horizon (see `SignalPage.heldBack`).
+ * while committed rows wait above the horizon (see `hasSignalsAfter`).
  */
 import type { Sql } from '../db/client.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { decodeCursor, toSignal, type Cursor, type Signal } from './model.ts';
-import { readSignalsAfter, type SignalFilter } from './read.ts';
+import { hasSignalsAfter, readSignalsAfter, type SignalFilter } from './read.ts';
 
 export type TailEvent = { kind: 'signals'; signals: Signal[] } | { kind: 'heartbeat' };
 
@@ -40,15 +40,15 @@ export async function* tailSignals(
   try {
     while (!abort.aborted) {
       woken = false;
-      const page = await readSignalsAfter(deps.sql, tenant, cursor, pageSize, filter);
-      if (page.rows.length > 0) {
-        const last = page.rows[page.rows.length - 1]!;
-        cursor = decodeCursor(last.position);
+      const rows = await readSignalsAfter(deps.sql, tenant, cursor, pageSize, filter);
+      if (rows.length > 0) {
+        cursor = decodeCursor(rows[rows.length - 1]!.position);
         lastOutput = Date.now();
-        yield { kind: 'signals', signals: page.rows.map(toSignal) };
-        if (page.rows.length === pageSize) continue;
+        yield { kind: 'signals', signals: rows.map(toSignal) };
+        if (rows.length === pageSize) continue;
       }
-      retryMs = page.heldBack ? Math.min(Math.max(retryMs * 2, 20), 1_000) : 0;
+      const heldBack = await hasSignalsAfter(deps.sql, tenant, cursor, filter);
+      retryMs = heldBack ? Math.min(Math.max(retryMs * 2, 20), 1_000) : 0;
       if (woken) continue;
       const untilHeartbeat = Math.max(0, lastOutput + heartbeatMs - Date.now());
       const timedOut = await new Promise<boolean>((resolve) => {

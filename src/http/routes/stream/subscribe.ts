@@ -36,7 +36,8 @@ export function registerStream(app: ApiApp) {
     const tenant = tenantOf(c);
     const query = c.req.valid('query');
     const resumeFrom = c.req.valid('header')['last-event-id'] ?? query.after;
-    const after = resumeFrom ? decodeCursor(resumeFrom, 'after') : await currentHorizon(deps.sql);
+    const present = resumeFrom ? undefined : await currentHorizon(deps.sql);
+    const after = resumeFrom ? decodeCursor(resumeFrom, 'after') : present!.cursor;
     const types = parseTypeFilter(query.types);
     const abort = new AbortController();
     return streamSSE(c, async (stream) => {
@@ -55,6 +56,9 @@ export function registerStream(app: ApiApp) {
           continue;
         }
         for (const signal of event.signals) {
+          // Without a cursor the stream starts at the present: rows committed
+          // before we connected may sit above the horizon, but are the past.
+          if (present?.isPast(signal.position)) continue;
           await stream.writeSSE({ id: signal.position, event: 'signal', data: JSON.stringify(signal) });
         }
       }
