@@ -11,6 +11,7 @@ import { shippedPublicMigrations, TENANT_MIGRATIONS_DIR } from './db/migrate.ts'
 import { createHttpApp } from './http/app.ts';
 import type { HttpDeps } from './http/context.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
+import { createAppendBatcher } from './signals/append-batcher.ts';
 import { createLogNotifier } from './signals/log-notifier.ts';
 import { createTenantDirectory } from './tenancy/directory.ts';
 import { loadTenantMigrations } from './tenancy/tenant-migrations.ts';
@@ -44,6 +45,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     tenants: createTenantDirectory({ sql }),
     authenticator: createKeyAuthenticator({ sql, onError }),
     notifier,
+    appendBatcher: createAppendBatcher({ sql, onCommitted: (orgId) => notifier.committed(orgId) }),
     projections: createProjectionRegistry([]),
     tenantMigrations,
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,

@@ -29,16 +29,19 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : newId('request');
     c.set('requestId', requestId);
     c.set('deps', deps);
+    // Set before the response exists: every response built from the context
+    // carries it, and problem responses add it themselves. Setting it on a
+    // finished response would make the server materialise its headers.
+    c.header('x-request-id', requestId);
     const started = performance.now();
     await next();
-    c.header('x-request-id', requestId);
     const status = c.res.status;
     const line = {
       request_id: requestId,
       method: c.req.method,
       route: routePath(c, -1),
-      org: c.var.tenant?.slug,
-      key_id: c.var.principal?.keyId,
+      org: c.get('tenant')?.slug,
+      key_id: c.get('principal')?.keyId,
       status,
       duration_ms: Math.round((performance.now() - started) * 100) / 100,
     };

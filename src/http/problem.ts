@@ -87,6 +87,6 @@ export function knownProblem(error: unknown): Problem | undefined {
 export function problemResponse(body: Problem, requestId?: string): Response {
   return new Response(JSON.stringify(requestId ? { ...body, request_id: requestId } : body), {
     status: body.status,
-    headers: { 'content-type': 'application/problem+json' },
+    headers: { 'content-type': 'application/problem+json', ...(requestId ? { 'x-request-id': requestId } : {}) },
   });
 }

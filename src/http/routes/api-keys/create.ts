@@ -1,6 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { CreateApiKeyInput, createApiKey } from '../../../auth/api-keys.ts';
-import { limitBody, principalOf, requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { principalOf, requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { limitBody } from '../../body.ts';
 import { ApiKeySchema, errorResponses, jsonBody, jsonResponse, OrgParams } from '../../schemas.ts';
 
 export const createApiKeyRoute = createRoute({
@@ -18,7 +19,7 @@ export const createApiKeyRoute = createRoute({
 
 export function registerCreateApiKey(app: ApiApp) {
   app.openapi(createApiKeyRoute, async (c) => {
-    const result = await createApiKey(c.var.deps, {
+    const result = await createApiKey(c.get('deps'), {
       tenant: tenantOf(c),
       input: c.req.valid('json'),
       by: principalOf(c).actor,

@@ -2,7 +2,8 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import { CreateOrgInput, provisionOrg } from '../../../tenancy/provision.ts';
 import { orgView } from '../../../tenancy/tenant.ts';
-import { requireAccess, limitBody, type ApiApp } from '../../context.ts';
+import { requireAccess, type ApiApp } from '../../context.ts';
+import { limitBody } from '../../body.ts';
 import { errorResponses, jsonBody, jsonResponse, OrgSchema } from '../../schemas.ts';
 
 const OrgResponse = z.object({ org: OrgSchema });
@@ -23,7 +24,7 @@ export const createOrgRoute = createRoute({
 
 export function registerCreateOrg(app: ApiApp) {
   app.openapi(createOrgRoute, async (c) => {
-    const { deps } = c.var;
+    const deps = c.get('deps');
     const { tenant, created } = await provisionOrg(deps, { input: c.req.valid('json') });
     return c.json({ org: orgView(tenant) }, created ? 201 : 200);
   });

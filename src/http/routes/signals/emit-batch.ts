@@ -1,6 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { emitBatch } from '../../../signals/emit.ts';
-import { emitContextOf, limitBody, requireAccess, type ApiApp } from '../../context.ts';
+import { emitContextOf, requireAccess, type ApiApp } from '../../context.ts';
+import { limitBody } from '../../body.ts';
 import { errorResponses, jsonBody, jsonResponse, OrgParams, SignalSchema } from '../../schemas.ts';
 
 const BatchInput = z.object({
@@ -38,7 +39,7 @@ export function registerEmitBatch(app: ApiApp) {
     const ctx = emitContextOf(c);
     // A batch-wide Idempotency-Key cannot dedupe individual items.
     delete ctx.idempotencyKey;
-    const results = await emitBatch(c.var.deps, { ctx, inputs: c.req.valid('json').signals });
+    const results = await emitBatch(c.get('deps'), { ctx, inputs: c.req.valid('json').signals });
     return c.json({ results }, 200);
   });
 }

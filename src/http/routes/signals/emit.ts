@@ -1,7 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { emit } from '../../../signals/emit.ts';
 import { EmitSignalInput } from '../../../signals/model.ts';
-import { emitContextOf, limitBody, requireAccess, type ApiApp } from '../../context.ts';
+import { emitContextOf, requireAccess, type ApiApp } from '../../context.ts';
+import { limitBody } from '../../body.ts';
 import { errorResponses, jsonBody, jsonResponse, OrgParams, SignalSchema } from '../../schemas.ts';
 
 const EmitResponse = z.object({ signal: SignalSchema, deduplicated: z.boolean() });
@@ -26,7 +27,7 @@ export const emitSignalRoute = createRoute({
 
 export function registerEmitSignal(app: ApiApp) {
   app.openapi(emitSignalRoute, async (c) => {
-    const result = await emit(c.var.deps, { ctx: emitContextOf(c), input: c.req.valid('json') });
+    const result = await emit(c.get('deps'), { ctx: emitContextOf(c), input: c.req.valid('json') });
     return c.json(result, result.deduplicated ? 200 : 201);
   });
 }

@@ -19,6 +19,6 @@ export function registerGetSignal(app: ApiApp) {
   app.openapi(getSignalRoute, async (c) => {
     const { id } = c.req.valid('param');
     if (!isId('signal', id)) throw notFound('signal');
-    return c.json({ signal: await getSignal(c.var.deps.sql, tenantOf(c), id) }, 200);
+    return c.json({ signal: await getSignal(c.get('deps').sql, tenantOf(c), id) }, 200);
   });
 }

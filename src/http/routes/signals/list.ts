@@ -32,7 +32,7 @@ export const listSignalsRoute = createRoute({
 export function registerListSignals(app: ApiApp) {
   app.openapi(listSignalsRoute, async (c) => {
     const query = c.req.valid('query');
-    const page = await listSignals(c.var.deps.sql, tenantOf(c), {
+    const page = await listSignals(c.get('deps').sql, tenantOf(c), {
       ...(query.after ? { after: decodeCursor(query.after) } : {}),
       limit: query.limit,
       filter: {

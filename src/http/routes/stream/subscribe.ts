@@ -32,7 +32,7 @@ export const streamRoute = createRoute({
 
 export function registerStream(app: ApiApp) {
   app.openapi(streamRoute, async (c) => {
-    const { deps } = c.var;
+    const deps = c.get('deps');
     const tenant = tenantOf(c);
     const query = c.req.valid('query');
     const resumeFrom = c.req.valid('header')['last-event-id'] ?? query.after;

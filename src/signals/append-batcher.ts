@@ -1,0 +1,98 @@
+/**
+ * Group commit for appends that need no transaction of their own (no caller
+ * `tx`, no inline projection). Emits arriving while earlier appends of the same
+ * tenant are in flight wait and go out together as one INSERT — one round trip,
+ * one commit, one WAL flush for all of them. An idle tenant's emit goes out at
+ * once, so batching adds no latency; under load it trades a little of it for
+ * far fewer commits.
+ *
+ * Each submission (one emit, or one batch request) is a unit: merging keeps
+ * every submission atomic, and if a merged statement fails, each submission is
+ * retried alone so one bad submission cannot fail its neighbours. Items that
+ * share a dedupe key across submissions resolve as if they had arrived one
+ * after another (`appendSignals`).
+ */
+import type { Sql } from '../db/client.ts';
+import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import { appendSignals, type Outcome } from './append.ts';
+import type { Prepared } from './prepare.ts';
+
+export interface AppendBatcher {
+  append(tenant: TenantRef, items: Prepared[]): Promise<Outcome[]>;
+}
+
+interface Submission {
+  items: Prepared[];
+  resolve(outcomes: Outcome[]): void;
+  reject(error: unknown): void;
+}
+
+interface TenantQueue {
+  tenant: TenantRef;
+  waiting: Submission[];
+  inFlight: number;
+}
+
+export function createAppendBatcher(
+  deps: { sql: Sql; onCommitted(tenantId: string): void },
+  {
+    maxInFlightPerTenant = 1,
+    maxRowsPerStatement = 2_000,
+  }: { maxInFlightPerTenant?: number; maxRowsPerStatement?: number } = {},
+): AppendBatcher {
+  const queues = new Map<string, TenantQueue>();
+
+  const write = async (tenant: TenantRef, submissions: Submission[]) => {
+    const items = submissions.flatMap((submission) => submission.items);
+    const { outcomes, inserted } = await appendSignals(deps.sql, tenant, items);
+    if (inserted.length > 0) deps.onCommitted(tenant.id);
+    let offset = 0;
+    for (const submission of submissions) {
+      submission.resolve(outcomes.slice(offset, offset + submission.items.length));
+      offset += submission.items.length;
+    }
+  };
+
+  const flush = (queue: TenantQueue) => {
+    if (queue.waiting.length === 0 || queue.inFlight >= maxInFlightPerTenant) return;
+    const batch: Submission[] = [];
+    let rows = 0;
+    while (queue.waiting.length > 0) {
+      const next = queue.waiting[0]!;
+      if (batch.length > 0 && rows + next.items.length > maxRowsPerStatement) break;
+      batch.push(queue.waiting.shift()!);
+      rows += next.items.length;
+    }
+    queue.inFlight++;
+    void (async () => {
+      try {
+        await write(queue.tenant, batch);
+      } catch (error) {
+        if (batch.length === 1) batch[0]!.reject(error);
+        // Alone, each submission succeeds or fails on its own merits.
+        else
+          await Promise.all(
+            batch.map((submission) => write(queue.tenant, [submission]).catch((alone) => submission.reject(alone))),
+          );
+      } finally {
+        queue.inFlight--;
+        if (queue.waiting.length > 0) flush(queue);
+        else if (queue.inFlight === 0) queues.delete(queue.tenant.id);
+      }
+    })();
+  };
+
+  return {
+    append(tenant, items) {
+      return new Promise<Outcome[]>((resolve, reject) => {
+        let queue = queues.get(tenant.id);
+        if (!queue) {
+          queue = { tenant, waiting: [], inFlight: 0 };
+          queues.set(tenant.id, queue);
+        }
+        queue.waiting.push({ items, resolve, reject });
+        flush(queue);
+      });
+    },
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * The append itself: one INSERT for any number of prepared signals, each
+ * resolved to its stored row. Dedupe is the unique index on `dedupe_key`
+ * (`ON CONFLICT DO NOTHING`), never read-then-write: concurrent appends of one
+ * key wait on the index and all but one find the stored row.
+ */
+import type { Queryable } from '../db/client.ts';
+import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import { SIGNAL_COLUMNS, type SignalRow } from './model.ts';
+import type { Prepared } from './prepare.ts';
+
+/** One item's outcome: its stored row, and whether this append created it. */
+export interface Outcome {
+  row: SignalRow;
+  created: boolean;
+}
+
+/** What the database decides for an appended signal; the rest is already known. */
+interface Appended {
+  position: string;
+  id: string;
+  correlation_id: string;
+  causation_depth: number;
+  recorded_at: Date;
+}
+
+const COLUMNS = `id, type, schema_version, subject, payload, actor, source, dedupe_key, payload_hash,
+  correlation_id, causation_id, causation_depth, installation_id, trace, occurred_at`;
+const ITEM_FIELDS = `id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id,
+  causation_id, occurred_at, actor, source, installation_id, trace`;
+
+/**
+ * Inserts `items` (distinct dedupe keys) in one statement; rows whose key is
+ * already stored are skipped. One signal is a VALUES row, several one
+ * `unnest` over column arrays. Correlation is inherited from the causing
+ * signal when none is named — looked up only when a cause is named, through a
+ * lateral index probe (a plain join may be planned as a scan of the log).
+ * RETURNING carries only what the database decides: the payload just sent is
+ * not read back.
+ */
+async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]): Promise<Appended[]> {
+  const table = db(`${tenant.schema}.signals`);
+  const one = items.length === 1 ? items[0]! : undefined;
+  const column = <T>(pick: (item: Prepared) => T) => items.map(pick);
+  const source = one
+    ? db`(values (${one.id}, ${one.type}, ${one.schemaVersion}::int, ${one.subject}::text, ${one.payloadJson},
+                  ${one.dedupeKey}, ${one.payloadHash}, ${one.correlationId}::text, ${one.causationId}::text,
+                  ${one.occurredAt}::timestamptz, ${one.actorJson}, ${one.source}, ${one.installationId}::text,
+                  ${one.traceparent}::text)) as i(${db.unsafe(ITEM_FIELDS)})`
+    : db`unnest(${column((item) => item.id)}::text[], ${column((item) => item.type)}::text[],
+                ${column((item) => item.schemaVersion)}::int[], ${column((item) => item.subject)}::text[],
+                ${column((item) => item.payloadJson)}::text[], ${column((item) => item.dedupeKey)}::text[],
+                ${column((item) => item.payloadHash)}::text[], ${column((item) => item.correlationId)}::text[],
+                ${column((item) => item.causationId)}::text[], ${column((item) => item.occurredAt)}::timestamptz[],
+                ${column((item) => item.actorJson)}::text[], ${column((item) => item.source)}::text[],
+                ${column((item) => item.installationId)}::text[], ${column((item) => item.traceparent)}::text[])
+           with ordinality as i(${db.unsafe(ITEM_FIELDS)}, ord)`;
+  const caused = items.some((item) => item.causationId !== null);
+  return db<Appended[]>`
+    insert into ${table} (${db.unsafe(COLUMNS)})
+    select i.id, i.type, i.schema_version, i.subject, i.payload::jsonb, i.actor::jsonb, i.source, i.dedupe_key,
+           i.payload_hash,
+           ${caused ? db`coalesce(i.correlation_id, c.correlation_id, i.id)` : db`coalesce(i.correlation_id, i.id)`},
+           i.causation_id, ${caused ? db`coalesce(c.causation_depth + 1, 0)` : db`0`},
+           i.installation_id, i.trace, i.occurred_at
+      from ${source}
+      ${caused ? db`left join lateral (select correlation_id, causation_depth from ${table} where id = i.causation_id) c on true` : db``}
+      ${one ? db`` : db`order by i.ord`}
+    on conflict (dedupe_key) do nothing
+    returning lpad(to_hex((tx_id::text)::bigint), 16, '0') || lpad(to_hex(seq), 16, '0') as position,
+              id, correlation_id, causation_depth, recorded_at`;
+}
+
+function toRow(item: Prepared, appended: Appended): SignalRow {
+  return {
+    position: appended.position,
+    id: item.id,
+    type: item.type,
+    schema_version: item.schemaVersion,
+    subject: item.subject,
+    payload: item.payload,
+    actor: item.actor,
+    source: item.source,
+    dedupe_key: item.dedupeKey,
+    payload_hash: item.payloadHash,
+    correlation_id: appended.correlation_id,
+    causation_id: item.causationId,
+    causation_depth: appended.causation_depth,
+    installation_id: item.installationId,
+    trace: item.traceparent,
+    occurred_at: new Date(item.occurredAt),
+    recorded_at: appended.recorded_at,
+  };
+}
+
+async function findByDedupeKeys(db: Queryable, tenant: TenantRef, keys: string[]): Promise<Map<string, SignalRow>> {
+  const rows = await db<SignalRow[]>`
+    select ${db.unsafe(SIGNAL_COLUMNS)} from ${db(`${tenant.schema}.signals`)} where dedupe_key = any(${keys}::text[])`;
+  return new Map(rows.map((row) => [row.dedupe_key, row]));
+}
+
+/**
+ * Appends `items` in one statement and resolves every item to its stored row.
+ * Items may share a dedupe key: the first of a key is the one written, the
+ * rest resolve to it, as if they had come one after another. `inserted` lists
+ * the new rows, in position order, for inline projections.
+ */
+export async function appendSignals(
+  db: Queryable,
+  tenant: TenantRef,
+  items: Prepared[],
+): Promise<{ outcomes: Outcome[]; inserted: SignalRow[] }> {
+  const firstOfKey = new Map<string, Prepared>();
+  for (const item of items) if (!firstOfKey.has(item.dedupeKey)) firstOfKey.set(item.dedupeKey, item);
+  const appended = new Map((await insertSignals(db, tenant, [...firstOfKey.values()])).map((row) => [row.id, row]));
+
+  const stored = new Map<string, SignalRow>();
+  const inserted: SignalRow[] = [];
+  for (const item of firstOfKey.values()) {
+    const row = appended.get(item.id);
+    if (!row) continue;
+    const signal = toRow(item, row);
+    inserted.push(signal);
+    stored.set(item.dedupeKey, signal);
+  }
+  const missing = [...firstOfKey.keys()].filter((key) => !stored.has(key));
+  if (missing.length > 0) for (const [key, row] of await findByDedupeKeys(db, tenant, missing)) stored.set(key, row);
+
+  const outcomes = items.map((item) => {
+    // The unique index guarantees a stored row for every skipped key.
+    const row = stored.get(item.dedupeKey);
+    if (!row) throw new Error(`dedupe key ${item.dedupeKey} skipped but not found`);
+    return { row, created: row.id === item.id };
+  });
+  return { outcomes, inserted };
+}
