@@ -79,8 +79,3 @@ describe('append batcher (group commit)', () => {
     expect(row).toEqual({ batched: 0, alongside: 10 });
   });
 });
-    const [single] = await Promise.allSettled([emitOne('test.alongside', 1), batch]);
-    expect(single.status).toBe('fulfilled');
-    await expect(batch).rejects.toThrow('poisoned row');
-  });
-});
