@@ -1,18 +1,15 @@
 import { createHash } from 'node:crypto';
+import { configure } from 'safe-stable-stringify';
+
+const stableStringify = configure({ deterministic: true, circularValue: TypeError, bigint: false });
 
 /**
- * Canonical JSON (sorted object keys, no whitespace) so that equal payloads hash
- * equally whatever key order the caller sent. Undefined members are dropped as
- * JSON.stringify drops them.
+ * Canonical JSON (object keys sorted, no whitespace, JSON.stringify's rules
+ * otherwise) so equal payloads hash equally whatever key order the caller
+ * sent. `safe-stable-stringify` does it in one pass; it is on the emit path.
  */
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item ?? null)).join(',')}]`;
-  const entries = Object.keys(value)
-    .sort()
-    .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
-    .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
-  return `{${entries.join(',')}}`;
+  return stableStringify(value) ?? 'null';
 }
 
 export function sha256Hex(text: string): string {

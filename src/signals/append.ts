@@ -24,45 +24,56 @@ interface Appended {
   recorded_at: Date;
 }
 
-const COLUMNS = `id, type, schema_version, subject, payload, actor, source, dedupe_key, payload_hash,
-  correlation_id, causation_id, causation_depth, installation_id, trace, occurred_at`;
-const ITEM_FIELDS = `id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id,
-  causation_id, occurred_at, actor, source, installation_id, trace`;
+const COLUMNS = `id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id,
+  causation_id, causation_depth, occurred_at, actor, source, installation_id, trace`;
+const FACT_FIELDS = 'id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id, causation_id, occurred_at';
+const ORIGIN_FIELDS = 'actor, source, installation_id, trace';
+
+const sameOrigin = (a: Prepared, b: Prepared) =>
+  a.actorJson === b.actorJson && a.source === b.source && a.installationId === b.installationId && a.traceparent === b.traceparent;
 
 /**
  * Inserts `items` (distinct dedupe keys) in one statement; rows whose key is
  * already stored are skipped. One signal is a VALUES row, several one
- * `unnest` over column arrays. Correlation is inherited from the causing
- * signal when none is named — looked up only when a cause is named, through a
- * lateral index probe (a plain join may be planned as a scan of the log).
- * RETURNING carries only what the database decides: the payload just sent is
- * not read back.
+ * `unnest` over column arrays — with who-and-where as plain parameters when
+ * all items share them, as they do unless group commit merged several calls.
+ * Correlation is inherited from the causing signal when none is named —
+ * looked up only when a cause is named, through a lateral index probe (a
+ * plain join may be planned as a scan of the log). RETURNING carries only
+ * what the database decides: the payload just sent is not read back.
  */
 async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]): Promise<Appended[]> {
   const table = db(`${tenant.schema}.signals`);
-  const one = items.length === 1 ? items[0]! : undefined;
+  const first = items[0]!;
+  const one = items.length === 1;
+  const shared = one || items.every((item) => sameOrigin(item, first));
   const column = <T>(pick: (item: Prepared) => T) => items.map(pick);
   const source = one
-    ? db`(values (${one.id}, ${one.type}, ${one.schemaVersion}::int, ${one.subject}::text, ${one.payloadJson},
-                  ${one.dedupeKey}, ${one.payloadHash}, ${one.correlationId}::text, ${one.causationId}::text,
-                  ${one.occurredAt}::timestamptz, ${one.actorJson}, ${one.source}, ${one.installationId}::text,
-                  ${one.traceparent}::text)) as i(${db.unsafe(ITEM_FIELDS)})`
+    ? db`(values (${first.id}, ${first.type}, ${first.schemaVersion}::int, ${first.subject}::text, ${first.payloadJson},
+                  ${first.dedupeKey}, ${first.payloadHash}, ${first.correlationId}::text, ${first.causationId}::text,
+                  ${first.occurredAt}::timestamptz)) as i(${db.unsafe(FACT_FIELDS)})`
     : db`unnest(${column((item) => item.id)}::text[], ${column((item) => item.type)}::text[],
                 ${column((item) => item.schemaVersion)}::int[], ${column((item) => item.subject)}::text[],
                 ${column((item) => item.payloadJson)}::text[], ${column((item) => item.dedupeKey)}::text[],
                 ${column((item) => item.payloadHash)}::text[], ${column((item) => item.correlationId)}::text[],
-                ${column((item) => item.causationId)}::text[], ${column((item) => item.occurredAt)}::timestamptz[],
-                ${column((item) => item.actorJson)}::text[], ${column((item) => item.source)}::text[],
-                ${column((item) => item.installationId)}::text[], ${column((item) => item.traceparent)}::text[])
-           with ordinality as i(${db.unsafe(ITEM_FIELDS)}, ord)`;
+                ${column((item) => item.causationId)}::text[], ${column((item) => item.occurredAt)}::timestamptz[]
+                ${
+                  shared
+                    ? db``
+                    : db`, ${column((item) => item.actorJson)}::text[], ${column((item) => item.source)}::text[],
+                         ${column((item) => item.installationId)}::text[], ${column((item) => item.traceparent)}::text[]`
+                })
+           with ordinality as i(${db.unsafe(FACT_FIELDS)}, ${shared ? db`` : db`${db.unsafe(ORIGIN_FIELDS)},`} ord)`;
+  // `::text` first: a parameter the server types as jsonb would be JSON-encoded again by postgres.js.
+  const origin = shared
+    ? db`${first.actorJson}::text::jsonb, ${first.source}::text, ${first.installationId}::text, ${first.traceparent}::text`
+    : db`i.actor::jsonb, i.source, i.installation_id, i.trace`;
   const caused = items.some((item) => item.causationId !== null);
   return db<Appended[]>`
     insert into ${table} (${db.unsafe(COLUMNS)})
-    select i.id, i.type, i.schema_version, i.subject, i.payload::jsonb, i.actor::jsonb, i.source, i.dedupe_key,
-           i.payload_hash,
+    select i.id, i.type, i.schema_version, i.subject, i.payload::jsonb, i.dedupe_key, i.payload_hash,
            ${caused ? db`coalesce(i.correlation_id, c.correlation_id, i.id)` : db`coalesce(i.correlation_id, i.id)`},
-           i.causation_id, ${caused ? db`coalesce(c.causation_depth + 1, 0)` : db`0`},
-           i.installation_id, i.trace, i.occurred_at
+           i.causation_id, ${caused ? db`coalesce(c.causation_depth + 1, 0)` : db`0`}, i.occurred_at, ${origin}
       from ${source}
       ${caused ? db`left join lateral (select correlation_id, causation_depth from ${table} where id = i.causation_id) c on true` : db``}
       ${one ? db`` : db`order by i.ord`}

@@ -78,4 +78,31 @@ describe('append batcher (group commit)', () => {
         from org_batcher.signals`;
     expect(row).toEqual({ batched: 0, alongside: 10 });
   });
+
+  it('stores each merged signal with its own actor, source and trace', async () => {
+    const origins = Array.from({ length: 12 }, (_, n) => ({
+      actor: { type: 'agent' as const, id: `agent-${n % 3}` },
+      source: n % 2 ? 'api' : 'webhook:test',
+      traceparent: `00-${String(n).padStart(32, 'a')}-00f067aa0ba902b7-01`,
+    }));
+    const results = await Promise.all(
+      origins.map((origin, n) =>
+        emit(t.app.deps, { ctx: { tenant: org, ...origin }, input: { type: 'test.origin', payload: { n } } }),
+      ),
+    );
+    const stored = await t.app.deps.sql<{ id: string; actor: unknown; source: string; trace: string }[]>`
+      select id, actor, source, trace from org_batcher.signals where type = 'test.origin'`;
+    const byId = new Map(stored.map((row) => [row.id, row]));
+    results.forEach((result, n) => {
+      expect(byId.get(result.signal.id)).toEqual({
+        id: result.signal.id,
+        actor: origins[n]!.actor,
+        source: origins[n]!.source,
+        trace: origins[n]!.traceparent,
+      });
+    });
+    const [wrong] = await t.app.deps.sql`
+      select count(*)::int as n from org_batcher.signals where jsonb_typeof(actor) <> 'object'`;
+    expect(wrong!.n).toBe(0);
+  });
 });
