@@ -52,18 +52,23 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
     ? db`(values (${first.id}, ${first.type}, ${first.schemaVersion}::int, ${first.subject}::text, ${first.payloadJson},
                   ${first.dedupeKey}, ${first.payloadHash}, ${first.correlationId}::text, ${first.causationId}::text,
                   ${first.occurredAt}::timestamptz)) as i(${db.unsafe(FACT_FIELDS)})`
-    : db`unnest(${column((item) => item.id)}::text[], ${column((item) => item.type)}::text[],
-                ${column((item) => item.schemaVersion)}::int[], ${column((item) => item.subject)}::text[],
-                ${column((item) => item.payloadJson)}::text[], ${column((item) => item.dedupeKey)}::text[],
-                ${column((item) => item.payloadHash)}::text[], ${column((item) => item.correlationId)}::text[],
-                ${column((item) => item.causationId)}::text[], ${column((item) => item.occurredAt)}::timestamptz[]
-                ${
-                  shared
-                    ? db``
-                    : db`, ${column((item) => item.actorJson)}::text[], ${column((item) => item.source)}::text[],
-                         ${column((item) => item.installationId)}::text[], ${column((item) => item.traceparent)}::text[]`
-                })
-           with ordinality as i(${db.unsafe(FACT_FIELDS)}, ${shared ? db`` : db`${db.unsafe(ORIGIN_FIELDS)},`} ord)`;
+    : // ROWS FROM zips the columns. Payloads travel as one JSON array of the
+      // canonical texts already in hand: a text[] would have postgres.js
+      // escape every quote of every payload.
+      db`rows from (
+           unnest(${column((item) => item.id)}::text[]), unnest(${column((item) => item.type)}::text[]),
+           unnest(${column((item) => item.schemaVersion)}::int[]), unnest(${column((item) => item.subject)}::text[]),
+           jsonb_array_elements(${`[${column((item) => item.payloadJson).join(',')}]`}::text::jsonb),
+           unnest(${column((item) => item.dedupeKey)}::text[]), unnest(${column((item) => item.payloadHash)}::text[]),
+           unnest(${column((item) => item.correlationId)}::text[]), unnest(${column((item) => item.causationId)}::text[]),
+           unnest(${column((item) => item.occurredAt)}::timestamptz[])
+           ${
+             shared
+               ? db``
+               : db`, unnest(${column((item) => item.actorJson)}::text[]), unnest(${column((item) => item.source)}::text[]),
+                    unnest(${column((item) => item.installationId)}::text[]), unnest(${column((item) => item.traceparent)}::text[])`
+           }
+         ) with ordinality as i(${db.unsafe(FACT_FIELDS)}, ${shared ? db`` : db`${db.unsafe(ORIGIN_FIELDS)},`} ord)`;
   // `::text` first: a parameter the server types as jsonb would be JSON-encoded again by postgres.js.
   const origin = shared
     ? db`${first.actorJson}::text::jsonb, ${first.source}::text, ${first.installationId}::text, ${first.traceparent}::text`
