@@ -31,6 +31,8 @@ export const Config = z.object({
   SIGNALBUS_MAX_BATCH_BYTES: z.coerce.number().int().positive().default(32 * 1024 * 1024),
   /** Connections in the application pool; keep small, see ARCHITECTURE.md (Scale). */
   SIGNALBUS_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  /** Connections for appends outside a caller's transaction (group commit, pipelined). */
+  SIGNALBUS_DB_WRITER_POOL_SIZE: z.coerce.number().int().min(1).max(50).default(2),
   /** Seconds between SSE heartbeat comments. */
   SIGNALBUS_SSE_HEARTBEAT_SECONDS: z.coerce.number().positive().default(15),
 });

@@ -91,8 +91,10 @@ export async function runIngestBench(): Promise<void> {
   const raw = createSql(database.url, { max: SINGLE_CONCURRENCY });
   const headers = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
   try {
+    // Steady state: the server's JIT and both tables warm before anything counts.
     console.log(`warming up (${SINGLE_CONCURRENCY} connections)…`);
-    await httpLoad({ url: `${server.url}/v1/orgs/bench/signals`, method: 'POST', headers, body: JSON.stringify(signalBody), connections: SINGLE_CONCURRENCY, duration: 2 });
+    await httpLoad({ url: `${server.url}/v1/orgs/bench/signals`, method: 'POST', headers, body: JSON.stringify(signalBody), connections: SINGLE_CONCURRENCY, duration: 4 });
+    await httpLoad({ url: `${server.url}/v1/orgs/bench/signals/batch`, method: 'POST', headers, body: JSON.stringify({ signals: Array.from({ length: BATCH_SIZE }, () => signalBody) }), connections: BATCH_CONCURRENCY, duration: 2 });
     await closedLoop(SINGLE_CONCURRENCY, 2000, () => insertBaselineSingle(raw));
 
     // Rounds alternate signalbus and baseline so that drift on the machine

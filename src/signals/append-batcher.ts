@@ -36,7 +36,7 @@ interface TenantQueue {
 export function createAppendBatcher(
   deps: { sql: Sql; onCommitted(tenantId: string): void },
   {
-    maxInFlightPerTenant = 1,
+    maxInFlightPerTenant = 2,
     maxRowsPerStatement = 2_000,
   }: { maxInFlightPerTenant?: number; maxRowsPerStatement?: number } = {},
 ): AppendBatcher {
