@@ -6,9 +6,16 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 /**
- * Logs to stdout asynchronously: lines written while a write is in flight go
- * out together, one syscall for many requests (pino flushes on exit).
+ * Logs to stdout asynchronously in blocks of up to 4 KiB, flushed at least
+ * every 250 ms: one write for many request lines instead of one each (a
+ * measurable share of an emit's CPU). pino flushes what is left on exit.
  */
+function bufferedStdout(): DestinationStream {
+  const stream = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => stream.flush(), 250).unref();
+  return stream;
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
@@ -20,6 +27,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         censor: '[redacted]',
       },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? bufferedStdout(),
   );
 }
