@@ -87,37 +87,27 @@ export async function runIngestBench(): Promise<void> {
     create table bench_baseline.signals (like org_bench.signals including all);`);
   await setup.close();
 
-  const server = await startServer(database.url, { SIGNALBUS_DB_POOL_SIZE: String(SINGLE_CONCURRENCY), LOG_LEVEL: 'info' });
+  const server = await startServer(database.url, { LOG_LEVEL: 'info' });
   const raw = createSql(database.url, { max: SINGLE_CONCURRENCY });
   const headers = { authorization: `Bearer ${secret}`, 'content-type': 'application/json' };
   try {
+    const batchBody = JSON.stringify({ signals: Array.from({ length: BATCH_SIZE }, () => signalBody) });
+    const emits = (path: string, body: string, connections: number, options: autocannon.Options = { url: '' }) =>
+      httpLoad({ ...options, url: `${server.url}/v1/orgs/bench/${path}`, method: 'POST', headers, body, connections });
     // Steady state: the server's JIT and both tables warm before anything counts.
     console.log(`warming up (${SINGLE_CONCURRENCY} connections)…`);
-    await httpLoad({ url: `${server.url}/v1/orgs/bench/signals`, method: 'POST', headers, body: JSON.stringify(signalBody), connections: SINGLE_CONCURRENCY, duration: 4 });
-    await httpLoad({ url: `${server.url}/v1/orgs/bench/signals/batch`, method: 'POST', headers, body: JSON.stringify({ signals: Array.from({ length: BATCH_SIZE }, () => signalBody) }), connections: BATCH_CONCURRENCY, duration: 2 });
+    await emits('signals', JSON.stringify(signalBody), SINGLE_CONCURRENCY, { url: '', duration: 4 });
+    await emits('signals/batch', batchBody, BATCH_CONCURRENCY, { url: '', duration: 2 });
     await closedLoop(SINGLE_CONCURRENCY, 2000, () => insertBaselineSingle(raw));
 
     // Rounds alternate signalbus and baseline so that drift on the machine
     // (checkpoints, autovacuum, other load) hits both; medians are reported.
     const rounds: Array<{ single: number; rawSingle: number; batch: number; rawBatch: number }> = [];
-    const batchBody = JSON.stringify({ signals: Array.from({ length: BATCH_SIZE }, () => signalBody) });
     for (let round = 1; round <= ROUNDS; round++) {
       console.log(`round ${round}/${ROUNDS}: single emits over HTTP, single-row INSERTs, batches over HTTP, multi-row INSERTs…`);
-      const single = await httpLoad({
-        url: `${server.url}/v1/orgs/bench/signals`,
-        method: 'POST',
-        headers,
-        body: JSON.stringify(signalBody),
-        connections: SINGLE_CONCURRENCY,
-      });
+      const single = await emits('signals', JSON.stringify(signalBody), SINGLE_CONCURRENCY);
       const rawSingle = await closedLoop(SINGLE_CONCURRENCY, PHASE_SECONDS * 1000, () => insertBaselineSingle(raw));
-      const batch = await httpLoad({
-        url: `${server.url}/v1/orgs/bench/signals/batch`,
-        method: 'POST',
-        headers,
-        body: batchBody,
-        connections: BATCH_CONCURRENCY,
-      });
+      const batch = await emits('signals/batch', batchBody, BATCH_CONCURRENCY);
       const rawBatch = await closedLoop(BATCH_CONCURRENCY, PHASE_SECONDS * 1000, () =>
         insertBaseline(raw, Array.from({ length: BATCH_SIZE }, baselineRow)),
       );
@@ -135,14 +125,7 @@ export async function runIngestBench(): Promise<void> {
 
     const halfRate = Math.max(1, Math.round(singleRate / 2));
     console.log(`single emit latency at ${halfRate}/s (half the peak)…`);
-    const paced = await httpLoad({
-      url: `${server.url}/v1/orgs/bench/signals`,
-      method: 'POST',
-      headers,
-      body: JSON.stringify(signalBody),
-      connections: SINGLE_CONCURRENCY,
-      overallRate: halfRate,
-    });
+    const paced = await emits('signals', JSON.stringify(signalBody), SINGLE_CONCURRENCY, { url: '', overallRate: halfRate });
     const peakRss = await server.peakRssMiB();
 
     const results = {

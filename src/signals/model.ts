@@ -96,24 +96,11 @@ export interface SignalRow {
   recorded_at: Date;
 }
 
-export interface Signal {
-  id: string;
-  position: string;
-  type: string;
-  schema_version: number;
-  subject: string | null;
-  payload: Record<string, unknown>;
-  actor: Actor;
-  source: string;
-  dedupe_key: string;
-  payload_hash: string;
-  correlation_id: string | null;
-  causation_id: string | null;
-  installation_id: string | null;
-  trace: string | null;
+/** A signal as the API shows it: times as ISO strings, the causation depth kept internal. */
+export type Signal = Omit<SignalRow, 'causation_depth' | 'occurred_at' | 'recorded_at'> & {
   occurred_at: string;
   recorded_at: string;
-}
+};
 
 export function toSignal(row: SignalRow): Signal {
   return {
