@@ -6,7 +6,7 @@
  */
 import type { Queryable } from '../db/client.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
-import { SIGNAL_COLUMNS, type SignalRow } from './model.ts';
+import { isoTimestamp, SIGNAL_COLUMNS, type SignalRow } from './model.ts';
 import type { Prepared } from './prepare.ts';
 
 /** One item's outcome: its stored row, and whether this append created it. */
@@ -21,7 +21,7 @@ interface Appended {
   id: string;
   correlation_id: string;
   causation_depth: number;
-  recorded_at: Date;
+  recorded_at: string;
 }
 
 const COLUMNS = `id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id,
@@ -84,7 +84,7 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
       ${one ? db`` : db`order by i.ord`}
     on conflict (dedupe_key) do nothing
     returning lpad(to_hex((tx_id::text)::bigint), 16, '0') || lpad(to_hex(seq), 16, '0') as position,
-              id, correlation_id, causation_depth, recorded_at`;
+              id, correlation_id, causation_depth, ${db.unsafe(isoTimestamp('recorded_at'))} as recorded_at`;
 }
 
 function toRow(item: Prepared, appended: Appended): SignalRow {
@@ -104,7 +104,7 @@ function toRow(item: Prepared, appended: Appended): SignalRow {
     causation_depth: appended.causation_depth,
     installation_id: item.installationId,
     trace: item.traceparent,
-    occurred_at: new Date(item.occurredAt),
+    occurred_at: item.occurredAt,
     recorded_at: appended.recorded_at,
   };
 }

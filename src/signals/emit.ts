@@ -74,7 +74,7 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
 
 /** Emits one signal. Throws `idempotency_conflict` when its key holds another payload. */
 export async function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: unknown }): Promise<EmitResult> {
-  const item = prepare(ctx, input, deps.maxPayloadBytes, ctx.idempotencyKey);
+  const item = prepare(ctx, input, deps.maxPayloadBytes, ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {});
   const [outcome] = await write(deps, ctx, [item]);
   if (!outcome!.created && !sameContent(outcome!.row, item)) throw conflictError(item.dedupeKey);
   return { signal: toSignal(outcome!.row), deduplicated: !outcome!.created };
@@ -91,9 +91,10 @@ export async function emitBatch(
 ): Promise<BatchItemResult[]> {
   const results: BatchItemResult[] = new Array(inputs.length);
   const valid: Array<{ index: number; item: Prepared }> = [];
+  const now = new Date().toISOString();
   inputs.forEach((input, index) => {
     try {
-      valid.push({ index, item: prepare(ctx, input, deps.maxPayloadBytes) });
+      valid.push({ index, item: prepare(ctx, input, deps.maxPayloadBytes, { now }) });
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       results[index] = {

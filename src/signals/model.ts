@@ -31,6 +31,12 @@ const UNSTORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogat
 /** Canonical JSON and jsonb both recurse: a hostile depth would overflow the stack (a 500). */
 const MAX_PAYLOAD_DEPTH = 128;
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
 /** Why a payload cannot be stored, or undefined. Iterative, so depth cannot overflow it. */
 function payloadProblem(payload: unknown): string | undefined {
   const pending: Array<[unknown, number]> = [[payload, 0]];
@@ -54,10 +60,15 @@ const shortText = z.string().min(1).max(256).refine((value) => !UNSTORABLE.test(
 export const EmitSignalInput = z.object({
   type: SignalType,
   subject: shortText.nullish(),
-  payload: z.record(z.string(), z.unknown()).superRefine((payload, ctx) => {
-    const message = payloadProblem(payload);
-    if (message) ctx.addIssue({ code: 'custom', message });
-  }),
+  // Checked in place rather than parsed as a record, which would copy every
+  // payload member by member on the emit path.
+  payload: z
+    .custom<Record<string, unknown>>(isPlainObject, 'payload must be a JSON object')
+    .superRefine((payload, ctx) => {
+      const message = payloadProblem(payload);
+      if (message) ctx.addIssue({ code: 'custom', message });
+    })
+    .meta({ type: 'object', additionalProperties: true, description: 'The signal\'s content, a JSON object' }),
   dedupe_key: shortText.optional(),
   // PostgreSQL has no year 0: `0000-…` (or `0001-…` with a positive offset) is out of its range.
   occurred_at: z.iso
@@ -70,11 +81,20 @@ export const EmitSignalInput = z.object({
 });
 export type EmitSignalInput = z.infer<typeof EmitSignalInput>;
 
+/**
+ * A timestamptz as the API shows it (UTC, milliseconds, `Z`), formatted by
+ * the database: rows then go out as they come in, with no Date round trip.
+ */
+export function isoTimestamp(column: string): string {
+  return `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}
+
 /** Columns every read selects, with the position computed from (tx_id, seq). */
 export const SIGNAL_COLUMNS = `
   lpad(to_hex((tx_id::text)::bigint), 16, '0') || lpad(to_hex(seq), 16, '0') as position,
   id, type, schema_version, subject, payload, actor, source, dedupe_key, payload_hash,
-  correlation_id, causation_id, causation_depth, installation_id, trace, occurred_at, recorded_at`;
+  correlation_id, causation_id, causation_depth, installation_id, trace,
+  ${isoTimestamp('occurred_at')} as occurred_at, ${isoTimestamp('recorded_at')} as recorded_at`;
 
 export interface SignalRow {
   position: string;
@@ -92,15 +112,13 @@ export interface SignalRow {
   causation_depth: number;
   installation_id: string | null;
   trace: string | null;
-  occurred_at: Date;
-  recorded_at: Date;
-}
-
-/** A signal as the API shows it: times as ISO strings, the causation depth kept internal. */
-export type Signal = Omit<SignalRow, 'causation_depth' | 'occurred_at' | 'recorded_at'> & {
+  /** ISO 8601, UTC. */
   occurred_at: string;
   recorded_at: string;
-};
+}
+
+/** A signal as the API shows it: the causation depth stays internal. */
+export type Signal = Omit<SignalRow, 'causation_depth'>;
 
 export function toSignal(row: SignalRow): Signal {
   return {
@@ -118,8 +136,8 @@ export function toSignal(row: SignalRow): Signal {
     causation_id: row.causation_id,
     installation_id: row.installation_id,
     trace: row.trace,
-    occurred_at: row.occurred_at.toISOString(),
-    recorded_at: row.recorded_at.toISOString(),
+    occurred_at: row.occurred_at,
+    recorded_at: row.recorded_at,
   };
 }
 

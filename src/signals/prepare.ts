@@ -40,7 +40,24 @@ export interface Prepared {
   installationId: string | null;
 }
 
-export function prepare(origin: Origin, raw: unknown, maxPayloadBytes: number, idempotencyKey?: string): Prepared {
+const actorJsonCache = new WeakMap<Actor, string>();
+
+function actorJson(actor: Actor): string {
+  let json = actorJsonCache.get(actor);
+  if (json === undefined) actorJsonCache.set(actor, (json = JSON.stringify(actor)));
+  return json;
+}
+
+/**
+ * Validates one signal. `now` (ISO) stands in for a missing `occurred_at`;
+ * a batch passes one instant for all of its items.
+ */
+export function prepare(
+  origin: Origin,
+  raw: unknown,
+  maxPayloadBytes: number,
+  { idempotencyKey, now = new Date().toISOString() }: { idempotencyKey?: string; now?: string } = {},
+): Prepared {
   const parsed = EmitSignalInput.safeParse(raw);
   if (!parsed.success) {
     throw new DomainError(
@@ -63,7 +80,7 @@ export function prepare(origin: Origin, raw: unknown, maxPayloadBytes: number, i
     ]);
   }
   const id = newId('signal');
-  const occurredAt = input.occurred_at ? new Date(input.occurred_at).toISOString() : new Date().toISOString();
+  const occurredAt = input.occurred_at ? new Date(input.occurred_at).toISOString() : now;
   const subject = input.subject ?? null;
   const payloadHash = sha256Hex(payloadJson);
   // Without a key, a retry is recognisable only when the caller claimed when
@@ -87,7 +104,7 @@ export function prepare(origin: Origin, raw: unknown, maxPayloadBytes: number, i
     causationId: input.causation_id ?? null,
     occurredAt,
     actor: origin.actor,
-    actorJson: JSON.stringify(origin.actor),
+    actorJson: actorJson(origin.actor),
     source: origin.source,
     traceparent: origin.traceparent ?? null,
     installationId: origin.installationId ?? null,
