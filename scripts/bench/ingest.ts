@@ -96,7 +96,7 @@ export async function runIngestBench(): Promise<void> {
       httpLoad({ ...options, url: `${server.url}/v1/orgs/bench/${path}`, method: 'POST', headers, body, connections });
     // Steady state: the server's JIT and both tables warm before anything counts.
     console.log(`warming up (${SINGLE_CONCURRENCY} connections)…`);
-    await emits('signals', JSON.stringify(signalBody), SINGLE_CONCURRENCY, { url: '', duration: 4 });
+    await emits('signals', JSON.stringify(signalBody), SINGLE_CONCURRENCY, { url: '', duration: 8 });
     await emits('signals/batch', batchBody, BATCH_CONCURRENCY, { url: '', duration: 2 });
     await closedLoop(SINGLE_CONCURRENCY, 2000, () => insertBaselineSingle(raw));
 

@@ -27,6 +27,9 @@ export const SignalType = z
  * not left to fail the insert as a 500.
  */
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Cheap first pass: most text has no NUL and no surrogate at all. */
+const MAYBE_UNSTORABLE = /[\u0000\uD800-\uDFFF]/;
+const unstorable = (text: string) => MAYBE_UNSTORABLE.test(text) && UNSTORABLE.test(text);
 const UNSTORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
 /** Canonical JSON and jsonb both recurse: a hostile depth would overflow the stack (a 500). */
 const MAX_PAYLOAD_DEPTH = 128;
@@ -43,19 +46,20 @@ function payloadProblem(payload: unknown): string | undefined {
   while (pending.length > 0) {
     const [value, depth] = pending.pop()!;
     if (typeof value === 'string') {
-      if (UNSTORABLE.test(value)) return UNSTORABLE_MESSAGE;
+      if (unstorable(value)) return UNSTORABLE_MESSAGE;
     } else if (value && typeof value === 'object') {
       if (depth >= MAX_PAYLOAD_DEPTH) return `must not nest deeper than ${MAX_PAYLOAD_DEPTH} levels`;
-      for (const [key, item] of Object.entries(value)) {
-        if (UNSTORABLE.test(key)) return UNSTORABLE_MESSAGE;
-        pending.push([item, depth + 1]);
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        if (unstorable(key)) return UNSTORABLE_MESSAGE;
+        pending.push([(value as Record<string, unknown>)[key], depth + 1]);
       }
     }
   }
   return undefined;
 }
 
-const shortText = z.string().min(1).max(256).refine((value) => !UNSTORABLE.test(value), UNSTORABLE_MESSAGE);
+const shortText = z.string().min(1).max(256).refine((value) => !unstorable(value), UNSTORABLE_MESSAGE);
 
 export const EmitSignalInput = z.object({
   type: SignalType,
