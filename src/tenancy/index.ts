@@ -1,0 +1,10 @@
+/**
+ * tenancy — organizations, their `org_<slug>` schemas and tenant migrations.
+ * Owns `public.organizations` and `public.tenant_migrations`. Provisioning is
+ * one transaction; migrating all tenants runs in bounded batches and goes on
+ * past a failing tenant.
+ */
+export { provisionOrg, CreateOrgInput } from './provision.ts';
+export { createTenantDirectory, findTenant, type TenantDirectory } from './directory.ts';
+export { loadTenantMigrations, migrateAllTenants, migrateTenant, type TenantMigration, type TenantRef } from './tenant-migrations.ts';
+export { Slug, SLUG_PATTERN, schemaNameFor, orgView, type Tenant, type OrgView } from './tenant.ts';
