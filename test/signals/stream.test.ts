@@ -12,6 +12,8 @@ import { parseConfig } from '../../src/config.ts';
 import { createSql } from '../../src/db/client.ts';
 import { emit } from '../../src/signals/emit.ts';
 import { createLogNotifier } from '../../src/signals/log-notifier.ts';
+import { decodeCursor } from '../../src/signals/model.ts';
+import { hasSignalsAfter } from '../../src/signals/read.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
@@ -49,11 +51,19 @@ async function post(type: string, payload: Record<string, unknown> = {}): Promis
 }
 
 /** The newest position in the log, as a client would hold it. */
+/**
+ * The position of the org's last signal, once every committed one is below
+ * the horizon — another file's open transaction may hold some back a moment,
+ * and a cursor taken then would have them delivered as new.
+ */
 async function latestPosition(): Promise<string> {
-  const response = await t.request('GET', `/v1/orgs/${org.slug}/signals?after=0&limit=1000`, { key: viewer });
-  expect(response.status).toBe(200);
-  expect(response.body.has_more).toBe(false);
-  return response.body.next_cursor;
+  return waitFor(async () => {
+    const response = await t.request('GET', `/v1/orgs/${org.slug}/signals?after=0&limit=1000`, { key: viewer });
+    expect(response.status).toBe(200);
+    expect(response.body.has_more).toBe(false);
+    const cursor: string = response.body.next_cursor;
+    return (await hasSignalsAfter(t.app.deps.sql, org, decodeCursor(cursor))) ? undefined : cursor;
+  }, 10_000, 'every committed signal below the horizon');
 }
 
 /** Resolves once the stream has opened: the route has taken its starting cursor. */
