@@ -183,6 +183,7 @@ describe('the canary planted in org A', () => {
   });
 
   it("never reaches org B's keys on org B's own routes: list, filters, get, stream, emit", async () => {
+    await t.settle();
     for (const role of ORG_ROLES) {
       const key = b.keys[role].secret;
       const list = await t.request('GET', `/v1/orgs/${b.tenant.slug}/signals?after=0&limit=1000`, { key });

@@ -74,6 +74,12 @@ export interface TestApp {
   request(method: string, path: string, options?: RequestOptions): Promise<TestResponse>;
   createOrg(slug: string, name?: string): Promise<Tenant>;
   createKey(org: Tenant, role: OrgRole, actorId?: string): Promise<string>;
+  /**
+   * Waits until every transaction running at the call has ended, so what has
+   * committed is below the horizon for cursor readers. Other test files share
+   * the server, and their open transactions hold the horizon back a moment.
+   */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -150,6 +156,15 @@ export async function createTestApp(
         by: PLATFORM_ACTOR,
       });
       return secret;
+    },
+    async settle() {
+      const [snapshot] = await app.deps.sql<{ xmax: string }[]>`select pg_snapshot_xmax(pg_current_snapshot())::text as xmax`;
+      const xmax = snapshot!.xmax;
+      await waitFor(async () => {
+        const [row] = await app.deps.sql<{ done: boolean }[]>`
+          select pg_snapshot_xmin(pg_current_snapshot()) >= ${xmax}::xid8 as done`;
+        return row!.done;
+      }, 20_000, 'open transactions to end');
     },
     async close() {
       releaseResource(testApp);

@@ -185,6 +185,7 @@ describe('POST /v1/orgs', () => {
     const created = await create({ slug: 'firsts', name: 'Firsts Ltd' });
     expect(created.status).toBe(201);
     const org = created.body.org;
+    await t.settle();
     const list = await t.request('GET', '/v1/orgs/firsts/signals', { key: t.platformKey });
     expect(list.status).toBe(200);
     expect(list.body.data).toHaveLength(1);
