@@ -42,5 +42,3 @@ export class DomainError extends Error {
 export const notFound = (what: string) => new DomainError('not_found', `${what} not found`);
 export const forbidden = (message = 'this key may not perform this action') =>
   new DomainError('forbidden', message);
-export const validationFailed = (message: string, errors?: FieldError[]) =>
-  new DomainError('validation_failed', message, errors);

@@ -3,5 +3,5 @@
  * vocabulary, canonical JSON. No I/O, no imports from other src folders.
  */
 export { newId, isId, ID_PREFIXES, type IdKind } from './ids.ts';
-export { DomainError, ERROR_STATUS, notFound, forbidden, validationFailed, type ErrorCode, type FieldError } from './errors.ts';
+export { DomainError, ERROR_STATUS, notFound, forbidden, type ErrorCode, type FieldError } from './errors.ts';
 export { canonicalJson, sha256Hex } from './canonical-json.ts';

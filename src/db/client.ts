@@ -32,4 +32,3 @@ export function createSql(url: string, options: DatabaseOptions = {}): Sql {
 export function createDrizzle(sql: Sql) {
   return drizzle(sql, { schema });
 }
-export type Db = ReturnType<typeof createDrizzle>;

@@ -84,6 +84,7 @@ export async function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; i
  * Emits many signals in one transaction; each item gets its own status, in
  * input order. Invalid items are reported and do not stop the others; items
  * repeating a key within the batch resolve as if sent one after another.
+ * `ctx.idempotencyKey` is ignored: one key cannot dedupe many items.
  */
 export async function emitBatch(
   deps: EmitDeps,

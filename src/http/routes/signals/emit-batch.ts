@@ -36,10 +36,7 @@ export const emitBatchRoute = createRoute({
 
 export function registerEmitBatch(app: ApiApp) {
   app.openapi(emitBatchRoute, async (c) => {
-    const ctx = emitContextOf(c);
-    // A batch-wide Idempotency-Key cannot dedupe individual items.
-    delete ctx.idempotencyKey;
-    const results = await emitBatch(c.get('deps'), { ctx, inputs: c.req.valid('json').signals });
+    const results = await emitBatch(c.get('deps'), { ctx: emitContextOf(c), inputs: c.req.valid('json').signals });
     return c.json({ results }, 200);
   });
 }
