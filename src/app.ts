@@ -3,6 +3,7 @@
  * database URL, and nothing else does. The CLI, the tests and the benchmarks
  * all start here.
  */
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { createKeyAuthenticator } from './auth/authenticate.ts';
 import type { Config } from './config.ts';
@@ -10,17 +11,36 @@ import { createSql } from './db/client.ts';
 import { shippedPublicMigrations, TENANT_MIGRATIONS_DIR } from './db/migrate.ts';
 import { createHttpApp } from './http/app.ts';
 import type { HttpDeps } from './http/context.ts';
+import type { Bus } from './bus.ts';
+import type { DirectiveDeps } from './directives/deps.ts';
+import { directivesProjection } from './directives/projection.ts';
+import { createExecutorRegistry, type Executor } from './executors/registry.ts';
+import { noopExecutor } from './executors/noop.ts';
+import { executionsProjection } from './handlers/execution-projection.ts';
+import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
+import { policiesProjection } from './policy/store.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
+import type { EmitDeps } from './signals/emit.ts';
 import { createAppendBatcher } from './signals/append-batcher.ts';
 import { createLogNotifier } from './signals/log-notifier.ts';
 import { createTenantDirectory } from './tenancy/directory.ts';
 import { loadTenantMigrations } from './tenancy/tenant-migrations.ts';
 import { createLogger } from './telemetry/logger.ts';
+import { createMetrics, oldestJobAgeQuery } from './telemetry/metrics.ts';
+import { createTracing } from './telemetry/tracing.ts';
 
 export interface AppOptions {
   databaseUrl: string;
   logger?: Logger;
   tenantMigrationsDir?: string;
+  /** Where spans go; without one they are still created, so traceparents propagate. */
+  spanExporter?: SpanExporter;
+  /** Handlers beyond the built-ins (tests, embedding applications). */
+  handlers?: Handler[];
+  /** Executors beyond the built-ins. */
+  executors?: Executor<any>[];
+  /** Fixed clock for the directive and handler verbs (tests). */
+  now?: () => Date;
 }
 
 export type AppDeps = HttpDeps;
@@ -43,6 +63,47 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   // per statement cost more CPU than the statement (measured, bench ingest).
   const writerSql = createSql(options.databaseUrl, { max: config.SIGNALBUS_DB_WRITER_POOL_SIZE, applicationName: 'signalbus-writer' });
   const notifier = createLogNotifier({ sql: writerSql, onError });
+  const tracing = createTracing({ serviceName: 'signalbus', exporter: options.spanExporter });
+  const metrics = createMetrics({ collectOldestJobAgeSeconds: () => oldestJobAgeQuery(sql) });
+
+  const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection]);
+  const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });
+  const emitDeps: EmitDeps = {
+    sql,
+    projections,
+    notifier,
+    maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
+    appendBatcher,
+    observer: { emitted: (type) => metrics.signalsEmitted(type), deduplicated: () => metrics.dedupeHits() },
+  };
+  const executors = createExecutorRegistry([noopExecutor, ...(options.executors ?? [])]);
+  const handlers = createHandlerRegistry(options.handlers ?? [], {
+    onConditionError: (handler, message) => logger.warn({ handler, error: message }, 'handler condition failed; not matched'),
+  });
+  const directives: DirectiveDeps = {
+    sql,
+    emit: emitDeps,
+    executors,
+    approvalTtlSeconds: config.SIGNALBUS_APPROVAL_TTL_SECONDS,
+    retryBaseMs: config.SIGNALBUS_EXECUTOR_RETRY_BASE_MS,
+    onDecision: (effect) => metrics.directiveDecision(effect),
+    ...(options.now ? { now: options.now } : {}),
+  };
+  const bus: Bus = {
+    emit: emitDeps,
+    directives,
+    executors,
+    handlers,
+    runtime: {
+      sql,
+      emit: emitDeps,
+      directives,
+      handlers,
+      maxCausationDepth: config.SIGNALBUS_MAX_CAUSATION_DEPTH,
+      onFailure: (handler, final) => metrics.executionFailed(handler, final),
+      ...(options.now ? { now: options.now } : {}),
+    },
+  };
 
   const deps: AppDeps = {
     sql,
@@ -50,12 +111,16 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     tenants: createTenantDirectory({ sql }),
     authenticator: createKeyAuthenticator({ sql, onError }),
     notifier,
-    appendBatcher: createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) }),
-    projections: createProjectionRegistry([]),
+    appendBatcher,
+    projections,
+    bus,
+    observer: emitDeps.observer,
     tenantMigrations,
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
     maxBatchBytes: config.SIGNALBUS_MAX_BATCH_BYTES,
     heartbeatMs: config.SIGNALBUS_SSE_HEARTBEAT_SECONDS * 1000,
+    tracer: tracing.tracer,
+    metrics,
     async readiness() {
       try {
         const [row] = await sql<{ applied: number; worker: boolean; behind: number; failing: number }[]>`
@@ -80,6 +145,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     async close() {
       await notifier.close();
       await Promise.all([sql.end({ timeout: 5 }), writerSql.end({ timeout: 5 })]);
+      await tracing.shutdown();
     },
   };
 }

@@ -35,6 +35,18 @@ export const Config = z.object({
   SIGNALBUS_DB_WRITER_POOL_SIZE: z.coerce.number().int().min(1).max(50).default(2),
   /** Seconds between SSE heartbeat comments. */
   SIGNALBUS_SSE_HEARTBEAT_SECONDS: z.coerce.number().positive().default(15),
+  /** Jobs one worker process runs at once. */
+  SIGNALBUS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
+  /** Seconds between worker heartbeats (and sweeps for dead workers). */
+  SIGNALBUS_WORKER_HEARTBEAT_SECONDS: z.coerce.number().positive().default(5),
+  /** A worker silent this long is presumed dead and its jobs are released. */
+  SIGNALBUS_WORKER_STALE_SECONDS: z.coerce.number().positive().default(30),
+  /** Longest causation chain handlers may extend (the loop guard). */
+  SIGNALBUS_MAX_CAUSATION_DEPTH: z.coerce.number().int().min(1).max(1000).default(16),
+  /** How long a directive may await approval when its rule names no TTL (72 h). */
+  SIGNALBUS_APPROVAL_TTL_SECONDS: z.coerce.number().int().min(60).default(72 * 3600),
+  /** First retry delay of executor runs, doubled per attempt with jitter. */
+  SIGNALBUS_EXECUTOR_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2000),
 });
 export type Config = z.infer<typeof Config>;
 

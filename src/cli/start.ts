@@ -7,14 +7,13 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
-import type { Runner } from 'graphile-worker';
 import type { Logger } from 'pino';
 import { createApp, type SignalbusApp } from '../app.ts';
 import { PLATFORM_ACTOR } from '../auth/actor.ts';
 import { createApiKey } from '../auth/api-keys.ts';
 import type { Config } from '../config.ts';
 import { createLogger } from '../telemetry/logger.ts';
-import { startWorker } from '../worker/runner.ts';
+import { startWorker, type WorkerProcess } from '../worker/runner.ts';
 import { resolveDatabase } from './database.ts';
 import { migrateEverything } from './migrate.ts';
 
@@ -30,7 +29,7 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
   const database = await resolveDatabase(config, (message) => logger.info(message));
   let app: SignalbusApp | undefined;
   let server: ServerType | undefined;
-  let runner: Runner | undefined;
+  let worker: WorkerProcess | undefined;
 
   const stop = async () => {
     if (server) {
@@ -39,7 +38,7 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await closing;
     }
-    await runner?.stop().catch((error: unknown) => logger.warn({ err: error }, 'worker stop failed'));
+    await worker?.stop().catch((error: unknown) => logger.warn({ err: error }, 'worker stop failed'));
     await app?.close();
     await database.stop();
   };
@@ -50,7 +49,14 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
     if (options.firstRunKey || database.embedded) await migrateEverything(database.url, logger);
     app = await createApp(config, { databaseUrl: database.url, logger });
     const adminKey = options.firstRunKey && database.embedded ? await embeddedAdminKey(app, config) : undefined;
-    if (options.worker) runner = await startWorker({ databaseUrl: database.url, logger });
+    if (options.worker) {
+      worker = await startWorker(app, {
+        databaseUrl: database.url,
+        concurrency: config.SIGNALBUS_WORKER_CONCURRENCY,
+        heartbeatMs: config.SIGNALBUS_WORKER_HEARTBEAT_SECONDS * 1000,
+        staleAfterMs: config.SIGNALBUS_WORKER_STALE_SECONDS * 1000,
+      });
+    }
     if (options.http) {
       const listening = await listen(app, config, logger);
       server = listening.server;

@@ -55,3 +55,14 @@ export const tenantMigrations = pgTable(
   },
   (table) => [index('tenant_migrations_version').on(table.version)],
 );
+
+/**
+ * Liveness of graphile-worker workers: each worker process refreshes its
+ * workers' rows; a sweeper unlocks the jobs of workers whose rows went stale
+ * (a SIGKILLed worker would otherwise hold its jobs locked for hours).
+ */
+export const workerHeartbeats = pgTable('worker_heartbeats', {
+  workerId: text('worker_id').primaryKey(),
+  process: text('process').notNull(),
+  lastSeen: timestamp('last_seen', { withTimezone: true }).notNull(),
+});

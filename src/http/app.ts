@@ -6,6 +6,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { Scalar } from '@scalar/hono-api-reference';
 import { routePath } from 'hono/route';
 import { newId } from '../core/ids.ts';
+import { traceRequests } from '../telemetry/tracing.ts';
 import type { ApiEnv, HttpDeps } from './context.ts';
 import { knownProblem, problem, problemResponse } from './problem.ts';
 import { registerOperations } from './routes/index.ts';
@@ -24,6 +25,8 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
     },
   });
 
+  // First, so the request's log line and every later span run inside it.
+  if (deps.tracer) app.use('*', traceRequests(deps.tracer));
   app.use('*', async (c, next) => {
     const incoming = c.req.header('x-request-id');
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : newId('request');
@@ -62,6 +65,8 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
     const { ready, detail } = await deps.readiness();
     return c.json({ status: ready ? 'ready' : 'not_ready', ...detail }, ready ? 200 : 503);
   });
+  const metrics = deps.metrics;
+  if (metrics) app.get('/metrics', async (c) => c.body(await metrics.render(), 200, { 'content-type': metrics.contentType }));
 
   registerOperations(app);
 

@@ -9,19 +9,22 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { KeyAuthenticator, Principal } from '../auth/authenticate.ts';
 import { roleHolds, type Permission } from '../auth/roles.ts';
 import { DomainError, forbidden, notFound } from '../core/errors.ts';
 import type { Sql } from '../db/client.ts';
+import type { Bus } from '../bus.ts';
 import type { ProjectionRegistry } from '../projections/registry.ts';
 import type { AppendBatcher } from '../signals/append-batcher.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { TenantDirectory } from '../tenancy/directory.ts';
 import type { Tenant } from '../tenancy/tenant.ts';
 import type { TenantMigration } from '../tenancy/tenant-migrations.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
 import { cleanTraceparent } from '../signals/model.ts';
-import type { EmitContext } from '../signals/emit.ts';
+import type { EmitContext, EmitDeps } from '../signals/emit.ts';
 
 export interface HttpDeps {
   sql: Sql;
@@ -31,12 +34,18 @@ export interface HttpDeps {
   notifier: LogNotifier;
   appendBatcher: AppendBatcher;
   projections: ProjectionRegistry;
+  bus: Bus;
+  observer?: EmitDeps['observer'];
   tenantMigrations: TenantMigration[];
   maxPayloadBytes: number;
   maxBatchBytes: number;
   heartbeatMs: number;
   /** Readiness: database reachable and migrations current. */
   readiness(): Promise<{ ready: boolean; detail: Record<string, unknown> }>;
+  /** Request spans when set. */
+  tracer?: Tracer;
+  /** Serves `GET /metrics` when set. */
+  metrics?: Metrics;
 }
 
 export interface ApiEnv {

@@ -24,6 +24,7 @@ const TITLES: Record<ErrorCode, string> = {
   not_found: 'Not found',
   conflict: 'Conflict',
   idempotency_conflict: 'Idempotency key reused with different content',
+  invalid_transition: 'Invalid state transition',
   payload_too_large: 'Payload too large',
   unsupported_media_type: 'Unsupported media type',
   validation_failed: 'Validation failed',

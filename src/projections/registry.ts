@@ -1,37 +1,48 @@
 /**
  * Inline projections: reducers that `emit` applies to each new signal inside
- * the append's transaction, so a projection is never behind its log. The
- * registry is empty until directives, executions and policies arrive; emit
- * only opens a transaction when some reducer handles a signal's type.
+ * the append's transaction, so a projection is never behind its log. `emit`
+ * opens a transaction only when some projection handles a signal's type.
  */
-import type { Tx } from '../db/transaction.ts';
+import type { Queryable } from '../db/client.ts';
 import type { SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 
 export interface Projection {
   name: string;
+  /** Its tables in the tenant schema: what rebuild empties and checksums. */
+  table: string;
   /** Signal types this projection folds. */
   handles(type: string): boolean;
-  /** Folds one signal into the projection's own tables; pure apart from those writes. */
-  apply(tx: Tx, tenant: TenantRef, signal: SignalRow): Promise<void>;
+  /** Folds `signals` (position order, handled types only) into its table. */
+  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[]): Promise<void>;
 }
 
 export interface ProjectionRegistry {
+  readonly projections: readonly Projection[];
   handlesAny(types: Iterable<string>): boolean;
-  apply(tx: Tx, tenant: TenantRef, signals: SignalRow[]): Promise<void>;
+  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[]): Promise<void>;
 }
 
 export function createProjectionRegistry(projections: Projection[]): ProjectionRegistry {
+  const handled = new Map<string, boolean>();
+  const handledByAny = (type: string) => {
+    let answer = handled.get(type);
+    if (answer === undefined) {
+      answer = projections.some((projection) => projection.handles(type));
+      if (handled.size < 10_000) handled.set(type, answer);
+    }
+    return answer;
+  };
   return {
+    projections,
     handlesAny(types) {
-      for (const type of types) if (projections.some((projection) => projection.handles(type))) return true;
+      for (const type of types) if (handledByAny(type)) return true;
       return false;
     },
-    async apply(tx, tenant, signals) {
-      for (const signal of signals) {
-        for (const projection of projections) {
-          if (projection.handles(signal.type)) await projection.apply(tx, tenant, signal);
-        }
+    async apply(db, tenant, signals) {
+      for (const projection of projections) {
+        const mine = signals.filter((signal) => projection.handles(signal.type));
+        if (mine.length > 0) await projection.apply(db, tenant, mine);
       }
     },
   };

@@ -25,6 +25,8 @@ export interface EmitDeps {
   notifier: Pick<LogNotifier, 'committed'>;
   maxPayloadBytes: number;
   appendBatcher?: AppendBatcher;
+  /** Counts for metrics; called after the write. */
+  observer?: { emitted(type: string): void; deduplicated(): void };
 }
 
 export interface EmitContext {
@@ -65,7 +67,7 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
     const { outcomes, inserted } = await appendSignals(tx.sql, ctx.tenant, items);
     if (inserted.length > 0) {
-      await deps.projections.apply(tx, ctx.tenant, inserted);
+      await deps.projections.apply(tx.sql, ctx.tenant, inserted);
       tx.afterCommit(() => deps.notifier.committed(ctx.tenant.id));
     }
     return outcomes;
@@ -76,6 +78,8 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
 export async function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: unknown }): Promise<EmitResult> {
   const item = prepare(ctx, input, deps.maxPayloadBytes, ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {});
   const [outcome] = await write(deps, ctx, [item]);
+  if (outcome!.created) deps.observer?.emitted(item.type);
+  else deps.observer?.deduplicated();
   if (!outcome!.created && !sameContent(outcome!.row, item)) throw conflictError(item.dedupeKey);
   return { signal: toSignal(outcome!.row), deduplicated: !outcome!.created };
 }
@@ -107,6 +111,8 @@ export async function emitBatch(
   const outcomes = valid.length > 0 ? await write(deps, ctx, valid.map(({ item }) => item)) : [];
   valid.forEach(({ index, item }, position) => {
     const { row, created } = outcomes[position]!;
+    if (created) deps.observer?.emitted(item.type);
+    else deps.observer?.deduplicated();
     if (created) results[index] = { status: 'created', signal: toSignal(row) };
     else if (sameContent(row, item)) results[index] = { status: 'deduplicated', signal: toSignal(row) };
     else {

@@ -10,12 +10,15 @@ import { EventEmitter } from 'node:events';
 import type { Sql } from '../db/client.ts';
 
 export const LOG_CHANNEL = 'signalbus_log';
+const ANY = Symbol('any org');
 
 export interface LogNotifier {
   /** A transaction that appended to `orgId`'s log has committed. */
   committed(orgId: string): void;
   /** Calls `onWake` whenever `orgId`'s log may have grown; returns the unsubscribe. */
   subscribe(orgId: string, onWake: () => void): Promise<() => void>;
+  /** Calls `onWake(orgId)` for every org's commits; `null` when any org's may have been missed. */
+  subscribeAll(onWake: (orgId: string | null) => void): Promise<() => void>;
   close(): Promise<void>;
 }
 
@@ -31,8 +34,24 @@ export function createLogNotifier(
   let closed = false;
 
   const wakeAll = () => {
-    for (const name of local.eventNames()) local.emit(name);
+    for (const name of local.eventNames()) {
+      if (name === ANY) local.emit(ANY, null);
+      else local.emit(name);
+    }
   };
+  const wake = (orgId: string) => {
+    local.emit(orgId);
+    local.emit(ANY, orgId);
+  };
+  const listen = () =>
+    (listening ??= deps.sql.listen(
+      LOG_CHANNEL,
+      (payload) => {
+        for (const id of payload.split(',')) wake(id);
+      },
+      // (Re)connected: anything may have been missed while the listener was down.
+      wakeAll,
+    ));
 
   const flush = async () => {
     flushTimer = undefined;
@@ -46,24 +65,23 @@ export function createLogNotifier(
 
   return {
     committed(orgId) {
-      local.emit(orgId);
+      wake(orgId);
       if (closed) return;
       pending.add(orgId);
       flushTimer ??= setTimeout(flush, flushMs);
     },
     async subscribe(orgId, onWake) {
       local.on(orgId, onWake);
-      listening ??= deps.sql.listen(
-        LOG_CHANNEL,
-        (payload) => {
-          for (const id of payload.split(',')) local.emit(id);
-        },
-        // (Re)connected: anything may have been missed while the listener was down.
-        wakeAll,
-      );
-      await listening;
+      await listen();
       return () => {
         local.off(orgId, onWake);
+      };
+    },
+    async subscribeAll(onWake) {
+      local.on(ANY, onWake);
+      await listen();
+      return () => {
+        local.off(ANY, onWake);
       };
     },
     async close() {

@@ -1,10 +1,28 @@
 /**
- * The graphile-worker runner. Its task list is the seam where handler and
- * directive tasks (`handle_signal`, `execute_directive`) are added; payloads
- * are parsed with zod on arrival.
+ * The worker process: graphile-worker running signalbus's tasks, the
+ * dispatcher that fans the log out into handler jobs, and the liveness
+ * heartbeat and sweeper. Task payloads are parsed with zod on arrival —
+ * stored jobs can predate the code — and a malformed payload is recorded
+ * and completed, never retried.
  */
-import { Logger as GraphileLogger, run, type Runner, type TaskList } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { Logger as GraphileLogger, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
 import type { Logger } from 'pino';
+import type { SignalbusApp } from '../app.ts';
+import { newId } from '../core/ids.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE } from '../directives/deps.ts';
+import { executeDirective, ExecuteDirectivePayload } from '../directives/execute.ts';
+import { emitSystem } from '../directives/store.ts';
+import { expireDirective } from '../directives/transitions.ts';
+import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import { createDispatcher, HANDLE_SIGNAL, type Dispatcher } from '../handlers/dispatcher.ts';
+import { HandleSignalPayload, runHandleSignal } from '../handlers/runtime.ts';
+import { inSpan } from '../telemetry/tracing.ts';
+import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import { startLiveness, type Liveness } from './liveness.ts';
+import { z } from 'zod';
 
 export function graphileLogger(logger: Logger): GraphileLogger {
   return new GraphileLogger((scope) => (level, message, meta) => {
@@ -13,17 +31,147 @@ export function graphileLogger(logger: Logger): GraphileLogger {
   });
 }
 
-export const taskList: TaskList = {};
+const ExpireDirectivePayload = z.object({ org_id: z.string().min(1), directive_id: z.string().min(1) });
 
-export async function startWorker(options: { databaseUrl: string; logger: Logger; concurrency?: number }): Promise<Runner> {
-  return run({
+export function createTaskList(app: SignalbusApp): TaskList {
+  const { deps } = app;
+  const { bus } = deps;
+  const tenantOf = async (orgId: string): Promise<TenantRef | undefined> => deps.tenants.find(orgId);
+
+  /** Wraps a task: parse, resolve the tenant, one span and one log line per job. */
+  const task =
+    <T extends { org_id: string; traceparent?: string | null | undefined }>(
+      name: string,
+      schema: z.ZodType<T>,
+      body: (tenant: TenantRef, payload: T) => Promise<void>,
+      onMalformed?: (raw: unknown) => Promise<void>,
+    ): Task =>
+    async (raw, helpers) => {
+      const started = performance.now();
+      deps.metrics?.jobLatency(name, Math.max(0, (Date.now() - helpers.job.run_at.getTime()) / 1000));
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) {
+        deps.logger.error({ task: name, job_id: helpers.job.id, issues: parsed.error.issues.length }, 'malformed job payload; completed without running');
+        await onMalformed?.(raw);
+        return;
+      }
+      const tenant = await tenantOf(parsed.data.org_id);
+      if (!tenant) {
+        deps.logger.warn({ task: name, job_id: helpers.job.id, org: parsed.data.org_id }, 'job for an unknown organization; completed');
+        return;
+      }
+      const run = () => body(tenant, parsed.data);
+      let outcome = 'ok';
+      try {
+        if (deps.tracer) await inSpan(deps.tracer, `job ${name}`, { traceparent: parsed.data.traceparent ?? null, attributes: { 'signalbus.org': tenant.slug, 'signalbus.task': name } }, run);
+        else await run();
+      } catch (error) {
+        outcome = 'error';
+        throw error;
+      } finally {
+        deps.logger.info({ task: name, job_id: helpers.job.id, org: tenant.slug, attempt: helpers.job.attempts, outcome, duration_ms: Math.round(performance.now() - started) }, 'job');
+      }
+    };
+
+  /** A malformed handle_signal payload that still names its execution is recorded as that execution's final failure. */
+  const recordMalformedRun = async (raw: unknown) => {
+    const ids = z.object({ org_id: z.string(), execution_id: z.string(), handler: z.string().optional() }).safeParse(raw);
+    if (!ids.success) return;
+    const tenant = await tenantOf(ids.data.org_id);
+    if (!tenant) return;
+    const at = new Date().toISOString();
+    await withTransaction(deps.sql, undefined, (tx) =>
+      emitSystem(bus.emit, { tenant, actor: PLATFORM_ACTOR, source: 'system' }, tx, {
+        type: 'execution.failed',
+        payload: {
+          execution_id: ids.data.execution_id,
+          handler: ids.data.handler ?? 'unknown',
+          signal_id: null,
+          directive_id: null,
+          attempt: 1,
+          started_at: at,
+          finished_at: at,
+          duration_ms: 0,
+          error: { code: 'invalid_job_payload', message: 'the job payload did not match its schema' },
+          final: true,
+          retry_at: null,
+        },
+        dedupe_key: `execution:${ids.data.execution_id}:invalid`,
+      }),
+    );
+  };
+
+  return {
+    [HANDLE_SIGNAL]: task(
+      HANDLE_SIGNAL,
+      HandleSignalPayload,
+      (tenant, job) => runHandleSignal(bus.runtime, { tenant, job: { ...job, traceparent: job.traceparent ?? null } }),
+      recordMalformedRun,
+    ),
+    [EXECUTE_DIRECTIVE]: task(EXECUTE_DIRECTIVE, ExecuteDirectivePayload, (tenant, job) =>
+      executeDirective(bus.directives, { tenant, directiveId: job.directive_id, traceparent: job.traceparent ?? null }),
+    ),
+    [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, ExpireDirectivePayload, async (tenant, job) => {
+      await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, id: job.directive_id });
+    }),
+  };
+}
+
+export interface WorkerOptions {
+  databaseUrl: string;
+  concurrency: number;
+  heartbeatMs: number;
+  staleAfterMs: number;
+  /** graphile-worker's poll for jobs scheduled later (retries); new jobs arrive by LISTEN. */
+  pollIntervalMs?: number;
+}
+
+export interface WorkerProcess {
+  runner: Runner;
+  dispatcher: Dispatcher;
+  liveness: Liveness;
+  stop(): Promise<void>;
+}
+
+export async function startWorker(app: SignalbusApp, options: WorkerOptions): Promise<WorkerProcess> {
+  const { deps } = app;
+  const workerIds = new Set<string>();
+  // Our own emitter, given to run(): its workers are created before run() returns.
+  const events: WorkerEvents = new EventEmitter() as WorkerEvents;
+  events.on('worker:create', ({ worker }) => workerIds.add(worker.workerId));
+  events.on('worker:release', ({ worker }) => workerIds.delete(worker.workerId));
+  const runner = await run({
+    events,
     connectionString: options.databaseUrl,
-    concurrency: options.concurrency ?? 4,
-    taskList,
-    logger: graphileLogger(options.logger),
+    concurrency: options.concurrency,
+    taskList: createTaskList(app),
+    logger: graphileLogger(deps.logger),
     noHandleSignals: true,
-    pollInterval: 2000,
-    // No cron items yet; naming none stops the runner looking for a crontab file.
+    pollInterval: options.pollIntervalMs ?? 1000,
+    // No cron items; naming none stops the runner looking for a crontab file.
     parsedCronItems: [],
   });
+
+  const liveness = await startLiveness({
+    sql: deps.sql,
+    databaseUrl: options.databaseUrl,
+    logger: deps.logger,
+    processId: `${hostname()}:${process.pid}:${newId('request').slice(4)}`,
+    workerIds: () => [...workerIds],
+    heartbeatMs: options.heartbeatMs,
+    staleAfterMs: options.staleAfterMs,
+  });
+  const dispatcher = createDispatcher({ sql: deps.sql, handlers: deps.bus.handlers, notifier: deps.notifier, logger: deps.logger });
+  await dispatcher.start();
+
+  return {
+    runner,
+    dispatcher,
+    liveness,
+    async stop() {
+      await dispatcher.stop();
+      await runner.stop();
+      await liveness.stop();
+    },
+  };
 }

@@ -285,11 +285,14 @@ describe('two tenants interleaved on one pooled connection', () => {
       projections: createProjectionRegistry([
         {
           name: 'isolation-probe',
+          table: 'signals',
           handles: (type) => type.endsWith('.tx'),
-          async apply(tx, tenant, signal) {
-            const [row] = await tx.sql<{ n: number }[]>`
-              select count(*)::int as n from ${tx.sql(`${tenant.schema}.signals`)} where id = ${signal.id}`;
-            if ((signal.payload as { tenant?: string }).tenant !== tenant.slug || row!.n !== 1) misplaced.push(signal.id);
+          async apply(db, tenant, signals) {
+            for (const signal of signals) {
+              const [row] = await db<{ n: number }[]>`
+                select count(*)::int as n from ${db(`${tenant.schema}.signals`)} where id = ${signal.id}`;
+              if ((signal.payload as { tenant?: string }).tenant !== tenant.slug || row!.n !== 1) misplaced.push(signal.id);
+            }
           },
         },
       ]),

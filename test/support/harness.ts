@@ -3,8 +3,12 @@
  * it with captured logs, and helpers to create orgs and keys and call the API
  * in process (`app.http.request`) or over a real socket (`listen`).
  */
+import type { Executor } from '../../src/executors/registry.ts';
+import type { Handler } from '../../src/handlers/registry.ts';
+import { startWorker, type WorkerOptions, type WorkerProcess } from '../../src/worker/runner.ts';
 import { Writable } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import postgres from 'postgres';
 import { inject } from 'vitest';
 import { createApp, type SignalbusApp } from '../../src/app.ts';
@@ -80,6 +84,8 @@ export interface TestApp {
    * the server, and their open transactions hold the horizon back a moment.
    */
   settle(): Promise<void>;
+  /** Starts a worker process in-process (dispatcher, tasks, liveness); stopped by `close`. */
+  startWorker(options?: Partial<WorkerOptions>): Promise<WorkerProcess>;
   close(): Promise<void>;
 }
 
@@ -99,7 +105,21 @@ export interface TestResponse {
 }
 
 export async function createTestApp(
-  { env = {}, tenantMigrationsDir }: { env?: Record<string, string>; tenantMigrationsDir?: string } = {},
+  {
+    env = {},
+    tenantMigrationsDir,
+    spanExporter,
+    handlers,
+    executors,
+    now,
+  }: {
+    env?: Record<string, string>;
+    tenantMigrationsDir?: string;
+    spanExporter?: SpanExporter;
+    handlers?: Handler[];
+    executors?: Executor<any>[];
+    now?: () => Date;
+  } = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', ...env });
@@ -114,7 +134,12 @@ export async function createTestApp(
     databaseUrl: database.url,
     logger: createLogger(config.LOG_LEVEL, sink),
     ...(tenantMigrationsDir ? { tenantMigrationsDir } : {}),
+    ...(spanExporter ? { spanExporter } : {}),
+    ...(handlers ? { handlers } : {}),
+    ...(executors ? { executors } : {}),
+    ...(now ? { now } : {}),
   });
+  const workers: WorkerProcess[] = [];
   const { secret: platformKey } = await createApiKey(app.deps, {
     tenant: null,
     input: { name: 'test platform admin', role: 'platform_admin', actor: { type: 'human', id: 'root@signalbus.test' } },
@@ -166,8 +191,21 @@ export async function createTestApp(
         return row!.done;
       }, 20_000, 'open transactions to end');
     },
+    async startWorker(options = {}) {
+      const worker = await startWorker(app, {
+        databaseUrl: database.url,
+        concurrency: 4,
+        heartbeatMs: 1000,
+        staleAfterMs: 5000,
+        pollIntervalMs: 200,
+        ...options,
+      });
+      workers.push(worker);
+      return worker;
+    },
     async close() {
       releaseResource(testApp);
+      await Promise.all(workers.map((worker) => worker.stop()));
       await app.close();
       await database.drop();
     },

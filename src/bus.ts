@@ -1,0 +1,17 @@
+/**
+ * The domain's wiring as one value: what the HTTP operations, the worker's
+ * tasks and the benchmarks call. Built only by `src/app.ts`.
+ */
+import type { DirectiveDeps } from './directives/deps.ts';
+import type { ExecutorRegistry } from './executors/registry.ts';
+import type { HandlerRegistry } from './handlers/registry.ts';
+import type { RuntimeDeps } from './handlers/runtime.ts';
+import type { EmitDeps } from './signals/emit.ts';
+
+export interface Bus {
+  emit: EmitDeps;
+  directives: DirectiveDeps;
+  runtime: RuntimeDeps;
+  handlers: HandlerRegistry;
+  executors: ExecutorRegistry;
+}

@@ -1,0 +1,27 @@
+/**
+ * Enqueueing graphile-worker jobs by SQL inside the caller's transaction, so a
+ * job exists exactly when the writes that called for it commit. Many jobs go
+ * in one `add_jobs` call: one statement however many jobs.
+ */
+import type { Queryable } from './client.ts';
+
+export interface JobSpec {
+  /** Task name, snake_case. */
+  identifier: string;
+  payload: Record<string, unknown>;
+  /** Jobs sharing a queue run one at a time, in order. */
+  queue_name?: string | null;
+  run_at?: string | null;
+  max_attempts?: number | null;
+  /** Collapses pending duplicates only; real idempotency lives in our own unique keys. */
+  job_key?: string | null;
+  priority?: number | null;
+}
+
+export async function addJobs(db: Queryable, specs: JobSpec[]): Promise<void> {
+  if (specs.length === 0) return;
+  await db`
+    select 1 from graphile_worker.add_jobs(array(
+      select json_populate_record(null::graphile_worker.job_spec, spec)
+        from json_array_elements(${JSON.stringify(specs)}::text::json) as spec))`;
+}

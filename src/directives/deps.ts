@@ -1,0 +1,31 @@
+import type { Sql } from '../db/client.ts';
+import type { ExecutorRegistry } from '../executors/registry.ts';
+import type { EmitDeps } from '../signals/emit.ts';
+
+/** What the directive verbs and tasks use. */
+export interface DirectiveDeps {
+  sql: Sql;
+  emit: EmitDeps;
+  executors: ExecutorRegistry;
+  /** How long an approval may wait when the deciding rule names no TTL. */
+  approvalTtlSeconds: number;
+  /** Base delay of executor retries (doubled per attempt, with jitter). */
+  retryBaseMs: number;
+  onDecision?: (effect: string) => void;
+  now?: () => Date;
+}
+
+export const nowOf = (deps: Pick<DirectiveDeps, 'now'>) => (deps.now ? deps.now() : new Date());
+
+/** Job key and task names: one pending execute job per directive. */
+export const EXECUTE_DIRECTIVE = 'execute_directive';
+export const EXPIRE_DIRECTIVE = 'expire_directive';
+
+export function executeJob(orgId: string, directiveId: string, traceparent: string | null, runAt?: Date) {
+  return {
+    identifier: EXECUTE_DIRECTIVE,
+    payload: { org_id: orgId, directive_id: directiveId, traceparent },
+    job_key: `directive:${directiveId}`,
+    ...(runAt ? { run_at: runAt.toISOString() } : {}),
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * The execute job of a directive: the only path from an approved directive to
+ * its executor. Two transactions bracket the executor call. The first claims
+ * the attempt (`directive.executing`, `execution.started`) under the row
+ * lock; the second records the outcome. Finding an attempt claimed but never
+ * finished means a worker died mid-call with the outcome unknown: an executor
+ * whose provider honours idempotency keys is simply called again with the
+ * same key; any other directive fails as `needs_reconcile` rather than risk
+ * doing it twice.
+ */
+import { z } from 'zod';
+import { backoffMs } from '../core/backoff.ts';
+import { addJobs } from '../db/jobs.ts';
+import { withTransaction } from '../db/transaction.ts';
+import type { ExecuteResult } from '../executors/registry.ts';
+import type { ExecutionFailed, ExecutionStarted, ExecutionSucceeded } from '../handlers/execution-model.ts';
+import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
+import { emitSystem, findDirective, type Directive, type LifecycleContext } from './store.ts';
+
+export const ExecuteDirectivePayload = z.object({
+  org_id: z.string().min(1),
+  directive_id: z.string().min(1),
+  traceparent: z.string().nullish(),
+});
+export type ExecuteDirectivePayload = z.infer<typeof ExecuteDirectivePayload>;
+
+export const executionIdOfDirective = (directiveId: string) => `exe_${directiveId.slice(directiveId.indexOf('_') + 1)}`;
+const DEFAULT_MAX_ATTEMPTS = 5;
+const MAX_BACKOFF_MS = 10 * 60_000;
+
+type Claim =
+  | { kind: 'skip' }
+  | { kind: 'run'; directive: Directive; attempt: number; startedAt: Date }
+  | { kind: 'unknown_outcome'; directive: Directive };
+
+export async function executeDirective(
+  deps: DirectiveDeps,
+  { tenant, directiveId, traceparent }: { tenant: TenantRef; directiveId: string; traceparent: string | null },
+): Promise<void> {
+  const ctx: LifecycleContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
+  const executionId = executionIdOfDirective(directiveId);
+  const handler = (directive: Directive) => `executor:${directive.kind}`;
+
+  const claim = await withTransaction<Claim>(deps.sql, undefined, async (tx) => {
+    const directive = await findDirective(tx.sql, tenant, directiveId, { lock: true });
+    if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
+    if (directive.status === 'executing') {
+      const [execution] = await tx.sql<{ status: string; attempts: number }[]>`
+        select status, attempts from ${tx.sql(`${tenant.schema}.executions`)} where id = ${executionId}`;
+      const unfinished = !execution || (execution.status === 'running' && execution.attempts >= directive.attempts);
+      if (unfinished && !deps.executors.require(directive.kind).honorsIdempotencyKey) return { kind: 'unknown_outcome', directive };
+    }
+    const attempt = directive.attempts + 1;
+    const startedAt = nowOf(deps);
+    await emitSystem(deps.emit, ctx, tx, {
+      type: 'directive.executing',
+      subject: `directive:${directiveId}`,
+      payload: { directive_id: directiveId, execution_id: executionId, attempt },
+      dedupe_key: `directive:${directiveId}:executing:${attempt}`,
+      correlation_id: directive.correlation_id,
+    });
+    const started: ExecutionStarted = {
+      execution_id: executionId, handler: handler(directive), signal_id: null, directive_id: directiveId, attempt,
+      started_at: startedAt.toISOString(),
+    };
+    await emitSystem(deps.emit, ctx, tx, {
+      type: 'execution.started',
+      subject: `directive:${directiveId}`,
+      payload: started,
+      dedupe_key: `execution:${executionId}:started:${attempt}`,
+      correlation_id: directive.correlation_id,
+    });
+    return { kind: 'run', directive, attempt, startedAt };
+  });
+
+  if (claim.kind === 'skip') return;
+  if (claim.kind === 'unknown_outcome') {
+    await recordOutcome(deps, ctx, claim.directive, claim.directive.attempts, nowOf(deps), {
+      outcome: 'permanent',
+      error: { code: 'needs_reconcile', message: 'a worker stopped during execution and the provider cannot deduplicate a repeat; reconcile by hand' },
+    });
+    return;
+  }
+
+  const executor = deps.executors.require(claim.directive.kind);
+  let result: ExecuteResult;
+  try {
+    result = await executor.execute({
+      directiveId,
+      kind: claim.directive.kind,
+      params: claim.directive.params,
+      idempotencyKey: directiveId,
+      attempt: claim.attempt,
+      installationId: claim.directive.installation_id,
+      orgId: tenant.id,
+    });
+  } catch (error) {
+    // An executor should return failures; a throw is a bug or an unexpected fault, retried.
+    result = { outcome: 'retryable', error: { code: 'executor_error', message: error instanceof Error ? error.message.slice(0, 500) : 'executor threw' } };
+  }
+  await recordOutcome(deps, ctx, claim.directive, claim.attempt, claim.startedAt, result);
+}
+
+async function recordOutcome(
+  deps: DirectiveDeps,
+  ctx: LifecycleContext,
+  directive: Directive,
+  attempt: number,
+  startedAt: Date,
+  result: ExecuteResult,
+): Promise<void> {
+  const executionId = executionIdOfDirective(directive.id);
+  const finishedAt = nowOf(deps);
+  const timing = {
+    execution_id: executionId,
+    handler: `executor:${directive.kind}`,
+    signal_id: null,
+    directive_id: directive.id,
+    attempt,
+    started_at: startedAt.toISOString(),
+    finished_at: finishedAt.toISOString(),
+    duration_ms: Math.max(0, finishedAt.getTime() - startedAt.getTime()),
+  };
+  const subject = `directive:${directive.id}`;
+  const correlation_id = directive.correlation_id;
+  const maxAttempts = deps.executors.require(directive.kind).maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  await withTransaction(deps.sql, undefined, async (tx) => {
+    if (result.outcome === 'succeeded') {
+      const succeeded: ExecutionSucceeded = {
+        ...timing,
+        outputs: { signals: [], directives: [directive.id] },
+        usage: { ...result.usage, ...(result.costUsd !== undefined ? { cost_usd: result.costUsd } : {}) },
+      };
+      await emitSystem(deps.emit, ctx, tx, { type: 'execution.succeeded', subject, payload: succeeded, dedupe_key: `execution:${executionId}:succeeded`, correlation_id });
+      await emitSystem(deps.emit, ctx, tx, {
+        type: 'directive.succeeded',
+        subject,
+        payload: { directive_id: directive.id, execution_id: executionId, result: result.result ?? null, cost_usd: result.costUsd ?? null },
+        dedupe_key: `directive:${directive.id}:finished`,
+        correlation_id,
+      });
+      return;
+    }
+    const retry = result.outcome === 'retryable' && attempt < maxAttempts;
+    const retryAt = retry
+      ? new Date(finishedAt.getTime() + backoffMs(attempt, { baseMs: deps.retryBaseMs, maxMs: MAX_BACKOFF_MS, retryAfterMs: result.retryAfterMs }))
+      : null;
+    const failed: ExecutionFailed = { ...timing, error: result.error, final: !retry, retry_at: retryAt?.toISOString() ?? null };
+    await emitSystem(deps.emit, ctx, tx, { type: 'execution.failed', subject, payload: failed, dedupe_key: `execution:${executionId}:failed:${attempt}`, correlation_id });
+    if (retryAt) {
+      await addJobs(tx.sql, [executeJob(ctx.tenant.id, directive.id, ctx.traceparent ?? null, retryAt)]);
+      return;
+    }
+    const code = result.outcome === 'needs_reauthorization' ? 'needs_reauthorization' : result.error.code;
+    await emitSystem(deps.emit, ctx, tx, {
+      type: 'directive.failed',
+      subject,
+      payload: { directive_id: directive.id, execution_id: executionId, error: { code, message: result.error.message } },
+      dedupe_key: `directive:${directive.id}:finished`,
+      correlation_id,
+    });
+  });
+}

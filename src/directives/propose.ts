@@ -1,0 +1,149 @@
+/**
+ * Proposing a directive — from the API or from a handler — and the policy
+ * decision on it, in one transaction: the directive is recorded with its
+ * decision, and when allowed its execute job is enqueued in that same
+ * transaction; when approval is required its expiry job is.
+ */
+import { canonicalJson } from '../core/canonical-json.ts';
+import { DomainError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import { addJobs } from '../db/jobs.ts';
+import { withTransaction, type Tx } from '../db/transaction.ts';
+import { decide } from '../policy/evaluate.ts';
+import { guardUsage, loadPolicy } from '../policy/store.ts';
+import type { Decision } from '../policy/model.ts';
+import { executeJob, EXPIRE_DIRECTIVE, nowOf, type DirectiveDeps } from './deps.ts';
+import { ProposeDirectiveInput, statusAfterDecision, type DirectiveProposed } from './model.ts';
+import { emitSystem, findDirective, type Directive, type LifecycleContext } from './store.ts';
+
+export interface ProposeContext extends LifecycleContext {
+  tx?: Tx;
+  /** The signal whose handler proposes this; null for API proposals. */
+  cause?: { signalId: string; correlationId: string | null } | null;
+}
+
+function parseInput(deps: DirectiveDeps, input: unknown): ProposeDirectiveInput {
+  const parsed = ProposeDirectiveInput.safeParse(input);
+  if (!parsed.success) {
+    throw new DomainError(
+      'validation_failed',
+      'the directive is not valid',
+      parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message })),
+    );
+  }
+  return { ...parsed.data, params: deps.executors.parseParams(parsed.data.kind, parsed.data.params) as Record<string, unknown> };
+}
+
+/** What policy would decide for `input` now, with its estimated cost. */
+async function evaluate(deps: DirectiveDeps, tx: Tx, ctx: ProposeContext, input: ProposeDirectiveInput, idempotencyKey: string) {
+  const executor = deps.executors.require(input.kind);
+  const estimated = executor.estimateCostUsd(input.kind, input.params);
+  const policy = await loadPolicy(tx.sql, ctx.tenant);
+  const usage = await guardUsage(tx.sql, ctx.tenant, policy.compiled, input.kind);
+  const decision = decide(
+    policy.compiled,
+    {
+      directive: {
+        kind: input.kind,
+        idempotency_key: idempotencyKey,
+        causation_id: ctx.cause?.signalId ?? null,
+        installation_id: ctx.installationId ?? null,
+        estimated_cost_usd: estimated,
+      },
+      params: input.params,
+      actor: ctx.actor,
+      installation: null,
+      org: { id: ctx.tenant.id, slug: ctx.tenant.slug },
+    },
+    usage,
+  );
+  return { decision, estimated };
+}
+
+export interface ProposeResult {
+  directive: Directive;
+  created: boolean;
+}
+
+export async function proposeDirective(
+  deps: DirectiveDeps,
+  { ctx, input }: { ctx: ProposeContext; input: unknown },
+): Promise<ProposeResult> {
+  const proposal = parseInput(deps, input);
+  return withTransaction(deps.sql, ctx.tx, async (tx) => {
+    const id = newId('directive');
+    const idempotencyKey = proposal.idempotency_key ?? `directive:${id}`;
+    // One proposal per key at a time: the second waits, then finds the first.
+    await tx.sql`select pg_advisory_xact_lock(hashtextextended(${`signalbus:directive-key:${ctx.tenant.schema}:${idempotencyKey}`}, 0))`;
+    const [existing] = await tx.sql<{ id: string; kind: string; params: unknown }[]>`
+      select id, kind, params from ${tx.sql(`${ctx.tenant.schema}.directives`)} where idempotency_key = ${idempotencyKey}`;
+    if (existing) {
+      if (existing.kind !== proposal.kind || canonicalJson(existing.params) !== canonicalJson(proposal.params)) {
+        throw new DomainError('idempotency_conflict', `idempotency key ${JSON.stringify(idempotencyKey)} was already used for another directive`);
+      }
+      return { directive: (await findDirective(tx.sql, ctx.tenant, existing.id))!, created: false };
+    }
+
+    const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, idempotencyKey);
+    const now = nowOf(deps);
+    const status = statusAfterDecision(decision);
+    const ttl = decision.approval_ttl_seconds ?? deps.approvalTtlSeconds;
+    const expiresAt = status === 'awaiting_approval' ? new Date(now.getTime() + ttl * 1000) : null;
+    const payload: DirectiveProposed = {
+      directive_id: id,
+      kind: proposal.kind,
+      params: proposal.params,
+      idempotency_key: idempotencyKey,
+      installation_id: ctx.installationId ?? null,
+      decision,
+      estimated_cost_usd: estimated,
+      expires_at: expiresAt ? expiresAt.toISOString() : null,
+    };
+    await emitSystem(deps.emit, ctx, tx, {
+      type: 'directive.proposed',
+      subject: `directive:${id}`,
+      payload,
+      dedupe_key: `directive.proposed:${id}`,
+      causation_id: ctx.cause?.signalId ?? null,
+      correlation_id: ctx.cause?.correlationId ?? null,
+    });
+    if (status === 'approved') await addJobs(tx.sql, [executeJob(ctx.tenant.id, id, ctx.traceparent ?? null)]);
+    if (expiresAt) {
+      await addJobs(tx.sql, [
+        { identifier: EXPIRE_DIRECTIVE, payload: { org_id: ctx.tenant.id, directive_id: id }, run_at: expiresAt.toISOString() },
+      ]);
+    }
+    tx.afterCommit(() => deps.onDecision?.(decision.effect));
+    return { directive: (await findDirective(tx.sql, ctx.tenant, id))!, created: true };
+  });
+}
+
+export interface Simulation {
+  decision: Decision['effect'];
+  rule: string | null;
+  reason: string;
+  guards: Decision['guards'];
+  estimated_cost_usd: number;
+}
+
+/** The decision a proposal would get now. Rolls back: writes nothing, holds no lock afterwards. */
+export async function simulateDirective(
+  deps: DirectiveDeps,
+  { ctx, input }: { ctx: ProposeContext; input: unknown },
+): Promise<Simulation> {
+  const proposal = parseInput(deps, input);
+  let simulation: Simulation | undefined;
+  await deps.sql
+    .begin(async (sql) => {
+      const tx: Tx = { sql, afterCommit: () => {} };
+      const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, proposal.idempotency_key ?? 'simulation');
+      simulation = { decision: decision.effect, rule: decision.rule, reason: decision.reason, guards: decision.guards, estimated_cost_usd: estimated };
+      throw ROLLBACK;
+    })
+    .catch((error) => {
+      if (error !== ROLLBACK) throw error;
+    });
+  return simulation!;
+}
+
+const ROLLBACK = Symbol('rollback');

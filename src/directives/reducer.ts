@@ -1,0 +1,89 @@
+/**
+ * The directives reducer: pure over (row, signal). Transitions the verbs
+ * would refuse are ignored here rather than thrown, so a fold never stops on
+ * a signal the log already holds.
+ */
+import type { Actor } from '../auth/actor.ts';
+import type { SignalRow } from '../signals/model.ts';
+import {
+  statusAfterDecision,
+  type DirectiveDecided,
+  type DirectiveExecuting,
+  type DirectiveFailed,
+  type DirectiveProposed,
+  type DirectiveRow,
+  type DirectiveStatus,
+  type DirectiveSucceeded,
+} from './model.ts';
+
+const FROM: Record<string, readonly DirectiveStatus[]> = {
+  'directive.approved': ['awaiting_approval'],
+  'directive.rejected': ['awaiting_approval'],
+  'directive.cancelled': ['awaiting_approval', 'approved'],
+  'directive.expired': ['awaiting_approval'],
+  'directive.executing': ['approved', 'executing'],
+  'directive.succeeded': ['approved', 'executing'],
+  'directive.failed': ['approved', 'executing'],
+};
+
+export function directiveIdOf(signal: SignalRow): string | null {
+  const id = (signal.payload as { directive_id?: unknown }).directive_id;
+  return typeof id === 'string' ? id : null;
+}
+
+export function evolveDirective(row: DirectiveRow | null, signal: SignalRow): DirectiveRow | null {
+  const at = signal.recorded_at;
+  if (signal.type === 'directive.proposed') {
+    if (row) return row;
+    const proposed = signal.payload as unknown as DirectiveProposed;
+    return {
+      id: proposed.directive_id,
+      kind: proposed.kind,
+      params: proposed.params,
+      idempotency_key: proposed.idempotency_key,
+      actor: signal.actor,
+      causation_id: signal.causation_id,
+      correlation_id: signal.correlation_id,
+      installation_id: proposed.installation_id,
+      status: statusAfterDecision(proposed.decision),
+      decision: proposed.decision,
+      estimated_cost_usd: proposed.estimated_cost_usd,
+      cost_usd: null,
+      result: null,
+      error: null,
+      attempts: 0,
+      expires_at: proposed.expires_at,
+      decided_by: null,
+      decision_reason: null,
+      proposed_at: at,
+      updated_at: at,
+    };
+  }
+  const allowedFrom = FROM[signal.type];
+  if (!row || !allowedFrom || !allowedFrom.includes(row.status)) return row;
+  switch (signal.type) {
+    case 'directive.approved':
+    case 'directive.rejected':
+    case 'directive.cancelled': {
+      const { reason } = signal.payload as unknown as DirectiveDecided;
+      const status = signal.type.slice('directive.'.length) as DirectiveStatus;
+      return { ...row, status, decided_by: signal.actor as Actor, decision_reason: reason ?? null, updated_at: at };
+    }
+    case 'directive.expired':
+      return { ...row, status: 'expired', updated_at: at };
+    case 'directive.executing': {
+      const { attempt } = signal.payload as unknown as DirectiveExecuting;
+      return { ...row, status: 'executing', attempts: attempt, updated_at: at };
+    }
+    case 'directive.succeeded': {
+      const { result, cost_usd } = signal.payload as unknown as DirectiveSucceeded;
+      return { ...row, status: 'succeeded', result: result ?? null, cost_usd: cost_usd ?? null, error: null, updated_at: at };
+    }
+    case 'directive.failed': {
+      const { error } = signal.payload as unknown as DirectiveFailed;
+      return { ...row, status: 'failed', error, updated_at: at };
+    }
+    default:
+      return row;
+  }
+}

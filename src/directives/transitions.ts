@@ -1,0 +1,69 @@
+/**
+ * Human decisions on a directive — approve, reject, cancel — and expiry.
+ * Each locks the directive's row first, so of two concurrent approvals one
+ * records `directive.approved` and enqueues the execute job while the other
+ * finds the directive already approved (409 invalid_transition). The signal's
+ * dedupe key is shared by every decision that ends the wait, so even a
+ * second writer that skipped the lock could not record two.
+ */
+import { DomainError, notFound } from '../core/errors.ts';
+import { addJobs } from '../db/jobs.ts';
+import { withTransaction, type Tx } from '../db/transaction.ts';
+import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
+import type { DirectiveStatus } from './model.ts';
+import { emitSystem, findDirective, type Directive, type LifecycleContext } from './store.ts';
+
+export type DirectiveAction = 'approve' | 'reject' | 'cancel';
+
+const RULES: Record<DirectiveAction, { from: readonly DirectiveStatus[]; type: string }> = {
+  approve: { from: ['awaiting_approval'], type: 'directive.approved' },
+  reject: { from: ['awaiting_approval'], type: 'directive.rejected' },
+  cancel: { from: ['awaiting_approval', 'approved'], type: 'directive.cancelled' },
+};
+
+const invalid = (directive: Directive, action: string, why?: string) =>
+  new DomainError('invalid_transition', why ?? `cannot ${action} a directive that is ${directive.status}`);
+
+export async function decideDirective(
+  deps: DirectiveDeps,
+  { ctx, id, action, reason }: { ctx: LifecycleContext & { tx?: Tx }; id: string; action: DirectiveAction; reason?: string | null },
+): Promise<Directive> {
+  const rule = RULES[action];
+  return withTransaction(deps.sql, ctx.tx, async (tx) => {
+    const directive = await findDirective(tx.sql, ctx.tenant, id, { lock: true });
+    if (!directive) throw notFound('directive');
+    if (!rule.from.includes(directive.status)) throw invalid(directive, action);
+    const waiting = directive.status === 'awaiting_approval';
+    if (waiting && directive.expires_at && new Date(directive.expires_at) <= nowOf(deps)) {
+      throw invalid(directive, action, `the approval window closed at ${directive.expires_at}`);
+    }
+    await emitSystem(deps.emit, ctx, tx, {
+      type: rule.type,
+      subject: `directive:${id}`,
+      payload: { directive_id: id, reason: reason ?? null },
+      // Approve, reject, cancel-while-waiting and expiry all end the wait: one key.
+      dedupe_key: waiting ? `directive:${id}:decided` : `directive:${id}:${action}`,
+      causation_id: null,
+      correlation_id: directive.correlation_id,
+    });
+    if (action === 'approve') await addJobs(tx.sql, [executeJob(ctx.tenant.id, id, ctx.traceparent ?? null)]);
+    return (await findDirective(tx.sql, ctx.tenant, id))!;
+  });
+}
+
+/** The expiry job: ends the wait when nobody decided in time; a no-op otherwise. */
+export async function expireDirective(deps: DirectiveDeps, { ctx, id }: { ctx: LifecycleContext; id: string }): Promise<boolean> {
+  return withTransaction(deps.sql, undefined, async (tx) => {
+    const directive = await findDirective(tx.sql, ctx.tenant, id, { lock: true });
+    if (!directive || directive.status !== 'awaiting_approval') return false;
+    if (directive.expires_at && new Date(directive.expires_at) > nowOf(deps)) return false;
+    await emitSystem(deps.emit, ctx, tx, {
+      type: 'directive.expired',
+      subject: `directive:${id}`,
+      payload: { directive_id: id, expired_at: directive.expires_at },
+      dedupe_key: `directive:${id}:decided`,
+      correlation_id: directive.correlation_id,
+    });
+    return true;
+  });
+}

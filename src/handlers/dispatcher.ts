@@ -1,0 +1,247 @@
+/**
+ * The dispatcher: fan-out by reading the log. For one org, one transaction
+ * locks the org's subscription rows, reads the next page of signals after
+ * the oldest checkpoint (commit-ordered, below the visibility horizon),
+ * enqueues one `handle_signal` job per matching (signal, handler) through a
+ * single `add_jobs` call, and advances every checkpoint — all or nothing. A
+ * crash before commit leaves no job and no progress; the row locks let only
+ * one dispatcher work an org at a time, and the next finds the checkpoints
+ * already moved. So each committed signal reaches each subscription once.
+ *
+ * Woken by the log notifier after commits (coalesced per org), with a slow
+ * sweep over all orgs as a safety net, and a short re-poll while committed
+ * rows wait above the horizon behind a long transaction.
+ */
+import type { Logger } from 'pino';
+import type { Sql } from '../db/client.ts';
+import { addJobs, type JobSpec } from '../db/jobs.ts';
+import { newId } from '../core/ids.ts';
+import type { LogNotifier } from '../signals/log-notifier.ts';
+import type { SignalRow } from '../signals/model.ts';
+import { schemaNameFor } from '../tenancy/tenant.ts';
+import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
+import { ensureSubscriptions } from './subscriptions.ts';
+
+export const HANDLE_SIGNAL = 'handle_signal';
+/** Ordered handlers' jobs spread over this many queues per (org, handler), by subject. */
+const ORDERED_LANES = 64;
+
+export interface HandleSignalJob {
+  org_id: string;
+  handler: string;
+  signal_id: string;
+  execution_id: string;
+  attempt: number;
+  traceparent: string | null;
+}
+
+export interface DispatcherDeps {
+  sql: Sql;
+  handlers: HandlerRegistry;
+  notifier: Pick<LogNotifier, 'subscribeAll'>;
+  logger: Logger;
+  pageSize?: number;
+  sweepIntervalMs?: number;
+  heldBackRetryMs?: number;
+}
+
+export interface DispatchResult {
+  signals: number;
+  jobs: number;
+  /** The page was full: more may follow at once. */
+  full: boolean;
+  /** Committed signals wait above the horizon. */
+  heldBack: boolean;
+}
+
+type Position = { tx: bigint; seq: bigint };
+const compare = (a: Position, b: Position) => (a.tx === b.tx ? (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0) : a.tx < b.tx ? -1 : 1);
+
+function lane(subject: string | null): number {
+  if (subject === null) return 0;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < subject.length; i++) hash = Math.imul(hash ^ subject.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % ORDERED_LANES;
+}
+
+export function orderedQueueName(orgId: string, handler: string, subject: string | null): string {
+  return `sb:${orgId}:${handler}:${lane(subject)}`;
+}
+
+type PageRow = Pick<SignalRow, 'id' | 'type' | 'subject' | 'payload' | 'actor' | 'source' | 'correlation_id' | 'causation_id' | 'trace'> & {
+  tx_id: string;
+  seq: string;
+};
+
+/** One dispatch transaction for `tenant`. Exported for tests and benchmarks. */
+export async function dispatchOnce(
+  deps: Pick<DispatcherDeps, 'sql' | 'handlers'>,
+  tenant: TenantRef,
+  { pageSize = 1000 }: { pageSize?: number } = {},
+): Promise<DispatchResult> {
+  const handlers = deps.handlers.list();
+  if (handlers.length === 0) return { signals: 0, jobs: 0, full: false, heldBack: false };
+  const needsPayload = handlers.some((handler) => handler.needsPayload);
+  return deps.sql.begin(async (sql) => {
+    const subscriptions = await sql<{ handler: string; tx_id: string; seq: string }[]>`
+      select handler, tx_id::text as tx_id, seq::text as seq from ${sql(`${tenant.schema}.subscriptions`)}
+       where handler = any(${handlers.map((handler) => handler.id)}::text[])
+       order by handler for update`;
+    if (subscriptions.length === 0) return { signals: 0, jobs: 0, full: false, heldBack: false };
+    const subs = subscriptions
+      .map((row) => ({ handler: deps.handlers.get(row.handler)!, position: { tx: BigInt(row.tx_id), seq: BigInt(row.seq) } }))
+      .filter((sub): sub is { handler: RegisteredHandler; position: Position } => sub.handler !== undefined);
+    const oldest = subs.reduce((min, sub) => (compare(sub.position, min) < 0 ? sub.position : min), subs[0]!.position);
+    const newest = subs.reduce((max, sub) => (compare(sub.position, max) > 0 ? sub.position : max), subs[0]!.position);
+
+    const page = await sql<PageRow[]>`
+      select tx_id::text as tx_id, seq::text as seq, id, type, subject, ${needsPayload ? sql`payload` : sql`null as payload`},
+             actor, source, correlation_id, causation_id, trace
+        from ${sql(`${tenant.schema}.signals`)}
+       where (tx_id, seq) > (${oldest.tx.toString()}::xid8, ${oldest.seq.toString()}::bigint)
+         and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+       order by tx_id, seq
+       limit ${pageSize}`;
+
+    const jobs: JobSpec[] = [];
+    for (const signal of page) {
+      const position = { tx: BigInt(signal.tx_id), seq: BigInt(signal.seq) };
+      for (const sub of subs) {
+        if (compare(position, sub.position) <= 0 || !sub.handler.matches(signal)) continue;
+        const payload: HandleSignalJob = {
+          org_id: tenant.id,
+          handler: sub.handler.id,
+          signal_id: signal.id,
+          execution_id: newId('execution'),
+          attempt: 1,
+          traceparent: signal.trace,
+        };
+        jobs.push({
+          identifier: HANDLE_SIGNAL,
+          payload: payload as unknown as Record<string, unknown>,
+          queue_name: sub.handler.ordered ? orderedQueueName(tenant.id, sub.handler.id, signal.subject) : null,
+        });
+      }
+    }
+    await addJobs(sql, jobs);
+
+    const last = page[page.length - 1];
+    if (last) {
+      const end = { tx: BigInt(last.tx_id), seq: BigInt(last.seq) };
+      const advanced = subs.filter((sub) => compare(sub.position, end) < 0).map((sub) => sub.handler.id);
+      if (advanced.length > 0) {
+        await sql`
+          update ${sql(`${tenant.schema}.subscriptions`)}
+             set tx_id = ${last.tx_id}::xid8, seq = ${last.seq}::bigint, updated_at = now()
+           where handler = any(${advanced}::text[])`;
+      }
+    }
+    const full = page.length === pageSize;
+    let heldBack = false;
+    if (!full) {
+      const from = last ? { tx: BigInt(last.tx_id), seq: BigInt(last.seq) } : newest;
+      const [row] = await sql<{ found: boolean }[]>`
+        select exists (select 1 from ${sql(`${tenant.schema}.signals`)}
+                        where (tx_id, seq) > (${from.tx.toString()}::xid8, ${from.seq.toString()}::bigint)) as found`;
+      heldBack = row!.found;
+    }
+    return { signals: page.length, jobs: jobs.length, full, heldBack };
+  }) as Promise<DispatchResult>;
+}
+
+export interface Dispatcher {
+  start(): Promise<void>;
+  /** Dispatches `orgId` soon (coalesced with a run already under way). */
+  wake(orgId: string): void;
+  stop(): Promise<void>;
+}
+
+export function createDispatcher(deps: DispatcherDeps): Dispatcher {
+  const { pageSize = 1000, sweepIntervalMs = 10_000, heldBackRetryMs = 50 } = deps;
+  const states = new Map<string, { running: Promise<void> | null; again: boolean; timer?: NodeJS.Timeout }>();
+  const ensured = new Set<string>();
+  let stopped = false;
+  let unsubscribe: (() => void) | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
+
+  const tenantOf = async (orgId: string): Promise<TenantRef | undefined> => {
+    const [row] = await deps.sql<{ id: string; slug: string }[]>`select id, slug from public.organizations where id = ${orgId}`;
+    return row ? { id: row.id, slug: row.slug, schema: schemaNameFor(row.slug) } : undefined;
+  };
+  const tenants = new Map<string, TenantRef>();
+
+  const run = async (orgId: string) => {
+    const state = states.get(orgId)!;
+    try {
+      let tenant = tenants.get(orgId);
+      if (!tenant) {
+        tenant = await tenantOf(orgId);
+        if (!tenant) return;
+        tenants.set(orgId, tenant);
+      }
+      if (!ensured.has(orgId)) {
+        await ensureSubscriptions(deps.sql, tenant, deps.handlers.list());
+        ensured.add(orgId);
+      }
+      for (;;) {
+        state.again = false;
+        const result = await dispatchOnce(deps, tenant, { pageSize });
+        if (stopped) return;
+        if (result.full || state.again) continue;
+        if (result.heldBack) {
+          clearTimeout(state.timer);
+          state.timer = setTimeout(() => wake(orgId), heldBackRetryMs);
+        }
+        return;
+      }
+    } catch (error) {
+      deps.logger.warn({ err: error, org: orgId }, 'dispatch failed; retrying');
+      if (!stopped) {
+        clearTimeout(state.timer);
+        state.timer = setTimeout(() => wake(orgId), 1000);
+      }
+    }
+  };
+
+  const wake = (orgId: string) => {
+    if (stopped) return;
+    let state = states.get(orgId);
+    if (!state) states.set(orgId, (state = { running: null, again: false }));
+    if (state.running) {
+      state.again = true;
+      return;
+    }
+    state.running = run(orgId).finally(() => {
+      state.running = null;
+    });
+  };
+
+  const sweep = async () => {
+    try {
+      const orgs = await deps.sql<{ id: string }[]>`select id from public.organizations order by id`;
+      for (const { id } of orgs) wake(id);
+    } catch (error) {
+      deps.logger.warn({ err: error }, 'dispatch sweep failed');
+    }
+    if (!stopped) sweepTimer = setTimeout(sweep, sweepIntervalMs);
+  };
+
+  return {
+    async start() {
+      unsubscribe = await deps.notifier.subscribeAll((orgId) => {
+        if (orgId === null) void sweep();
+        else wake(orgId);
+      });
+      await sweep();
+    },
+    wake,
+    async stop() {
+      stopped = true;
+      unsubscribe?.();
+      clearTimeout(sweepTimer);
+      for (const state of states.values()) clearTimeout(state.timer);
+      await Promise.all([...states.values()].map((state) => state.running));
+    },
+  };
+}

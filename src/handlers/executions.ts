@@ -1,0 +1,102 @@
+/**
+ * Reading executions, and retrying a failed one by hand: the request is a
+ * signal (`execution.retry_requested`, by the operator's actor) committed
+ * with the job that runs the next attempt. That attempt is past the handler's
+ * bound, so it runs once: a failure is final again, not a new retry series.
+ */
+import { DomainError, notFound } from '../core/errors.ts';
+import type { Queryable } from '../db/client.ts';
+import { addJobs } from '../db/jobs.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { emitSystem, type LifecycleContext } from '../directives/store.ts';
+import { isoTimestamp } from '../signals/model.ts';
+import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Bus } from '../bus.ts';
+import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
+import type { ExecutionRetryRequested, ExecutionRow, ExecutionStatus } from './execution-model.ts';
+
+export type Execution = ExecutionRow;
+
+const EXECUTION_SELECT = `
+  id, handler, signal_id, directive_id, status, attempts, ${isoTimestamp('started_at')} as started_at,
+  ${isoTimestamp('finished_at')} as finished_at, duration_ms, error, outputs, tokens_in, tokens_out,
+  cost_usd::float8 as cost_usd, ${isoTimestamp('updated_at')} as updated_at`;
+
+export async function findExecution(db: Queryable, tenant: TenantRef, id: string, { lock = false } = {}): Promise<Execution | undefined> {
+  const [row] = await db<Execution[]>`
+    select ${db.unsafe(EXECUTION_SELECT)} from ${db(`${tenant.schema}.executions`)} where id = ${id} ${lock ? db`for update` : db``}`;
+  return row;
+}
+
+export async function getExecution(db: Queryable, tenant: TenantRef, id: string): Promise<Execution> {
+  const row = await findExecution(db, tenant, id);
+  if (!row) throw notFound('execution');
+  return row;
+}
+
+export async function listExecutions(
+  db: Queryable,
+  tenant: TenantRef,
+  { status, handler, signalId, after, limit }: { status?: ExecutionStatus; handler?: string; signalId?: string; after?: string; limit: number },
+): Promise<{ data: Execution[]; next_cursor: string | null }> {
+  const rows = await db<Execution[]>`
+    select ${db.unsafe(EXECUTION_SELECT)} from ${db(`${tenant.schema}.executions`)}
+     where true
+       ${status ? db`and status = ${status}` : db``}
+       ${handler ? db`and handler = ${handler}` : db``}
+       ${signalId ? db`and signal_id = ${signalId}` : db``}
+       ${after ? db`and id > ${after}` : db``}
+     order by id limit ${limit + 1}`;
+  const data = rows.slice(0, limit);
+  return { data, next_cursor: rows.length > limit ? data[data.length - 1]!.id : null };
+}
+
+/** Re-runs a failed execution as its next attempt. 409 unless it failed for good. */
+export async function retryExecution(
+  bus: Pick<Bus, 'emit' | 'handlers'>,
+  { ctx, id, reason }: { ctx: LifecycleContext; id: string; reason?: string | null },
+): Promise<Execution> {
+  return withTransaction(bus.emit.sql, undefined, async (tx) => {
+    const execution = await findExecution(tx.sql, ctx.tenant, id, { lock: true });
+    if (!execution) throw notFound('execution');
+    if (execution.status !== 'failed') throw new DomainError('invalid_transition', `cannot retry an execution that is ${execution.status}`);
+    if (execution.directive_id) {
+      // Its directive failed with it; running the executor again would need a new approval.
+      throw new DomainError('invalid_transition', 'an executor run is retried by proposing its directive again');
+    }
+    const attempt = execution.attempts + 1;
+    const requested: ExecutionRetryRequested = {
+      execution_id: id,
+      handler: execution.handler,
+      signal_id: execution.signal_id,
+      directive_id: execution.directive_id,
+      attempt: execution.attempts,
+      reason: reason ?? null,
+    };
+    await emitSystem(bus.emit, ctx, tx, {
+      type: 'execution.retry_requested',
+      payload: requested,
+      dedupe_key: `execution:${id}:retry:${attempt}`,
+      causation_id: execution.signal_id,
+    });
+    const [signal] = await tx.sql<{ subject: string | null; trace: string | null }[]>`
+      select subject, trace from ${tx.sql(`${ctx.tenant.schema}.signals`)} where id = ${execution.signal_id}`;
+    const job: HandleSignalJob = {
+      org_id: ctx.tenant.id,
+      handler: execution.handler,
+      signal_id: execution.signal_id!,
+      execution_id: id,
+      attempt,
+      traceparent: ctx.traceparent ?? signal?.trace ?? null,
+    };
+    const ordered = bus.handlers.get(execution.handler)?.ordered === true;
+    await addJobs(tx.sql, [
+      {
+        identifier: HANDLE_SIGNAL,
+        payload: job as unknown as Record<string, unknown>,
+        queue_name: ordered ? orderedQueueName(ctx.tenant.id, execution.handler, signal?.subject ?? null) : null,
+      },
+    ]);
+    return (await findExecution(tx.sql, ctx.tenant, id))!;
+  });
+}

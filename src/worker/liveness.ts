@@ -1,0 +1,84 @@
+/**
+ * Worker liveness. graphile-worker leaves a killed worker's jobs locked for
+ * hours (its own recovery waits four hours). Each worker process writes a
+ * heartbeat for its workers; every process sweeps: a worker whose jobs are
+ * locked but whose heartbeat is stale (or never came) is presumed dead and
+ * its jobs and queues are force-unlocked, to run again elsewhere. Jobs are
+ * idempotent by our own keys, so running one twice after a false alarm costs
+ * time, not correctness.
+ */
+import { makeWorkerUtils, type WorkerUtils } from 'graphile-worker';
+import type { Logger } from 'pino';
+import type { Sql } from '../db/client.ts';
+
+export interface LivenessOptions {
+  sql: Sql;
+  databaseUrl: string;
+  logger: Logger;
+  processId: string;
+  workerIds: () => string[];
+  heartbeatMs: number;
+  /** A heartbeat older than this marks its worker dead. */
+  staleAfterMs: number;
+}
+
+export interface Liveness {
+  stop(): Promise<void>;
+  /** One sweep now; returns the worker ids unlocked. */
+  sweep(): Promise<string[]>;
+}
+
+export async function startLiveness(options: LivenessOptions): Promise<Liveness> {
+  const { sql, logger } = options;
+  let utils: WorkerUtils | undefined;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const beat = async () => {
+    const ids = options.workerIds();
+    if (ids.length === 0) return;
+    await sql`
+      insert into public.worker_heartbeats (worker_id, process, last_seen)
+      select id, ${options.processId}, now() from unnest(${ids}::text[]) as id
+      on conflict (worker_id) do update set last_seen = now()`;
+  };
+
+  const sweep = async (): Promise<string[]> => {
+    const stale = `${options.staleAfterMs} milliseconds`;
+    const dead = await sql<{ worker_id: string }[]>`
+      select distinct locked_by as worker_id from graphile_worker._private_jobs
+       where locked_by is not null and locked_at < now() - ${stale}::interval
+         and not exists (select 1 from public.worker_heartbeats h
+                          where h.worker_id = locked_by and h.last_seen > now() - ${stale}::interval)`;
+    const ids = dead.map((row) => row.worker_id);
+    if (ids.length > 0) {
+      utils ??= await makeWorkerUtils({ connectionString: options.databaseUrl });
+      await utils.forceUnlockWorkers(ids);
+      logger.warn({ workers: ids }, 'released the jobs of workers whose heartbeat stopped');
+    }
+    await sql`delete from public.worker_heartbeats where last_seen < now() - interval '1 day'`;
+    return ids;
+  };
+
+  const tick = async () => {
+    try {
+      await beat();
+      await sweep();
+    } catch (error) {
+      logger.warn({ err: error }, 'worker heartbeat or sweep failed');
+    }
+    if (!stopped) timer = setTimeout(tick, options.heartbeatMs);
+  };
+  await tick();
+
+  return {
+    sweep,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      const ids = options.workerIds();
+      if (ids.length > 0) await sql`delete from public.worker_heartbeats where worker_id = any(${ids}::text[])`.catch(() => {});
+      await utils?.release();
+    },
+  };
+}
