@@ -176,6 +176,7 @@ describe("ids of another org through one's own org", () => {
 
 describe('the canary planted in org A', () => {
   it('is visible to org A (so the checks below can see a leak)', async () => {
+    await t.settle();
     const list = await t.request('GET', `/v1/orgs/${a.tenant.slug}/signals`, { key: a.keys.viewer.secret });
     expect(list.text).toContain(canary);
     const one = await t.request('GET', `/v1/orgs/${a.tenant.slug}/signals/${a.signal.id}`, { key: a.keys.viewer.secret });
