@@ -63,7 +63,16 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   // per statement cost more CPU than the statement (measured, bench ingest).
   const writerSql = createSql(options.databaseUrl, { max: config.SIGNALBUS_DB_WRITER_POOL_SIZE, applicationName: 'signalbus-writer' });
   const notifier = createLogNotifier({ sql: writerSql, onError });
-  const tracing = createTracing({ serviceName: 'signalbus', exporter: options.spanExporter });
+  // Spans cost CPU on every emit; they are made only when someone collects them.
+  const tracing =
+    options.spanExporter || config.OTEL_EXPORTER_OTLP_ENDPOINT
+      ? createTracing({
+          serviceName: 'signalbus',
+          ...(options.spanExporter ? { exporter: options.spanExporter } : {}),
+          ...(config.OTEL_EXPORTER_OTLP_ENDPOINT ? { otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT } : {}),
+        })
+      : undefined;
+  const tracer = tracing?.tracer;
   const metrics = createMetrics({ collectOldestJobAgeSeconds: () => oldestJobAgeQuery(sql) });
 
   const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection]);
@@ -75,6 +84,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
     appendBatcher,
     observer: { emitted: (type) => metrics.signalsEmitted(type), deduplicated: () => metrics.dedupeHits() },
+    ...(tracer ? { tracer } : {}),
   };
   const executors = createExecutorRegistry([noopExecutor, ...(options.executors ?? [])]);
   const handlers = createHandlerRegistry(options.handlers ?? [], {
@@ -87,6 +97,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     approvalTtlSeconds: config.SIGNALBUS_APPROVAL_TTL_SECONDS,
     retryBaseMs: config.SIGNALBUS_EXECUTOR_RETRY_BASE_MS,
     onDecision: (effect) => metrics.directiveDecision(effect),
+    ...(tracer ? { tracer } : {}),
     ...(options.now ? { now: options.now } : {}),
   };
   const bus: Bus = {
@@ -101,6 +112,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
       handlers,
       maxCausationDepth: config.SIGNALBUS_MAX_CAUSATION_DEPTH,
       onFailure: (handler, final) => metrics.executionFailed(handler, final),
+      ...(tracer ? { tracer } : {}),
       ...(options.now ? { now: options.now } : {}),
     },
   };
@@ -119,7 +131,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
     maxBatchBytes: config.SIGNALBUS_MAX_BATCH_BYTES,
     heartbeatMs: config.SIGNALBUS_SSE_HEARTBEAT_SECONDS * 1000,
-    tracer: tracing.tracer,
+    ...(tracer ? { tracer } : {}),
     metrics,
     async readiness() {
       try {
@@ -145,7 +157,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     async close() {
       await notifier.close();
       await Promise.all([sql.end({ timeout: 5 }), writerSql.end({ timeout: 5 })]);
-      await tracing.shutdown();
+      await tracing?.shutdown();
     },
   };
 }

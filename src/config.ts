@@ -24,6 +24,8 @@ export const Config = z.object({
   SIGNALBUS_OPENAI_BASE_URL: httpUrl.optional(),
   SIGNALBUS_GOOGLE_API_BASE: httpUrl.optional(),
   SIGNALBUS_GOOGLE_OAUTH_BASE: httpUrl.optional(),
+  /** OTLP/HTTP collector for traces; without it (and outside tests) no spans are made. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Largest accepted signal payload, canonical JSON bytes. */
   SIGNALBUS_MAX_PAYLOAD_BYTES: z.coerce.number().int().positive().default(256 * 1024),

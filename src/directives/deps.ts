@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import type { Sql } from '../db/client.ts';
 import type { ExecutorRegistry } from '../executors/registry.ts';
 import type { EmitDeps } from '../signals/emit.ts';
@@ -12,6 +13,7 @@ export interface DirectiveDeps {
   /** Base delay of executor retries (doubled per attempt, with jitter). */
   retryBaseMs: number;
   onDecision?: (effect: string) => void;
+  tracer?: Tracer;
   now?: () => Date;
 }
 

@@ -15,6 +15,7 @@ import { withTransaction } from '../db/transaction.ts';
 import type { ExecuteResult } from '../executors/registry.ts';
 import type { ExecutionFailed, ExecutionStarted, ExecutionSucceeded } from '../handlers/execution-model.ts';
 import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import { inSpan } from '../telemetry/tracing.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { emitSystem, findDirective, type Directive, type LifecycleContext } from './store.ts';
@@ -87,7 +88,7 @@ export async function executeDirective(
   const executor = deps.executors.require(claim.directive.kind);
   let result: ExecuteResult;
   try {
-    result = await executor.execute({
+    const request = {
       directiveId,
       kind: claim.directive.kind,
       params: claim.directive.params,
@@ -95,7 +96,14 @@ export async function executeDirective(
       attempt: claim.attempt,
       installationId: claim.directive.installation_id,
       orgId: tenant.id,
-    });
+    };
+    result = deps.tracer
+      ? await inSpan(deps.tracer, `executor ${claim.directive.kind}`, { attributes: { 'signalbus.directive': directiveId, 'signalbus.attempt': claim.attempt } }, async (span) => {
+          const outcome = await executor.execute(request);
+          span.setAttribute('signalbus.outcome', outcome.outcome);
+          return outcome;
+        })
+      : await executor.execute(request);
   } catch (error) {
     // An executor should return failures; a throw is a bug or an unexpected fault, retried.
     result = { outcome: 'retryable', error: { code: 'executor_error', message: error instanceof Error ? error.message.slice(0, 500) : 'executor threw' } };

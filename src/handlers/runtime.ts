@@ -11,6 +11,7 @@
  * the same subject must not overtake it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Tracer } from '@opentelemetry/api';
 import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
 import { canonicalJson, sha256Hex } from '../core/canonical-json.ts';
@@ -23,7 +24,7 @@ import { proposeDirective } from '../directives/propose.ts';
 import { emitSystem, type LifecycleContext } from '../directives/store.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
-import { currentTraceparent } from '../telemetry/tracing.ts';
+import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
 import type { ExecutionError, ExecutionFailed, ExecutionSucceeded } from './execution-model.ts';
@@ -47,6 +48,7 @@ export interface RuntimeDeps {
   maxCausationDepth: number;
   onFailure?: (handler: string, final: boolean) => void;
   now?: () => Date;
+  tracer?: Tracer;
 }
 
 const DEFAULT_MAX_ATTEMPTS = 5;
@@ -102,7 +104,11 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
     try {
       if (!handler) throw new PermanentFailure({ code: 'unknown_handler', message: `no handler ${job.handler} is registered` });
       if (!signal) throw new PermanentFailure({ code: 'signal_not_found', message: `signal ${job.signal_id} does not exist` });
-      const outputs = await collect(handler, signal, attempt);
+      const outputs = deps.tracer
+        ? await inSpan(deps.tracer, `handler ${handler.id}`, { attributes: { 'signalbus.signal': signal.id, 'signalbus.attempt': attempt } }, () =>
+            collect(handler, signal, attempt),
+          )
+        : await collect(handler, signal, attempt);
       await commitSuccess(deps, ctx, { handler, signal, job, attempt, startedAt, finishedAt: now(), outputs });
       return;
     } catch (error) {

@@ -24,7 +24,9 @@ import type { Tenant } from '../tenancy/tenant.ts';
 import type { TenantMigration } from '../tenancy/tenant-migrations.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { cleanTraceparent } from '../signals/model.ts';
+import { currentTraceparent } from '../telemetry/tracing.ts';
 import type { EmitContext, EmitDeps } from '../signals/emit.ts';
+import type { LifecycleContext } from '../directives/store.ts';
 
 export interface HttpDeps {
   sql: Sql;
@@ -107,8 +109,18 @@ export function emitContextOf(c: ApiContext): EmitContext {
     tenant: tenantOf(c),
     actor: principalOf(c).actor,
     source: 'api',
-    traceparent: cleanTraceparent(c.req.header('traceparent')),
+    // The request's span when tracing, else the caller's header as it came.
+    traceparent: (c.get('deps').tracer ? currentTraceparent() : null) ?? cleanTraceparent(c.req.header('traceparent')),
     ...(idempotencyKey ? { idempotencyKey } : {}),
   };
 }
 
+/**
+ * The context of a domain verb other than emit (directives, executions,
+ * policies): tenant, actor and trace of the request. The request's
+ * Idempotency-Key is left out — those verbs take their keys explicitly.
+ */
+export function verbContextOf(c: ApiContext): LifecycleContext {
+  const { tenant, actor, source, traceparent } = emitContextOf(c);
+  return { tenant, actor, source, traceparent: traceparent ?? null };
+}

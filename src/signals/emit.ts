@@ -7,7 +7,9 @@
  * the append is a single statement — its own transaction — and goes through
  * the group-commit batcher when one is configured.
  */
+import type { Tracer } from '@opentelemetry/api';
 import type { Actor } from '../auth/actor.ts';
+import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import { DomainError, type FieldError } from '../core/errors.ts';
 import type { Sql } from '../db/client.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
@@ -27,6 +29,8 @@ export interface EmitDeps {
   appendBatcher?: AppendBatcher;
   /** Counts for metrics; called after the write. */
   observer?: { emitted(type: string): void; deduplicated(): void };
+  /** When set, each emit is a span and the signal stores that span's traceparent. */
+  tracer?: Tracer;
 }
 
 export interface EmitContext {
@@ -74,8 +78,20 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
   });
 }
 
+/** Runs `fn` in an emit span whose traceparent the signals store (children of the caller's trace). */
+function traced<T>(deps: EmitDeps, ctx: EmitContext, name: string, fn: (ctx: EmitContext) => Promise<T>): Promise<T> {
+  if (!deps.tracer) return fn(ctx);
+  return inSpan(deps.tracer, name, { traceparent: ctx.traceparent ?? null, attributes: { 'signalbus.org': ctx.tenant.slug } }, () =>
+    fn({ ...ctx, traceparent: currentTraceparent() ?? ctx.traceparent ?? null }),
+  );
+}
+
 /** Emits one signal. Throws `idempotency_conflict` when its key holds another payload. */
-export async function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: unknown }): Promise<EmitResult> {
+export function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: unknown }): Promise<EmitResult> {
+  return traced(deps, ctx, 'signals.emit', (ctx) => emitOne(deps, ctx, input));
+}
+
+async function emitOne(deps: EmitDeps, ctx: EmitContext, input: unknown): Promise<EmitResult> {
   const item = prepare(ctx, input, deps.maxPayloadBytes, ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {});
   const [outcome] = await write(deps, ctx, [item]);
   if (outcome!.created) deps.observer?.emitted(item.type);
@@ -90,10 +106,11 @@ export async function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; i
  * repeating a key within the batch resolve as if sent one after another.
  * `ctx.idempotencyKey` is ignored: one key cannot dedupe many items.
  */
-export async function emitBatch(
-  deps: EmitDeps,
-  { ctx, inputs }: { ctx: EmitContext; inputs: unknown[] },
-): Promise<BatchItemResult[]> {
+export function emitBatch(deps: EmitDeps, { ctx, inputs }: { ctx: EmitContext; inputs: unknown[] }): Promise<BatchItemResult[]> {
+  return traced(deps, ctx, 'signals.emit_batch', (ctx) => emitMany(deps, ctx, inputs));
+}
+
+async function emitMany(deps: EmitDeps, ctx: EmitContext, inputs: unknown[]): Promise<BatchItemResult[]> {
   const results: BatchItemResult[] = new Array(inputs.length);
   const valid: Array<{ index: number; item: Prepared }> = [];
   const now = new Date().toISOString();

@@ -22,7 +22,8 @@ import {
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 
@@ -48,13 +49,18 @@ function registerGlobals(): void {
   propagation.setGlobalPropagator(propagator);
 }
 
-export function createTracing(options: { serviceName: string; exporter?: SpanExporter }): Tracing {
+export function createTracing(options: { serviceName: string; exporter?: SpanExporter; otlpEndpoint?: string }): Tracing {
   registerGlobals();
   // Without an exporter spans are still recorded (no processor drops them), so
   // their ids reach stored traceparents and downstream spans join the trace.
-  const provider = new BasicTracerProvider({
-    spanProcessors: options.exporter ? [new SimpleSpanProcessor(options.exporter)] : [],
-  });
+  // An OTLP collector gets batches, off the request path.
+  const spanProcessors = [
+    ...(options.exporter ? [new SimpleSpanProcessor(options.exporter)] : []),
+    ...(options.otlpEndpoint
+      ? [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${options.otlpEndpoint.replace(/\/$/, '')}/v1/traces` }))]
+      : []),
+  ];
+  const provider = new BasicTracerProvider({ spanProcessors });
   return {
     tracer: provider.getTracer(options.serviceName),
     shutdown: () => provider.shutdown(),
