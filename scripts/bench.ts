@@ -2,10 +2,12 @@
  * `npm run bench -- <scenario>`: benchmarks that print their figures and a
  * ratio against a baseline measured in the same run. Not tests.
  */
+import { runFanoutBench } from './bench/fanout.ts';
 import { runIngestBench } from './bench/ingest.ts';
 
 const scenarios: Record<string, () => Promise<void>> = {
   ingest: runIngestBench,
+  fanout: runFanoutBench,
 };
 
 const name = process.argv[2] ?? 'ingest';
