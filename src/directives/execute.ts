@@ -55,24 +55,26 @@ export async function executeDirective(
     }
     const attempt = directive.attempts + 1;
     const startedAt = nowOf(deps);
-    await emitSystem(deps.emit, ctx, tx, {
-      type: 'directive.executing',
-      subject: `directive:${directiveId}`,
-      payload: { directive_id: directiveId, execution_id: executionId, attempt },
-      dedupe_key: `directive:${directiveId}:executing:${attempt}`,
-      correlation_id: directive.correlation_id,
-    });
     const started: ExecutionStarted = {
       execution_id: executionId, handler: handler(directive), signal_id: null, directive_id: directiveId, attempt,
       started_at: startedAt.toISOString(),
     };
-    await emitSystem(deps.emit, ctx, tx, {
-      type: 'execution.started',
-      subject: `directive:${directiveId}`,
-      payload: started,
-      dedupe_key: `execution:${executionId}:started:${attempt}`,
-      correlation_id: directive.correlation_id,
-    });
+    await emitSystem(deps.emit, ctx, tx, [
+      {
+        type: 'directive.executing',
+        subject: `directive:${directiveId}`,
+        payload: { directive_id: directiveId, execution_id: executionId, attempt },
+        dedupe_key: `directive:${directiveId}:executing:${attempt}`,
+        correlation_id: directive.correlation_id,
+      },
+      {
+        type: 'execution.started',
+        subject: `directive:${directiveId}`,
+        payload: started,
+        dedupe_key: `execution:${executionId}:started:${attempt}`,
+        correlation_id: directive.correlation_id,
+      },
+    ]);
     return { kind: 'run', directive, attempt, startedAt };
   });
 
@@ -141,14 +143,16 @@ async function recordOutcome(
         outputs: { signals: [], directives: [directive.id] },
         usage: { ...result.usage, ...(result.costUsd !== undefined ? { cost_usd: result.costUsd } : {}) },
       };
-      await emitSystem(deps.emit, ctx, tx, { type: 'execution.succeeded', subject, payload: succeeded, dedupe_key: `execution:${executionId}:succeeded`, correlation_id });
-      await emitSystem(deps.emit, ctx, tx, {
-        type: 'directive.succeeded',
-        subject,
-        payload: { directive_id: directive.id, execution_id: executionId, result: result.result ?? null, cost_usd: result.costUsd ?? null },
-        dedupe_key: `directive:${directive.id}:finished`,
-        correlation_id,
-      });
+      await emitSystem(deps.emit, ctx, tx, [
+        { type: 'execution.succeeded', subject, payload: succeeded, dedupe_key: `execution:${executionId}:succeeded`, correlation_id },
+        {
+          type: 'directive.succeeded',
+          subject,
+          payload: { directive_id: directive.id, execution_id: executionId, result: result.result ?? null, cost_usd: result.costUsd ?? null },
+          dedupe_key: `directive:${directive.id}:finished`,
+          correlation_id,
+        },
+      ]);
       return;
     }
     const retry = result.outcome === 'retryable' && attempt < maxAttempts;

@@ -7,7 +7,7 @@ import type { Actor } from '../auth/actor.ts';
 import { DomainError, notFound } from '../core/errors.ts';
 import type { Queryable } from '../db/client.ts';
 import type { Tx } from '../db/transaction.ts';
-import { emit, type EmitDeps } from '../signals/emit.ts';
+import { emit, emitBatch, type EmitDeps } from '../signals/emit.ts';
 import { isoTimestamp } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import type { DirectiveRow, DirectiveStatus } from './model.ts';
@@ -58,19 +58,31 @@ export interface LifecycleContext {
   installationId?: string | null;
 }
 
+export interface SystemSignal {
+  type: string;
+  subject?: string | null;
+  payload: object;
+  dedupe_key: string;
+  causation_id?: string | null;
+  correlation_id?: string | null;
+}
+
 /**
- * Emits a bus-owned signal inside `tx`. Lifecycle keys name a step (`…:succeeded`,
- * `…:failed:2`); a repeat of that step — a redelivered job, a retried run —
- * carries other timings, and the step recorded first stands.
+ * Emits bus-owned signals inside `tx` — several in one append when given a
+ * list. Lifecycle keys name a step (`…:succeeded`, `…:failed:2`); a repeat
+ * of that step — a redelivered job, a retried run — carries other timings,
+ * and the step recorded first stands.
  */
-export async function emitSystem(
-  deps: EmitDeps,
-  ctx: LifecycleContext,
-  tx: Tx,
-  input: { type: string; subject?: string | null; payload: object; dedupe_key: string; causation_id?: string | null; correlation_id?: string | null },
-): Promise<void> {
+export async function emitSystem(deps: EmitDeps, ctx: LifecycleContext, tx: Tx, input: SystemSignal | SystemSignal[]): Promise<void> {
+  const system = { ...ctx, system: true, tx };
+  if (Array.isArray(input)) {
+    const results = await emitBatch(deps, { ctx: system, inputs: input });
+    const invalid = results.find((result) => result.status === 'invalid');
+    if (invalid && 'error' in invalid) throw new DomainError('validation_failed', `a lifecycle signal is not valid: ${invalid.error.message}`);
+    return;
+  }
   try {
-    await emit(deps, { ctx: { ...ctx, system: true, tx }, input });
+    await emit(deps, { ctx: system, input });
   } catch (error) {
     if (!(error instanceof DomainError && error.code === 'idempotency_conflict')) throw error;
   }
