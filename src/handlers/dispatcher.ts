@@ -12,6 +12,7 @@
  * sweep over all orgs as a safety net, and a short re-poll while committed
  * rows wait above the horizon behind a long transaction.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.ts';
 import { addJobs, type JobSpec } from '../db/jobs.ts';
@@ -44,6 +45,13 @@ export interface DispatcherDeps {
   pageSize?: number;
   sweepIntervalMs?: number;
   heldBackRetryMs?: number;
+  /**
+   * Under a stream of wake-ups, the least time between passes for one org:
+   * each pass then carries many signals instead of one or two, which is
+   * what keeps fan-out cheap next to ingest. An idle org's first wake-up
+   * runs at once.
+   */
+  minIntervalMs?: number;
 }
 
 export interface DispatchResult {
@@ -101,7 +109,8 @@ export async function dispatchOnce(
         from ${sql(`${tenant.schema}.signals`)}
        where (tx_id, seq) > (${oldest.tx.toString()}::xid8, ${oldest.seq.toString()}::bigint)
          and tx_id < pg_snapshot_xmin(pg_current_snapshot())
-       order by tx_id, seq
+       -- Qualified: bare names would sort by the text aliases above ('10' < '9').
+       order by signals.tx_id, signals.seq
        limit ${pageSize}`;
 
     const jobs: JobSpec[] = [];
@@ -158,9 +167,11 @@ export interface Dispatcher {
 }
 
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
-  const { pageSize = 1000, sweepIntervalMs = 10_000, heldBackRetryMs = 50 } = deps;
+  const { pageSize = 1000, sweepIntervalMs = 10_000, heldBackRetryMs = 50, minIntervalMs = 10 } = deps;
   const states = new Map<string, { running: Promise<void> | null; again: boolean; timer?: NodeJS.Timeout }>();
   const ensured = new Set<string>();
+  /** The orgs that existed when this dispatcher started. */
+  let startOrgs: Set<string> | undefined;
   let stopped = false;
   let unsubscribe: (() => void) | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
@@ -181,14 +192,26 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         tenants.set(orgId, tenant);
       }
       if (!ensured.has(orgId)) {
-        await ensureSubscriptions(deps.sql, tenant, deps.handlers.list());
+        // Orgs that exist at start get each handler's declared start. An org
+        // created later had no "before": its handlers read its log from the
+        // beginning, or its first signals would race the subscription.
+        const handlers = startOrgs?.has(orgId) === false
+          ? deps.handlers.list().map((handler) => ({ id: handler.id, start: 'beginning' as const }))
+          : deps.handlers.list();
+        await ensureSubscriptions(deps.sql, tenant, handlers);
         ensured.add(orgId);
       }
       for (;;) {
         state.again = false;
+        const passStarted = performance.now();
         const result = await dispatchOnce(deps, tenant, { pageSize });
         if (stopped) return;
-        if (result.full || state.again) continue;
+        if (result.full) continue;
+        if (state.again) {
+          const wait = minIntervalMs - (performance.now() - passStarted);
+          if (wait > 0) await sleep(wait);
+          continue;
+        }
         if (result.heldBack) {
           clearTimeout(state.timer);
           state.timer = setTimeout(() => wake(orgId), heldBackRetryMs);
@@ -224,6 +247,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     } catch (error) {
       deps.logger.warn({ err: error }, 'dispatch sweep failed');
     }
+    clearTimeout(sweepTimer);
     if (!stopped) sweepTimer = setTimeout(sweep, sweepIntervalMs);
   };
 
@@ -233,7 +257,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         if (orgId === null) void sweep();
         else wake(orgId);
       });
+      const orgs = await deps.sql<{ id: string }[]>`select id from public.organizations order by id`;
+      startOrgs = new Set(orgs.map((org) => org.id));
       await sweep();
+      // Subscriptions exist once start() returns: a signal committed after it is delivered.
+      await Promise.all([...states.values()].map((state) => state.running));
     },
     wake,
     async stop() {

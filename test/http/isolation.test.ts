@@ -1,9 +1,11 @@
 /**
  * Tenant isolation, driven from the one route table in test/support/routes.ts:
  * another org's keys get 404 on every tenant-scoped route (existence is not
- * revealed), ids of another org are not found through one's own org, a canary
- * planted in org A never reaches org B, and two tenants interleaved on a single
- * pooled connection never see each other's rows.
+ * revealed), ids of another org — signals, keys, directives, executions, each
+ * in a state where the route would succeed — are not found through one's own
+ * org, a canary planted in org A (signal, policy, directive, execution) never
+ * reaches org B, and two tenants interleaved on a single pooled connection
+ * never see each other's rows.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +18,9 @@ import { emit, type EmitDeps } from '../../src/signals/emit.ts';
 import { BEGINNING, type Signal } from '../../src/signals/model.ts';
 import { listSignals, readSignalsAfter } from '../../src/signals/read.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
+import { getDirective, type Directive } from '../../src/directives/store.ts';
+import { getExecution, type Execution } from '../../src/handlers/executions.ts';
+import { alwaysFails, failedExecution, heldDirective, HOLD_POLICY, setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import {
   callRoute,
@@ -31,6 +36,9 @@ interface OrgFixture {
   tenant: Tenant;
   keys: Record<OrgRole, { secret: string; id: string }>;
   signal: Signal;
+  /** Awaiting approval and failed: states in which approve and retry would succeed, were the org not checked. */
+  directive: Directive;
+  execution: Execution;
 }
 
 let t: TestApp;
@@ -50,13 +58,19 @@ async function makeKey(tenant: Tenant | null, role: OrgRole | 'support') {
   return { secret, id: apiKey.id };
 }
 
-async function makeOrg(slug: string, signalBody: Record<string, unknown>): Promise<OrgFixture> {
+/** An org with keys, a signal, a policy, a directive and an execution, each carrying `secret`. */
+async function makeOrg(slug: string, signalBody: Record<string, unknown>, secret: string): Promise<OrgFixture> {
   const tenant = await t.createOrg(slug);
   const keys = {} as OrgFixture['keys'];
   for (const role of ORG_ROLES) keys[role] = await makeKey(tenant, role);
   const emitted = await t.request('POST', `/v1/orgs/${slug}/signals`, { key: keys.operator.secret, body: signalBody });
   expect(emitted.status).toBe(201);
-  return { tenant, keys, signal: emitted.body.signal };
+  await setPolicy(t, tenant, { rules: HOLD_POLICY.rules.map((rule) => ({ ...rule, reason: `${rule.id} ${secret}` })) });
+  const directive = await heldDirective(t, tenant, { params: { secret }, idempotencyKey: `directive:${secret}` });
+  expect(directive.status).toBe('awaiting_approval');
+  const execution = await failedExecution(t, tenant, { secret });
+  expect(execution.status).toBe('failed');
+  return { tenant, keys, signal: emitted.body.signal, directive, execution };
 }
 
 const countRows = async (tenant: Tenant) => {
@@ -71,6 +85,8 @@ const countRows = async (tenant: Tenant) => {
 function idOf(route: RouteCase, owner: OrgFixture): string | undefined {
   if (route.id === 'signal') return owner.signal.id;
   if (route.id === 'apiKey') return owner.keys.admin.id;
+  if (route.id === 'directive') return owner.directive.id;
+  if (route.id === 'execution') return owner.execution.id;
   return undefined;
 }
 
@@ -80,22 +96,24 @@ function expectNotFound(response: RouteResponse, what: string) {
   expect(response.body?.code, what).toBe('not_found');
 }
 
-/** What org B must never see of org A: the canary and A's signal id. */
+/** What org B must never see of org A: the canary and the ids of A's signal, directive and execution. */
 function expectNoLeak(text: string, what: string) {
   expect(text.includes(canary), `${what} leaked the canary`).toBe(false);
   expect(text.includes(a.signal.id), `${what} leaked org A's signal id`).toBe(false);
+  expect(text.includes(a.directive.id), `${what} leaked org A's directive id`).toBe(false);
+  expect(text.includes(a.execution.id), `${what} leaked org A's execution id`).toBe(false);
 }
 
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({ handlers: [alwaysFails] });
   a = await makeOrg('iso_a', {
     type: 'canary.planted',
     subject: `subject:${canary}`,
     payload: { secret: canary, nested: { again: canary } },
     dedupe_key: `dedupe:${canary}`,
     correlation_id: `corr:${canary}`,
-  });
-  b = await makeOrg('iso_b', { type: 'canary.control', subject: 'subject:b', payload: { mine: 'b' }, dedupe_key: 'b-1' });
+  }, canary);
+  b = await makeOrg('iso_b', { type: 'canary.control', subject: 'subject:b', payload: { mine: 'b' }, dedupe_key: 'b-1' }, 'b');
   supportKey = (await makeKey(null, 'support')).secret;
 });
 afterAll(() => t.close());
@@ -133,6 +151,8 @@ describe("another org's keys", () => {
     }
     expect(new Set(seen).size).toBe(TENANT_ROUTES.length);
     expect(await countRows(a.tenant)).toEqual(before);
+    expect((await getDirective(t.app.deps.sql, a.tenant, a.directive.id)).status).toBe('awaiting_approval');
+    expect((await getExecution(t.app.deps.sql, a.tenant, a.execution.id)).status).toBe('failed');
   });
 
   it('answer exactly as an org that does not exist does, so existence is not revealed', async () => {
@@ -159,16 +179,25 @@ describe("ids of another org through one's own org", () => {
     for (const route of routes) {
       for (const role of ORG_ROLES.filter((candidate) => route.allowed.includes(candidate))) {
         const path = fillPath(route.path, { org: a.tenant.slug, id: idOf(route, b)! });
-        const response = await callRoute(t.app, route.method, path, { key: a.keys[role].secret });
+        const response = await callRoute(t.app, route.method, path, {
+          key: a.keys[role].secret,
+          ...(route.body ? { body: route.body(unique()) } : {}),
+        });
         expectNotFound(response, `${role} of A: ${route.method} ${path}`);
       }
       // A platform key is bound to no org, but the id is still looked up in the path's org only.
       const path = fillPath(route.path, { org: a.tenant.slug, id: idOf(route, b)! });
-      const response = await callRoute(t.app, route.method, path, { key: route.allowed.includes('support') ? supportKey : t.platformKey });
+      const response = await callRoute(t.app, route.method, path, {
+        key: route.allowed.includes('support') ? supportKey : t.platformKey,
+        ...(route.body ? { body: route.body(unique()) } : {}),
+      });
       expectNotFound(response, `platform key: ${route.method} ${path}`);
     }
-    // B's admin key was not revoked through org A, and still works.
+    // Nothing of B's moved: its key was not revoked, its directive was not
+    // decided, its execution was not retried — and its key still works.
     expect(await countRows(b.tenant)).toEqual(bBefore);
+    expect((await getDirective(t.app.deps.sql, b.tenant, b.directive.id)).status).toBe('awaiting_approval');
+    expect((await getExecution(t.app.deps.sql, b.tenant, b.execution.id)).status).toBe('failed');
     const stillWorks = await t.request('GET', `/v1/orgs/${b.tenant.slug}/signals`, { key: b.keys.admin.secret });
     expect(stillWorks.status).toBe(200);
   });
@@ -248,6 +277,53 @@ describe('the canary planted in org A', () => {
     expect(batch.status).toBe(200);
     expect(batch.body.results[0].status).toBe('created');
     expectNoLeak(JSON.stringify({ ...batch.body.results[0].signal, dedupe_key: undefined }), 'batch with A dedupe key');
+  });
+
+  it("never reaches org B through B's directives, executions, policies, simulation and traces", async () => {
+    for (const role of ORG_ROLES) {
+      const key = b.keys[role].secret;
+      const reads = [
+        '/directives?limit=1000',
+        '/directives?status=awaiting_approval&kind=noop.record',
+        `/directives?after=${a.directive.id}`,
+        `/executions?after=${a.execution.id}`,
+        '/executions?limit=1000',
+        `/executions?status=failed&handler=${alwaysFails.id}`,
+        '/policies',
+        `/signals/${b.signal.id}/trace`,
+        `/signals/${b.execution.signal_id}/trace`,
+      ];
+      for (const read of reads) {
+        const response = await t.request('GET', `/v1/orgs/${b.tenant.slug}${read}`, { key });
+        expect(response.status, `${role} ${read}`).toBe(200);
+        expectNoLeak(response.text, `${role} ${read}`);
+      }
+      const directives = await t.request('GET', `/v1/orgs/${b.tenant.slug}/directives`, { key });
+      expect(directives.body.data.map((directive: Directive) => directive.id)).toEqual([b.directive.id]);
+      const executions = await t.request('GET', `/v1/orgs/${b.tenant.slug}/executions`, { key });
+      expect(executions.body.data.map((execution: Execution) => execution.id)).toEqual([b.execution.id]);
+      const trace = await t.request('GET', `/v1/orgs/${b.tenant.slug}/signals/${a.signal.id}/trace`, { key });
+      expectNotFound(trace, `${role} trace of A's signal`);
+    }
+    const simulated = await t.request('POST', `/v1/orgs/${b.tenant.slug}/directives/simulate`, {
+      key: b.keys.operator.secret,
+      body: { kind: 'noop.record', params: { hold: true } },
+    });
+    expect(simulated.status).toBe(200);
+    expect(simulated.body).toMatchObject({ decision: 'require_approval', rule: 'hold', reason: 'hold b' });
+    expectNoLeak(simulated.text, 'simulate');
+  });
+
+  it("does not dedupe org B's directive against org A's idempotency key", async () => {
+    const proposed = await t.request('POST', `/v1/orgs/${b.tenant.slug}/directives`, {
+      key: b.keys.operator.secret,
+      body: { kind: 'noop.record', params: a.directive.params, idempotency_key: a.directive.idempotency_key },
+    });
+    expect(proposed.status).toBe(201);
+    expect(proposed.body.directive.id).not.toBe(a.directive.id);
+    expect(proposed.body.directive.decision.reason).toBe('hold b');
+    // The params are B's own echo of what it sent; nothing else of A's came back.
+    expectNoLeak(JSON.stringify({ ...proposed.body.directive, params: undefined, idempotency_key: undefined }), 'propose with A key');
   });
 });
 

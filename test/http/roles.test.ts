@@ -13,6 +13,9 @@ import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { ORG_ROLES, PERMISSIONS, PLATFORM_ROLES, Role, roleHolds, type OrgRole, type Permission } from '../../src/auth/roles.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
+import { getDirective } from '../../src/directives/store.ts';
+import { getExecution } from '../../src/handlers/executions.ts';
+import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 import { callRoute, fillPath, registeredRoutes, routeKey, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';
 
@@ -31,6 +34,8 @@ const EXPECTED_GRANTS: Record<Permission, readonly Role[]> = {
 let t: TestApp;
 let org: Tenant;
 let signalId: string;
+let directiveId: string;
+let executionId: string;
 const keys = {} as Record<Role, string>;
 let revokedKey: string;
 let counter = 0;
@@ -45,13 +50,37 @@ async function makeKey(tenant: Tenant | null, role: Role) {
   return { secret, id: apiKey.id };
 }
 
-/** Fills `{org}` and `{id}`; an api key id is a fresh victim per call, so an allowed revoke always has one. */
-async function pathFor(route: RouteCase): Promise<{ path: string; victimKeyId?: string }> {
-  if (route.id === 'apiKey') {
-    const victim = await makeKey(org, 'viewer');
-    return { path: fillPath(route.path, { org: org.slug, id: victim.id }), victimKeyId: victim.id };
+interface Victim {
+  kind: 'apiKey' | 'directive' | 'execution';
+  id: string;
+}
+
+/**
+ * Fills `{org}` and `{id}`. Where the route consumes its object — a revoked
+ * key, a decided directive, a retried execution — the id is a fresh victim
+ * per call, so an allowed call always succeeds and a refused one can be
+ * checked to have left it as it was.
+ */
+async function pathFor(route: RouteCase): Promise<{ path: string; victim?: Victim }> {
+  let victim: Victim | undefined;
+  if (route.id === 'apiKey') victim = { kind: 'apiKey', id: (await makeKey(org, 'viewer')).id };
+  else if (route.state === 'awaiting_approval') victim = { kind: 'directive', id: (await heldDirective(t, org)).id };
+  else if (route.state === 'failed') victim = { kind: 'execution', id: (await failedExecution(t, org)).id };
+  const fixed = { signal: signalId, directive: directiveId, execution: executionId, apiKey: undefined };
+  const id = victim?.id ?? (route.id ? fixed[route.id] : undefined);
+  return { path: fillPath(route.path, { org: org.slug, ...(id ? { id } : {}) }), ...(victim ? { victim } : {}) };
+}
+
+/** A refused call left its victim untouched. */
+async function expectUntouched(victim: Victim) {
+  if (victim.kind === 'apiKey') {
+    const [row] = await t.app.deps.sql`select revoked_at from public.api_keys where id = ${victim.id}`;
+    expect(row!.revoked_at).toBeNull();
+  } else if (victim.kind === 'directive') {
+    expect((await getDirective(t.app.deps.sql, org, victim.id)).status).toBe('awaiting_approval');
+  } else {
+    expect((await getExecution(t.app.deps.sql, org, victim.id)).status).toBe('failed');
   }
-  return { path: fillPath(route.path, { org: org.slug, ...(route.id === 'signal' ? { id: signalId } : {}) }) };
 }
 
 async function snapshot() {
@@ -70,8 +99,11 @@ function expectProblem(response: RouteResponse, status: number, code: string, wh
 }
 
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({ handlers: [alwaysFails] });
   org = await t.createOrg('roles_a');
+  await setPolicy(t, org);
+  directiveId = (await heldDirective(t, org)).id;
+  executionId = (await failedExecution(t, org)).id;
   for (const role of ORG_ROLES) keys[role] = (await makeKey(org, role)).secret;
   keys.support = (await makeKey(null, 'support')).secret;
   keys.platform_admin = t.platformKey;
@@ -133,7 +165,7 @@ describe('the role × route matrix over HTTP', () => {
       for (const role of ROLES) {
         const allowed = route.allowed.includes(role);
         it(`${role}: ${allowed ? 'allowed' : '403 forbidden, nothing written'}`, async () => {
-          const { path, victimKeyId } = await pathFor(route);
+          const { path, victim } = await pathFor(route);
           const before = await snapshot();
           const response = await callRoute(t.app, route.method, path, {
             key: keys[role],
@@ -148,10 +180,7 @@ describe('the role × route matrix over HTTP', () => {
           }
           expectProblem(response, 403, 'forbidden', what);
           expect(await snapshot(), `${what} wrote something`).toEqual(before);
-          if (victimKeyId) {
-            const [victim] = await t.app.deps.sql`select revoked_at from public.api_keys where id = ${victimKeyId}`;
-            expect(victim!.revoked_at).toBeNull();
-          }
+          if (victim) await expectUntouched(victim);
         });
       }
 

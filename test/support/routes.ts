@@ -7,6 +7,7 @@
  */
 import type { Permission, Role } from '../../src/auth/roles.ts';
 import type { SignalbusApp } from '../../src/app.ts';
+import { HOLD_POLICY } from './fanout.ts';
 
 export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -18,7 +19,12 @@ export interface RouteCase {
   /** The roles expected to get past authorization (from API.md, not from roles.ts). */
   allowed: readonly Role[];
   /** What `{id}` names, for routes that have one. */
-  id?: 'signal' | 'apiKey';
+  id?: 'signal' | 'apiKey' | 'directive' | 'execution';
+  /**
+   * The state `{id}` must be in for the route to succeed. The route consumes
+   * it (a transition), so a suite that expects success makes a fresh one per call.
+   */
+  state?: 'awaiting_approval' | 'failed';
   /** A server-sent event stream: a 200 never ends, so read one chunk and cancel. */
   stream?: boolean;
   /** A valid body; `unique` keeps repeated calls from deduplicating or conflicting. */
@@ -72,7 +78,55 @@ export const V1_ROUTES: readonly RouteCase[] = [
   },
   { method: 'GET', path: '/v1/orgs/{org}/signals', permission: 'org:read', allowed: everyone },
   { method: 'GET', path: '/v1/orgs/{org}/signals/{id}', permission: 'org:read', allowed: everyone, id: 'signal' },
+  { method: 'GET', path: '/v1/orgs/{org}/signals/{id}/trace', permission: 'org:read', allowed: everyone, id: 'signal' },
   { method: 'GET', path: '/v1/orgs/{org}/stream', permission: 'org:read', allowed: everyone, stream: true },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/directives',
+    permission: 'org:operate',
+    allowed: operators,
+    body: (unique) => ({ kind: 'noop.record', params: { n: unique }, idempotency_key: `rt-${unique}` }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/directives/simulate',
+    permission: 'org:operate',
+    allowed: operators,
+    body: (unique) => ({ kind: 'noop.record', params: { n: unique } }),
+  },
+  { method: 'GET', path: '/v1/orgs/{org}/directives', permission: 'org:read', allowed: everyone },
+  { method: 'GET', path: '/v1/orgs/{org}/directives/{id}', permission: 'org:read', allowed: everyone, id: 'directive' },
+  ...(['approve', 'reject', 'cancel'] as const).map(
+    (action): RouteCase => ({
+      method: 'POST',
+      path: `/v1/orgs/{org}/directives/{id}/${action}`,
+      permission: 'org:operate',
+      allowed: operators,
+      id: 'directive',
+      state: 'awaiting_approval',
+      body: (unique) => ({ reason: `${action} ${unique}` }),
+    }),
+  ),
+  { method: 'GET', path: '/v1/orgs/{org}/executions', permission: 'org:read', allowed: everyone },
+  { method: 'GET', path: '/v1/orgs/{org}/executions/{id}', permission: 'org:read', allowed: everyone, id: 'execution' },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/executions/{id}/retry',
+    permission: 'org:operate',
+    allowed: operators,
+    id: 'execution',
+    state: 'failed',
+    body: (unique) => ({ reason: `retry ${unique}` }),
+  },
+  { method: 'GET', path: '/v1/orgs/{org}/policies', permission: 'org:read', allowed: everyone },
+  {
+    method: 'PUT',
+    path: '/v1/orgs/{org}/policies',
+    permission: 'org:admin',
+    allowed: admins,
+    // The same rules under a new reason: suites keep relying on HOLD_POLICY.
+    body: (unique) => ({ rules: HOLD_POLICY.rules.map((rule) => ({ ...rule, reason: `${rule.id} ${unique}` })) }),
+  },
 ];
 
 export const TENANT_ROUTES = V1_ROUTES.filter((route) => route.path.startsWith('/v1/orgs/{org}'));

@@ -5,11 +5,24 @@
 import type { ApiApp } from '../context.ts';
 import { registerCreateApiKey } from './api-keys/create.ts';
 import { registerRevokeApiKey } from './api-keys/revoke.ts';
+import { registerApproveDirective } from './directives/approve.ts';
+import { registerCancelDirective } from './directives/cancel.ts';
+import { registerGetDirective } from './directives/get.ts';
+import { registerListDirectives } from './directives/list.ts';
+import { registerProposeDirective } from './directives/propose.ts';
+import { registerRejectDirective } from './directives/reject.ts';
+import { registerSimulateDirective } from './directives/simulate.ts';
+import { registerGetExecution } from './executions/get.ts';
+import { registerListExecutions } from './executions/list.ts';
+import { registerRetryExecution } from './executions/retry.ts';
 import { registerCreateOrg } from './orgs/create.ts';
+import { registerGetPolicy } from './policies/get.ts';
+import { registerUpdatePolicy } from './policies/update.ts';
 import { registerEmitBatch } from './signals/emit-batch.ts';
 import { registerEmitSignal } from './signals/emit.ts';
 import { registerGetSignal } from './signals/get.ts';
 import { registerListSignals } from './signals/list.ts';
+import { registerTraceSignal } from './signals/trace.ts';
 import { registerStream } from './stream/subscribe.ts';
 
 export function registerOperations(app: ApiApp): void {
@@ -20,5 +33,18 @@ export function registerOperations(app: ApiApp): void {
   registerEmitBatch(app);
   registerListSignals(app);
   registerGetSignal(app);
+  registerTraceSignal(app);
   registerStream(app);
+  registerProposeDirective(app);
+  registerSimulateDirective(app);
+  registerListDirectives(app);
+  registerGetDirective(app);
+  registerApproveDirective(app);
+  registerRejectDirective(app);
+  registerCancelDirective(app);
+  registerListExecutions(app);
+  registerGetExecution(app);
+  registerRetryExecution(app);
+  registerGetPolicy(app);
+  registerUpdatePolicy(app);
 }

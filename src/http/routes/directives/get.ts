@@ -1,0 +1,25 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { notFound } from '../../../core/errors.ts';
+import { isId } from '../../../core/ids.ts';
+import { getDirective } from '../../../directives/store.ts';
+import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonResponse } from '../../schemas.ts';
+import { DirectiveSchema, OrgIdParams } from '../../schemas-directives.ts';
+
+export const getDirectiveRoute = createRoute({
+  method: 'get',
+  path: '/v1/orgs/{org}/directives/{id}',
+  tags: ['Directives'],
+  summary: 'Get one directive with its decision and status',
+  middleware: [requireAccess('org:read')] as const,
+  request: { params: OrgIdParams },
+  responses: { 200: jsonResponse(z.object({ directive: DirectiveSchema }), 'The directive'), ...errorResponses() },
+});
+
+export function registerGetDirective(app: ApiApp) {
+  app.openapi(getDirectiveRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    if (!isId('directive', id)) throw notFound('directive');
+    return c.json({ directive: await getDirective(c.get('deps').sql, tenantOf(c), id) }, 200);
+  });
+}

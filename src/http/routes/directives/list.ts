@@ -1,0 +1,35 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { DIRECTIVE_STATUSES } from '../../../directives/model.ts';
+import { listDirectives } from '../../../directives/store.ts';
+import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
+import { DirectiveSchema, PageQuery } from '../../schemas-directives.ts';
+
+export const listDirectivesRoute = createRoute({
+  method: 'get',
+  path: '/v1/orgs/{org}/directives',
+  tags: ['Directives'],
+  summary: 'List directives in proposal order',
+  middleware: [requireAccess('org:read')] as const,
+  request: {
+    params: OrgParams,
+    query: PageQuery.extend({ status: z.enum(DIRECTIVE_STATUSES).optional(), kind: z.string().max(200).optional() }),
+  },
+  responses: {
+    200: jsonResponse(z.object({ data: z.array(DirectiveSchema), next_cursor: z.string().nullable() }), 'A page of directives'),
+    ...errorResponses(422),
+  },
+});
+
+export function registerListDirectives(app: ApiApp) {
+  app.openapi(listDirectivesRoute, async (c) => {
+    const { status, kind, after, limit } = c.req.valid('query');
+    const page = await listDirectives(c.get('deps').sql, tenantOf(c), {
+      limit,
+      ...(status ? { status } : {}),
+      ...(kind ? { kind } : {}),
+      ...(after ? { after } : {}),
+    });
+    return c.json(page, 200);
+  });
+}

@@ -1,0 +1,25 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { notFound } from '../../../core/errors.ts';
+import { isId } from '../../../core/ids.ts';
+import { getExecution } from '../../../handlers/executions.ts';
+import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonResponse } from '../../schemas.ts';
+import { ExecutionSchema, OrgIdParams } from '../../schemas-directives.ts';
+
+export const getExecutionRoute = createRoute({
+  method: 'get',
+  path: '/v1/orgs/{org}/executions/{id}',
+  tags: ['Executions'],
+  summary: 'Get one execution',
+  middleware: [requireAccess('org:read')] as const,
+  request: { params: OrgIdParams },
+  responses: { 200: jsonResponse(z.object({ execution: ExecutionSchema }), 'The execution'), ...errorResponses() },
+});
+
+export function registerGetExecution(app: ApiApp) {
+  app.openapi(getExecutionRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    if (!isId('execution', id)) throw notFound('execution');
+    return c.json({ execution: await getExecution(c.get('deps').sql, tenantOf(c), id) }, 200);
+  });
+}

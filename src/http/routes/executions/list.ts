@@ -1,0 +1,38 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { EXECUTION_STATUSES } from '../../../handlers/execution-model.ts';
+import { listExecutions } from '../../../handlers/executions.ts';
+import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
+import { ExecutionSchema, PageQuery } from '../../schemas-directives.ts';
+
+export const listExecutionsRoute = createRoute({
+  method: 'get',
+  path: '/v1/orgs/{org}/executions',
+  tags: ['Executions'],
+  summary: 'List executions (handler runs and directive runs) in creation order',
+  middleware: [requireAccess('org:read')] as const,
+  request: {
+    params: OrgParams,
+    query: PageQuery.extend({
+      status: z.enum(EXECUTION_STATUSES).optional(),
+      handler: z.string().max(300).optional().describe('Handler id, or `executor:<kind>`'),
+    }),
+  },
+  responses: {
+    200: jsonResponse(z.object({ data: z.array(ExecutionSchema), next_cursor: z.string().nullable() }), 'A page of executions'),
+    ...errorResponses(422),
+  },
+});
+
+export function registerListExecutions(app: ApiApp) {
+  app.openapi(listExecutionsRoute, async (c) => {
+    const { status, handler, after, limit } = c.req.valid('query');
+    const page = await listExecutions(c.get('deps').sql, tenantOf(c), {
+      limit,
+      ...(status ? { status } : {}),
+      ...(handler ? { handler } : {}),
+      ...(after ? { after } : {}),
+    });
+    return c.json(page, 200);
+  });
+}

@@ -1,0 +1,21 @@
+import { createRoute } from '@hono/zod-openapi';
+import { getPolicy } from '../../../policy/store.ts';
+import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
+import { policyResponse, PolicySchema } from '../../schemas-directives.ts';
+
+export const getPolicyRoute = createRoute({
+  method: 'get',
+  path: '/v1/orgs/{org}/policies',
+  tags: ['Policies'],
+  summary: "The organization's policy: ordered rules and guards",
+  middleware: [requireAccess('org:read')] as const,
+  request: { params: OrgParams },
+  responses: { 200: jsonResponse(PolicySchema, 'The current policy'), ...errorResponses() },
+});
+
+export function registerGetPolicy(app: ApiApp) {
+  app.openapi(getPolicyRoute, async (c) => {
+    return c.json(policyResponse(await getPolicy(c.get('deps').sql, tenantOf(c))), 200);
+  });
+}

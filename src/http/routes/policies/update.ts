@@ -1,0 +1,24 @@
+import { createRoute } from '@hono/zod-openapi';
+import { PolicyDocument } from '../../../policy/model.ts';
+import { updatePolicy } from '../../../policy/store.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
+import { limitBody } from '../../body.ts';
+import { errorResponses, jsonBody, jsonResponse, OrgParams } from '../../schemas.ts';
+import { policyResponse, PolicySchema } from '../../schemas-directives.ts';
+
+export const updatePolicyRoute = createRoute({
+  method: 'put',
+  path: '/v1/orgs/{org}/policies',
+  tags: ['Policies'],
+  summary: 'Replace the policy; every CEL condition is compiled first (422 with its position)',
+  middleware: [requireAccess('org:admin'), limitBody(() => 4 * 1024 * 1024)] as const,
+  request: { params: OrgParams, body: jsonBody(PolicyDocument) },
+  responses: { 200: jsonResponse(PolicySchema, 'The new policy, one version up'), ...errorResponses(400, 413, 415, 422) },
+});
+
+export function registerUpdatePolicy(app: ApiApp) {
+  app.openapi(updatePolicyRoute, async (c) => {
+    const policy = await updatePolicy(c.get('deps').bus.emit, { ctx: verbContextOf(c), input: c.req.valid('json') });
+    return c.json(policyResponse(policy), 200);
+  });
+}

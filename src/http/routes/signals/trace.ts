@@ -1,0 +1,25 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { notFound } from '../../../core/errors.ts';
+import { isId } from '../../../core/ids.ts';
+import { traceSignal } from '../../../handlers/trace.ts';
+import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { errorResponses, jsonResponse } from '../../schemas.ts';
+import { OrgIdParams, TraceSchema } from '../../schemas-directives.ts';
+
+export const traceSignalRoute = createRoute({
+  method: 'get',
+  path: '/v1/orgs/{org}/signals/{id}/trace',
+  tags: ['Signals'],
+  summary: 'The causation tree of a signal: handler runs, derived signals, directives with decision and status',
+  middleware: [requireAccess('org:read')] as const,
+  request: { params: OrgIdParams },
+  responses: { 200: jsonResponse(z.object({ trace: TraceSchema }), 'The trace'), ...errorResponses() },
+});
+
+export function registerTraceSignal(app: ApiApp) {
+  app.openapi(traceSignalRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    if (!isId('signal', id)) throw notFound('signal');
+    return c.json({ trace: await traceSignal(c.get('deps').sql, tenantOf(c), id) }, 200);
+  });
+}
