@@ -82,6 +82,11 @@ type PageRow = Pick<SignalRow, 'id' | 'type' | 'subject' | 'payload' | 'actor' |
   seq: string;
 };
 
+/** An ISO timestamp with microseconds, which Date cannot carry. */
+function microsecondIso(us: bigint): string {
+  return new Date(Number(us / 1000n)).toISOString().replace('Z', `${(us % 1000n).toString().padStart(3, '0')}Z`);
+}
+
 /** One dispatch transaction for `tenant`. Exported for tests and benchmarks. */
 export async function dispatchOnce(
   deps: Pick<DispatcherDeps, 'sql' | 'handlers'>,
@@ -132,6 +137,18 @@ export async function dispatchOnce(
           queue_name: sub.handler.ordered ? orderedQueueName(tenant.id, sub.handler.id, signal.subject) : null,
         });
       }
+    }
+    // graphile-worker takes a queue's next job by (priority, run_at) with no
+    // tie-break: jobs of one add_jobs call share run_at and would run in heap
+    // order. Ordered jobs get strictly increasing run_at instead, counted in
+    // microseconds from a clock read under the subscription locks; the previous
+    // pass spent more than a microsecond per job before committing, so its
+    // jobs stay ahead of this pass's.
+    const ordered = jobs.filter((job) => job.queue_name);
+    if (ordered.length > 0) {
+      const [clock] = await sql<{ us: string }[]>`select (extract(epoch from clock_timestamp()) * 1000000)::bigint::text as us`;
+      let us = BigInt(clock!.us);
+      for (const job of ordered) job.run_at = microsecondIso(us++);
     }
     await addJobs(sql, jobs);
 

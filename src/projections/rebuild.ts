@@ -73,7 +73,8 @@ export async function rebuildProjections(
         select ${tx.unsafe(SIGNAL_COLUMNS)}, tx_id::text as tx_id, seq::text as seq_raw
           from ${tx(`${tenant.schema}.signals`)}
          where (tx_id, seq) > (${cursor.txId}::xid8, ${cursor.seq}::bigint)
-         order by tx_id, seq
+         -- Qualified: a bare tx_id would sort by its text alias above ('10' < '9').
+         order by signals.tx_id, signals.seq
          limit ${pageSize}`;
       if (page.length === 0) break;
       for (const projection of projections) {
