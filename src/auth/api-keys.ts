@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { sha256Hex } from '../core/canonical-json.ts';
 import { DomainError, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import type { Tenant } from '../tenancy/tenant.ts';
@@ -24,7 +25,7 @@ export function hashSecret(secret: string): string {
 }
 
 export const CreateApiKeyInput = z.object({
-  name: z.string().trim().min(1).max(100),
+  name: z.string().trim().min(1).max(100).refine(isStorableText, UNSTORABLE_TEXT_MESSAGE),
   role: OrgRole,
   actor: Actor.optional(),
 });

@@ -160,18 +160,25 @@ async function recordOutcome(
       ? new Date(finishedAt.getTime() + backoffMs(attempt, { baseMs: deps.retryBaseMs, maxMs: MAX_BACKOFF_MS, retryAfterMs: result.retryAfterMs }))
       : null;
     const failed: ExecutionFailed = { ...timing, error: result.error, final: !retry, retry_at: retryAt?.toISOString() ?? null };
-    await emitSystem(deps.emit, ctx, tx, { type: 'execution.failed', subject, payload: failed, dedupe_key: `execution:${executionId}:failed:${attempt}`, correlation_id });
+    const executionFailed = { type: 'execution.failed', subject, payload: failed, dedupe_key: `execution:${executionId}:failed:${attempt}`, correlation_id };
     if (retryAt) {
+      await emitSystem(deps.emit, ctx, tx, executionFailed);
       await addJobs(tx.sql, [executeJob(ctx.tenant.id, directive.id, ctx.traceparent ?? null, retryAt)]);
       return;
     }
     const code = result.outcome === 'needs_reauthorization' ? 'needs_reauthorization' : result.error.code;
-    await emitSystem(deps.emit, ctx, tx, {
-      type: 'directive.failed',
-      subject,
-      payload: { directive_id: directive.id, execution_id: executionId, error: { code, message: result.error.message } },
-      dedupe_key: `directive:${directive.id}:finished`,
-      correlation_id,
-    });
+    // One append: its projections apply in registry order (directives, then
+    // executions), the order a rebuild locks them in. Writing executions
+    // first deadlocked with a rebuild waiting between the two tables.
+    await emitSystem(deps.emit, ctx, tx, [
+      executionFailed,
+      {
+        type: 'directive.failed',
+        subject,
+        payload: { directive_id: directive.id, execution_id: executionId, error: { code, message: result.error.message } },
+        dedupe_key: `directive:${directive.id}:finished`,
+        correlation_id,
+      },
+    ]);
   });
 }

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { Actor } from '../auth/actor.ts';
 import type { Decision } from '../policy/model.ts';
+import { EmitSignalInput } from '../signals/model.ts';
 
 export const DIRECTIVE_STATUSES = [
   'awaiting_approval',
@@ -26,7 +27,13 @@ export const DirectiveKind = z
 
 export const ProposeDirectiveInput = z.object({
   kind: DirectiveKind,
-  params: z.record(z.string(), z.unknown()),
+  // Params travel in the `directive.proposed` payload: refused up front when a
+  // payload could not hold them, before policy's CEL conversion recurses into
+  // them (a hostile depth overflowed the stack there: a 500).
+  params: z.record(z.string(), z.unknown()).superRefine((params, ctx) => {
+    const stored = EmitSignalInput.shape.payload.safeParse(params);
+    if (!stored.success) for (const issue of stored.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+  }),
   idempotency_key: z.string().min(1).max(256).optional(),
 });
 export type ProposeDirectiveInput = z.infer<typeof ProposeDirectiveInput>;

@@ -160,7 +160,8 @@ export function encodeCursor(cursor: Cursor): string {
 /** Parses a client's cursor; `0` means the beginning of the stream. */
 export function decodeCursor(value: string, field = 'after'): Cursor {
   if (value === '0') return BEGINNING;
-  if (!/^[0-9a-f]{32}$/.test(value)) {
+  // The seq half is a bigint: past 2^63-1 the query would fail out of range (a 500).
+  if (!/^[0-9a-f]{16}[0-7][0-9a-f]{15}$/.test(value)) {
     throw new DomainError('validation_failed', 'invalid cursor', [
       { path: field, message: 'not a cursor returned by this API' },
     ]);

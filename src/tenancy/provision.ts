@@ -9,6 +9,7 @@
 import { PLATFORM_ACTOR } from '../auth/actor.ts';
 import { DomainError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { findTenant } from './directory.ts';
@@ -18,7 +19,7 @@ import { z } from 'zod';
 
 export const CreateOrgInput = z.object({
   slug: Slug,
-  name: z.string().trim().min(1).max(200),
+  name: z.string().trim().min(1).max(200).refine(isStorableText, UNSTORABLE_TEXT_MESSAGE),
 });
 export type CreateOrgInput = z.infer<typeof CreateOrgInput>;
 
