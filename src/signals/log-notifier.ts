@@ -5,6 +5,8 @@
  * local subscriber; NOTIFYs are coalesced per flush window so a burst of
  * single-signal commits costs one NOTIFY, not one each — a NOTIFY inside every
  * emit transaction would serialize commits on the notification queue lock.
+ * The first commit after a quiet window is announced at once (latency of the
+ * fan-out path); later ones wait for the window's end.
  */
 import { EventEmitter } from 'node:events';
 import type { Sql } from '../db/client.ts';
@@ -29,7 +31,8 @@ export function createLogNotifier(
   const local = new EventEmitter();
   local.setMaxListeners(0);
   const pending = new Set<string>();
-  let flushTimer: NodeJS.Timeout | undefined;
+  let flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  let lastFlushAt = -Infinity;
   let listening: Promise<{ unlisten: () => Promise<void> }> | undefined;
   let closed = false;
 
@@ -55,6 +58,7 @@ export function createLogNotifier(
 
   const flush = async () => {
     flushTimer = undefined;
+    lastFlushAt = performance.now();
     const orgs = [...pending];
     pending.clear();
     // NOTIFY payloads are capped at 8000 bytes.
@@ -68,7 +72,10 @@ export function createLogNotifier(
       wake(orgId);
       if (closed) return;
       pending.add(orgId);
-      flushTimer ??= setTimeout(flush, flushMs);
+      if (flushTimer) return;
+      const wait = lastFlushAt + flushMs - performance.now();
+      // setImmediate still merges the commits of this event-loop turn.
+      flushTimer = wait > 0 ? setTimeout(flush, wait) : setImmediate(flush);
     },
     async subscribe(orgId, onWake) {
       local.on(orgId, onWake);
@@ -87,7 +94,8 @@ export function createLogNotifier(
     async close() {
       closed = true;
       if (flushTimer) {
-        clearTimeout(flushTimer);
+        clearTimeout(flushTimer as NodeJS.Timeout);
+        clearImmediate(flushTimer as NodeJS.Immediate);
         await flush();
       }
       if (listening) await (await listening).unlisten().catch(() => {});
