@@ -172,7 +172,8 @@ export async function runFanoutBench(): Promise<void> {
     });
     const adder = createSql(database.url, { max: 4 });
     const bare = async (seconds: number) =>
-      openLoop(RATE, seconds, () => adder`select graphile_worker.add_job('bench_noop', json_build_object('sent_at', ${Date.now()}::bigint))`);
+      // execute(): postgres.js queries are lazy, and this one must leave now, not when awaited.
+      openLoop(RATE, seconds, () => adder`select graphile_worker.add_job('bench_noop', json_build_object('sent_at', ${Date.now()}::bigint))`.execute());
     await bare(3);
     await waitUntil('bare jobs', async () => bareLatencies.length >= RATE * 3);
     bareLatencies.length = 0;

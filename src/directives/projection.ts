@@ -9,4 +9,5 @@ export const directivesProjection = keyedProjection<DirectiveRow>({
   handles: (type) => type.startsWith('directive.'),
   keyOf: directiveIdOf,
   evolve: evolveDirective,
+  creates: (signal) => signal.type === 'directive.proposed',
 });

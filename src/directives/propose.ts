@@ -10,7 +10,7 @@ import { newId } from '../core/ids.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import { decide } from '../policy/evaluate.ts';
-import { guardUsage, loadPolicy } from '../policy/store.ts';
+import { compiledPolicy, guardUsage, loadPolicy, POLICY_ROW_JSON, type PolicyRowData, type StoredPolicy } from '../policy/store.ts';
 import type { Decision } from '../policy/model.ts';
 import { executeJob, EXPIRE_DIRECTIVE, nowOf, type DirectiveDeps } from './deps.ts';
 import { ProposeDirectiveInput, statusAfterDecision, type DirectiveProposed } from './model.ts';
@@ -34,11 +34,17 @@ function parseInput(deps: DirectiveDeps, input: unknown): ProposeDirectiveInput 
   return { ...parsed.data, params: deps.executors.parseParams(parsed.data.kind, parsed.data.params) as Record<string, unknown> };
 }
 
-/** What policy would decide for `input` now, with its estimated cost. */
-async function evaluate(deps: DirectiveDeps, tx: Tx, ctx: ProposeContext, input: ProposeDirectiveInput, idempotencyKey: string) {
+/** What `policy` would decide for `input` now, with its estimated cost. */
+async function evaluate(
+  deps: DirectiveDeps,
+  tx: Tx,
+  ctx: ProposeContext,
+  input: ProposeDirectiveInput,
+  idempotencyKey: string,
+  policy: StoredPolicy,
+) {
   const executor = deps.executors.require(input.kind);
   const estimated = executor.estimateCostUsd(input.kind, input.params);
-  const policy = await loadPolicy(tx.sql, ctx.tenant);
   const usage = await guardUsage(tx.sql, ctx.tenant, policy.compiled, input.kind);
   const decision = decide(
     policy.compiled,
@@ -61,13 +67,20 @@ async function evaluate(deps: DirectiveDeps, tx: Tx, ctx: ProposeContext, input:
 }
 
 export interface ProposeResult {
+  /** The stored directive; only its id when proposed with `read: false`. */
   directive: Directive;
   created: boolean;
 }
 
+const idOnly = (id: string) => ({ id }) as Directive;
+
+/**
+ * Proposes a directive. `read: false` answers only its id (handlers need no
+ * more), saving the read of the stored row.
+ */
 export async function proposeDirective(
   deps: DirectiveDeps,
-  { ctx, input }: { ctx: ProposeContext; input: unknown },
+  { ctx, input, read = true }: { ctx: ProposeContext; input: unknown; read?: boolean },
 ): Promise<ProposeResult> {
   const proposal = parseInput(deps, input);
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
@@ -75,16 +88,21 @@ export async function proposeDirective(
     const idempotencyKey = proposal.idempotency_key ?? `directive:${id}`;
     // One proposal per key at a time: the second waits, then finds the first.
     await tx.sql`select pg_advisory_xact_lock(hashtextextended(${`signalbus:directive-key:${ctx.tenant.schema}:${idempotencyKey}`}, 0))`;
-    const [existing] = await tx.sql<{ id: string; kind: string; params: unknown }[]>`
-      select id, kind, params from ${tx.sql(`${ctx.tenant.schema}.directives`)} where idempotency_key = ${idempotencyKey}`;
+    // The key's directive and the policy, in one round trip.
+    const [state] = await tx.sql<{ existing: { id: string; kind: string; params: unknown } | null; policy: PolicyRowData | null }[]>`
+      select (select json_build_object('id', id, 'kind', kind, 'params', params)
+                from ${tx.sql(`${ctx.tenant.schema}.directives`)} where idempotency_key = ${idempotencyKey}) as existing,
+             (select ${tx.sql.unsafe(POLICY_ROW_JSON)} from ${tx.sql(`${ctx.tenant.schema}.policies`)} where id = 'current') as policy`;
+    const existing = state!.existing;
     if (existing) {
       if (existing.kind !== proposal.kind || canonicalJson(existing.params) !== canonicalJson(proposal.params)) {
         throw new DomainError('idempotency_conflict', `idempotency key ${JSON.stringify(idempotencyKey)} was already used for another directive`);
       }
-      return { directive: (await findDirective(tx.sql, ctx.tenant, existing.id))!, created: false };
+      return { directive: read ? (await findDirective(tx.sql, ctx.tenant, existing.id))! : idOnly(existing.id), created: false };
     }
 
-    const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, idempotencyKey);
+    const policy = compiledPolicy(ctx.tenant, state!.policy);
+    const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, idempotencyKey, policy);
     const now = nowOf(deps);
     const status = statusAfterDecision(decision);
     const ttl = decision.approval_ttl_seconds ?? deps.approvalTtlSeconds;
@@ -114,7 +132,7 @@ export async function proposeDirective(
       ]);
     }
     tx.afterCommit(() => deps.onDecision?.(decision.effect));
-    return { directive: (await findDirective(tx.sql, ctx.tenant, id))!, created: true };
+    return { directive: read ? (await findDirective(tx.sql, ctx.tenant, id))! : idOnly(id), created: true };
   });
 }
 
@@ -136,7 +154,8 @@ export async function simulateDirective(
   await deps.sql
     .begin(async (sql) => {
       const tx: Tx = { sql, afterCommit: () => {} };
-      const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, proposal.idempotency_key ?? 'simulation');
+      const policy = await loadPolicy(sql, ctx.tenant);
+      const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, proposal.idempotency_key ?? 'simulation', policy);
       simulation = { decision: decision.effect, rule: decision.rule, reason: decision.reason, guards: decision.guards, estimated_cost_usd: estimated };
       throw ROLLBACK;
     })

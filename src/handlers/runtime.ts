@@ -89,14 +89,18 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
     source: `handler:${job.handler}`,
     traceparent: currentTraceparent() ?? job.traceparent ?? null,
   };
-  const [execution] = await deps.sql<{ status: string; attempts: number }[]>`
-    select status, attempts from ${deps.sql(`${tenant.schema}.executions`)} where id = ${job.execution_id}`;
+  // The run's state and its signal, in one round trip.
+  const [state] = await deps.sql<{ execution: { status: string; attempts: number } | null; signal: SignalRow | null }[]>`
+    select (select json_build_object('status', status, 'attempts', attempts)
+              from ${deps.sql(`${tenant.schema}.executions`)} where id = ${job.execution_id}) as execution,
+           (select to_json(s) from (select ${deps.sql.unsafe(SIGNAL_COLUMNS)}
+                                      from ${deps.sql(`${tenant.schema}.signals`)} where id = ${job.signal_id}) s) as signal`;
+  const execution = state!.execution;
+  const signal = state!.signal ?? undefined;
   // A redelivered job of a run that already finished: nothing to do.
   if (execution && (execution.status === 'succeeded' || (execution.status === 'failed' && execution.attempts >= job.attempt))) return;
 
   const handler = deps.handlers.get(job.handler);
-  const [signal] = await deps.sql<SignalRow[]>`
-    select ${deps.sql.unsafe(SIGNAL_COLUMNS)} from ${deps.sql(`${tenant.schema}.signals`)} where id = ${job.signal_id}`;
   const maxAttempts = handler?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
 
   for (let attempt = job.attempt; ; attempt++) {
@@ -201,6 +205,7 @@ async function commitSuccess(
     const directiveIds: string[] = [];
     for (const output of outputs.directives) {
       const { directive } = await proposeDirective(deps.directives, {
+        read: false,
         ctx: { ...ctx, tx, cause: { signalId: signal.id, correlationId: signal.correlation_id } },
         input: { kind: output.kind, params: output.params, idempotency_key: derivedKey('', signal.id, handler.id, output.key) },
       });

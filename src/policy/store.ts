@@ -57,11 +57,15 @@ export interface StoredPolicy {
 
 const compiledByTenant = new Map<string, { version: number; compiled: CompiledPolicy }>();
 
-/** The org's policy, compiled; version 0 and no rules (deny everything) before the first update. */
-export async function loadPolicy(db: Queryable, tenant: TenantRef): Promise<StoredPolicy> {
-  const [row] = await db<{ version: number; rules: unknown[]; guards: Record<string, unknown>; updated_at: string }[]>`
-    select version, rules, guards, to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as updated_at
-      from ${db(`${tenant.schema}.policies`)} where id = 'current'`;
+export interface PolicyRowData {
+  version: number;
+  rules: unknown[];
+  guards: Record<string, unknown>;
+  updated_at: string | null;
+}
+
+/** The org's policy row, compiled (cached per org and version); null = no policy yet: deny everything. */
+export function compiledPolicy(tenant: TenantRef, row: PolicyRowData | null | undefined): StoredPolicy {
   if (!row) return { version: 0, compiled: EMPTY_POLICY, updated_at: null };
   const cached = compiledByTenant.get(tenant.id);
   if (cached && cached.version === row.version) return { version: row.version, compiled: cached.compiled, updated_at: row.updated_at };
@@ -69,6 +73,17 @@ export async function loadPolicy(db: Queryable, tenant: TenantRef): Promise<Stor
   if (compiledByTenant.size > 10_000) compiledByTenant.clear();
   compiledByTenant.set(tenant.id, { version: row.version, compiled });
   return { version: row.version, compiled, updated_at: row.updated_at };
+}
+
+/** SQL for the policy row as JSON, to be read alongside other state in one statement. */
+export const POLICY_ROW_JSON = `json_build_object('version', version, 'rules', rules, 'guards', guards,
+  'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))`;
+
+/** The org's policy, compiled; version 0 and no rules (deny everything) before the first update. */
+export async function loadPolicy(db: Queryable, tenant: TenantRef): Promise<StoredPolicy> {
+  const [row] = await db<{ policy: PolicyRowData }[]>`
+    select ${db.unsafe(POLICY_ROW_JSON)} as policy from ${db(`${tenant.schema}.policies`)} where id = 'current'`;
+  return compiledPolicy(tenant, row?.policy);
 }
 
 /** Serializes policy updates of one org, taken before any write so versions follow commit order. */

@@ -19,6 +19,12 @@ export interface KeyedProjectionSpec<Row extends { id: string }> {
   keyOf(signal: SignalRow): string | null;
   /** Pure: the row after `signal`, given the row before it (null when absent). */
   evolve(row: Row | null, signal: SignalRow): Row | null;
+  /**
+   * True for a signal that only ever creates its row: `evolve(row, signal)`
+   * returns `row` unchanged whenever it exists. A batch of only such signals
+   * is written without reading first (insert, or nothing when present).
+   */
+  creates?(signal: SignalRow): boolean;
 }
 
 export function keyedProjection<Row extends { id: string }>(spec: KeyedProjectionSpec<Row>): Projection {
@@ -34,6 +40,14 @@ export function keyedProjection<Row extends { id: string }>(spec: KeyedProjectio
       const table = `${tenant.schema}.${spec.table}`;
       const keys = [...new Set(signals.map(spec.keyOf).filter((key): key is string => key !== null))];
       if (keys.length === 0) return;
+      if (spec.creates && keys.length === signals.length && signals.every(spec.creates)) {
+        const rows = signals.map((signal) => spec.evolve(null, signal)).filter((row): row is Row => row !== null);
+        await db`
+          insert into ${db(table)}
+          select * from jsonb_populate_recordset(null::${db(table)}, ${JSON.stringify(rows)}::text::jsonb)
+          on conflict (id) do nothing`;
+        return;
+      }
       // FOR UPDATE: two transactions folding into one row take turns, each
       // starting from the other's committed result.
       const current = await db<{ row: Row }[]>`
