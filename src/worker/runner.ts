@@ -140,6 +140,11 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
   events.on('worker:create', ({ worker }) => workerIds.add(worker.workerId));
   events.on('worker:release', ({ worker }) => workerIds.delete(worker.workerId));
+  // graphile-worker 0.17 locks jobs and queues with the pool's id, not a
+  // worker's: without its heartbeat the sweeper takes any job held longer
+  // than staleAfterMs on this live process for a dead one's, and frees it.
+  events.on('pool:create', ({ workerPool }) => workerIds.add(workerPool.id));
+  events.on('pool:release', ({ workerPool }) => workerIds.delete(workerPool.id));
   const runner = await run({
     events,
     connectionString: options.databaseUrl,
