@@ -149,6 +149,10 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
     events,
     connectionString: options.databaseUrl,
     concurrency: options.concurrency,
+    // Finished jobs of one event-loop turn are completed in one statement.
+    // (No localQueue: on 0.17 its batch fetch can run two jobs of one named
+    // queue at once, which would break ordered handlers.)
+    preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
     taskList: createTaskList(app),
     logger: graphileLogger(deps.logger),
     noHandleSignals: true,
