@@ -40,14 +40,3 @@ export async function subscribe(db: Queryable, tenant: TenantRef, handler: strin
     values (${handler}, ${startPosition(db, from)})
     on conflict (handler) do update set tx_id = excluded.tx_id, seq = excluded.seq, updated_at = now()`;
 }
-
-export interface SubscriptionState {
-  handler: string;
-  position: Cursor;
-}
-
-export async function listSubscriptions(db: Queryable, tenant: TenantRef): Promise<SubscriptionState[]> {
-  const rows = await db<{ handler: string; tx_id: string; seq: string }[]>`
-    select handler, tx_id::text as tx_id, seq::text as seq from ${db(`${tenant.schema}.subscriptions`)} order by handler`;
-  return rows.map((row) => ({ handler: row.handler, position: { txId: row.tx_id, seq: row.seq } }));
-}

@@ -1,0 +1,13 @@
+/**
+ * directives — intents to cause a side effect: proposal (policy decides, in
+ * the proposal's transaction), human decisions, expiry, and the execute job
+ * that alone hands an approved directive to its executor. Every transition is
+ * a `directive.*` signal; the directives table is their projection. Callers
+ * pass `tx` to join their transaction.
+ */
+export { proposeDirective, simulateDirective, type ProposeContext, type ProposeResult } from './propose.ts';
+export { decideDirective, expireDirective, type DirectiveAction } from './transitions.ts';
+export { executeDirective, executionIdOfDirective, ExecuteDirectivePayload } from './execute.ts';
+export { getDirective, listDirectives, type Directive } from './store.ts';
+export { directivesProjection } from './projection.ts';
+export type { DirectiveDeps } from './deps.ts';
