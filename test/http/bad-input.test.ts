@@ -929,7 +929,9 @@ describe('directives and policies refuse what they cannot decide, naming the fie
   });
 
   it('POST directives: an idempotency key that is empty or too long is 422, in the body or the header', async () => {
-    const keys = fc.oneof(fc.constant(''), fc.string({ minLength: 257, maxLength: 400 }));
+    // HTTP trims a header value's surrounding whitespace: a long key of mostly
+    // spaces arrives short, and valid. Keys here are long after trimming too.
+    const keys = fc.oneof(fc.constant(''), fc.string({ minLength: 257, maxLength: 400 }).filter((key) => key.trim().length > 256));
     await assertNothingWritten(fc.tuple(keys, fc.boolean()), async ([idempotencyKey, inHeader]) => {
       const body = { kind: 'noop.record', params: { n: 'idem' }, ...(inHeader ? {} : { idempotency_key: idempotencyKey }) };
       const answer = await sendJson('POST', '/v1/orgs/bad/directives', adminKey, body, inHeader ? { 'idempotency-key': idempotencyKey } : {});
