@@ -95,6 +95,7 @@ export async function dispatchOnce(
 ): Promise<DispatchResult> {
   const handlers = deps.handlers.list();
   if (handlers.length === 0) return { signals: 0, jobs: 0, full: false, heldBack: false };
+  // Conditions read the signal's content; without any, type and subject decide.
   const needsPayload = handlers.some((handler) => handler.needsPayload);
   return deps.sql.begin(async (sql) => {
     const subscriptions = await sql<{ handler: string; tx_id: string; seq: string }[]>`
@@ -109,8 +110,8 @@ export async function dispatchOnce(
     const newest = subs.reduce((max, sub) => (compare(sub.position, max) > 0 ? sub.position : max), subs[0]!.position);
 
     const page = await sql<PageRow[]>`
-      select tx_id::text as tx_id, seq::text as seq, id, type, subject, ${needsPayload ? sql`payload` : sql`null as payload`},
-             actor, source, correlation_id, causation_id, trace
+      select tx_id::text as tx_id, seq::text as seq, id, type, subject, trace,
+             ${needsPayload ? sql`payload, actor, source, correlation_id, causation_id` : sql`null as payload`}
         from ${sql(`${tenant.schema}.signals`)}
        where (tx_id, seq) > (${oldest.tx.toString()}::xid8, ${oldest.seq.toString()}::bigint)
          and tx_id < pg_snapshot_xmin(pg_current_snapshot())

@@ -42,7 +42,7 @@ export type MatchInput = Pick<SignalRow, 'type' | 'subject' | 'payload' | 'actor
 export interface RegisteredHandler extends Handler {
   /** Type and condition; a condition failing at runtime is a non-match (logged by the caller). */
   matches(signal: MatchInput): boolean;
-  /** True when the condition reads the payload, so the dispatcher must fetch it. */
+  /** True when it has a condition: the dispatcher then fetches the signal's content, not just its type. */
   needsPayload: boolean;
 }
 
