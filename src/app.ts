@@ -19,6 +19,8 @@ import { noopExecutor } from './executors/noop.ts';
 import { executionsProjection } from './handlers/execution-projection.ts';
 import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
 import { policiesProjection } from './policy/store.ts';
+import { parseMasterKeys } from './secrets/keys.ts';
+import type { VaultDeps } from './secrets/vault.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
 import type { EmitDeps } from './signals/emit.ts';
 import { createAppendBatcher } from './signals/append-batcher.ts';
@@ -41,6 +43,8 @@ export interface AppOptions {
   executors?: Executor<any>[];
   /** Fixed clock for the directive and handler verbs (tests). */
   now?: () => Date;
+  /** Master keys (`kid:base64key,…`) when not from config: the embedded database's development key. */
+  masterKeys?: string;
 }
 
 export type AppDeps = HttpDeps;
@@ -117,6 +121,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     },
   };
 
+  const masterKeys = options.masterKeys ?? config.SIGNALBUS_ENCRYPTION_KEYS;
+  const vault: VaultDeps = { sql, keys: masterKeys ? parseMasterKeys(masterKeys) : undefined };
+
   const deps: AppDeps = {
     sql,
     logger,
@@ -126,6 +133,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     appendBatcher,
     projections,
     bus,
+    vault,
     observer: emitDeps.observer,
     tenantMigrations,
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,

@@ -48,7 +48,7 @@ describe('parseConfig', () => {
       SIGNALBUS_DATA_DIR: '/var/lib/signalbus',
       HOST: '127.0.0.1',
       PORT: '0',
-      SIGNALBUS_ENCRYPTION_KEYS: 'k1:AAAA,k0:BBBB',
+      SIGNALBUS_ENCRYPTION_KEYS: `k1:${'A'.repeat(43)}=,k0:${'B'.repeat(43)}=`,
       SIGNALBUS_ALLOW_PRIVATE_TARGETS: 'true',
       SIGNALBUS_STRIPE_API_BASE: 'http://127.0.0.1:4010',
       SIGNALBUS_OPENAI_BASE_URL: 'https://openai.example/v1',
@@ -61,7 +61,7 @@ describe('parseConfig', () => {
       SIGNALBUS_DATA_DIR: '/var/lib/signalbus',
       HOST: '127.0.0.1',
       PORT: 0,
-      SIGNALBUS_ENCRYPTION_KEYS: 'k1:AAAA,k0:BBBB',
+      SIGNALBUS_ENCRYPTION_KEYS: `k1:${'A'.repeat(43)}=,k0:${'B'.repeat(43)}=`,
       SIGNALBUS_ALLOW_PRIVATE_TARGETS: true,
       SIGNALBUS_STRIPE_API_BASE: 'http://127.0.0.1:4010',
       SIGNALBUS_OPENAI_BASE_URL: 'https://openai.example/v1',
@@ -93,6 +93,9 @@ describe('parseConfig', () => {
     ['SIGNALBUS_OPENAI_BASE_URL', 'ftp://files.example'],
     ['LOG_LEVEL', 'verbose'],
     ['SIGNALBUS_DB_POOL_SIZE', '0'],
+    ['SIGNALBUS_ENCRYPTION_KEYS', 'k1:AAAA'],
+    ['SIGNALBUS_ENCRYPTION_KEYS', `no-kid-${'A'.repeat(43)}=`],
+    ['SIGNALBUS_ENCRYPTION_KEYS', `k1:${'A'.repeat(43)}=,k1:${'B'.repeat(43)}=`],
   ])('refuses %s=%s with a ConfigError naming the variable', (name, value) => {
     const error = configError({ [name]: value });
     expect(error.issues).toHaveLength(1);

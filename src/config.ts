@@ -3,6 +3,7 @@
  * `src/app.ts` and the CLI receive a `Config` and pass what they need inward.
  */
 import { z } from 'zod';
+import { masterKeysProblem } from './secrets/keys.ts';
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -18,7 +19,15 @@ export const Config = z.object({
   SIGNALBUS_DATA_DIR: z.string().min(1).default('.data'),
   HOST: z.string().min(1).default('0.0.0.0'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  SIGNALBUS_ENCRYPTION_KEYS: z.string().min(1).optional(),
+  /** `kid:base64key,…` (32-byte keys): the first wraps new secrets, all unwrap. */
+  SIGNALBUS_ENCRYPTION_KEYS: z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      const problem = masterKeysProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   SIGNALBUS_ALLOW_PRIVATE_TARGETS: booleanFlag.default(false),
   SIGNALBUS_STRIPE_API_BASE: httpUrl.optional(),
   SIGNALBUS_OPENAI_BASE_URL: httpUrl.optional(),

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ensureEmbeddedDatabase, type EmbeddedDatabase } from '../../src/db/embedded.ts';
 import { PROJECT_ROOT } from '../../src/db/migrate.ts';
+import { generateMasterKeys } from '../../src/secrets/keys.ts';
 
 export interface BenchDatabase {
   url: string;
@@ -49,7 +50,7 @@ export async function startServer(databaseUrl: string, env: Record<string, strin
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/signalbus.js'), 'serve'], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', ...env },
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', SIGNALBUS_ENCRYPTION_KEYS: generateMasterKeys('bench'), ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;

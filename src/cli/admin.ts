@@ -1,4 +1,4 @@
-/** `orgs create` and `keys create`: the same verbs the HTTP API calls, with platform authority. */
+/** `orgs create`, `keys create` and `keys rotate-encryption`: the same verbs the HTTP API calls, with platform authority. */
 import { PLATFORM_ACTOR } from '../auth/actor.ts';
 import { createApiKey } from '../auth/api-keys.ts';
 import { Role } from '../auth/roles.ts';
@@ -8,12 +8,15 @@ import { createLogger } from '../telemetry/logger.ts';
 import { CreateOrgInput, provisionOrg } from '../tenancy/provision.ts';
 import { orgView } from '../tenancy/tenant.ts';
 import { resolveDatabase } from './database.ts';
+import { resolveMasterKeys } from './master-keys.ts';
+import { rotateEncryption } from '../secrets/vault.ts';
 
-async function withApp<T>(config: Config, fn: (app: SignalbusApp) => Promise<T>): Promise<T> {
+async function withApp<T>(config: Config, fn: (app: SignalbusApp) => Promise<T>, { vault = false } = {}): Promise<T> {
   const logger = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL);
   const database = await resolveDatabase(config, (message) => logger.info(message));
   try {
-    const app = await createApp(config, { databaseUrl: database.url, logger });
+    const masterKeys = vault ? await resolveMasterKeys(config, database) : undefined;
+    const app = await createApp(config, { databaseUrl: database.url, logger, ...(masterKeys ? { masterKeys } : {}) });
     try {
       return await fn(app);
     } finally {
@@ -72,4 +75,17 @@ export async function runKeysCreate(
     print({ api_key: apiKey, secret }, args.json, `created ${apiKey.role} key ${apiKey.id}\nsecret: ${secret}`);
     return 0;
   });
+}
+
+/** `keys rotate-encryption`: re-wraps every secret's data key under the first master key. */
+export async function runRotateEncryption(config: Config, args: { json: boolean }): Promise<number> {
+  return withApp(
+    config,
+    async (app) => {
+      const report = await rotateEncryption(app.deps.vault);
+      print(report, args.json, `re-wrapped ${report.rewrapped} secrets in ${report.orgs} organizations under ${report.current_kid}`);
+      return 0;
+    },
+    { vault: true },
+  );
 }

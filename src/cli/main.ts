@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 /**
  * `signalbus` — one CLI for every process: start (HTTP + worker, the default),
- * serve, worker, migrate, orgs create, keys create.
+ * serve, worker, migrate, orgs create, keys create, keys rotate-encryption.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig, type Config } from '../config.ts';
 import { runStart } from './start.ts';
 import { runMigrate } from './migrate.ts';
-import { runKeysCreate, runOrgsCreate } from './admin.ts';
+import { runKeysCreate, runOrgsCreate, runRotateEncryption } from './admin.ts';
 
 const USAGE = `usage: signalbus <command>
 
@@ -19,6 +19,7 @@ const USAGE = `usage: signalbus <command>
   orgs create <slug> --name <name> [--json]
   keys create --org <slug> --role viewer|operator|admin [--name <name>] [--json]
   keys create --platform-admin | --support [--name <name>] [--json]
+  keys rotate-encryption [--json]   re-wrap every secret under the first SIGNALBUS_ENCRYPTION_KEYS key
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -59,6 +60,10 @@ async function main(argv: string[]): Promise<number> {
       return runOrgsCreate(config, { slug, name: values.name ?? slug, json: values.json });
     }
     case 'keys': {
+      if (subcommand === 'rotate-encryption') {
+        const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+        return runRotateEncryption(config, values);
+      }
       if (subcommand !== 'create') break;
       const { values } = parseArgs({
         args: rest,
@@ -92,6 +97,6 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     console.error(`signalbus: ${error instanceof Error ? error.message : String(error)}`);
-    process.exitCode = 1;
+    process.exitCode = error instanceof ConfigError ? 2 : 1;
   },
 );

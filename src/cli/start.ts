@@ -15,6 +15,7 @@ import type { Config } from '../config.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startWorker, type WorkerProcess } from '../worker/runner.ts';
 import { resolveDatabase } from './database.ts';
+import { resolveMasterKeys } from './master-keys.ts';
 import { migrateEverything } from './migrate.ts';
 
 interface StartOptions {
@@ -47,7 +48,8 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
     // `start` is the one-command path: it migrates. Deployed `serve`/`worker`
     // processes leave that to the release command (`signalbus migrate`).
     if (options.firstRunKey || database.embedded) await migrateEverything(database.url, logger);
-    app = await createApp(config, { databaseUrl: database.url, logger });
+    const masterKeys = await resolveMasterKeys(config, database);
+    app = await createApp(config, { databaseUrl: database.url, logger, masterKeys });
     const adminKey = options.firstRunKey && database.embedded ? await embeddedAdminKey(app, config) : undefined;
     if (options.worker) {
       worker = await startWorker(app, {

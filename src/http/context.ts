@@ -16,6 +16,7 @@ import { roleHolds, type Permission } from '../auth/roles.ts';
 import { DomainError, forbidden, notFound } from '../core/errors.ts';
 import type { Sql } from '../db/client.ts';
 import type { Bus } from '../bus.ts';
+import type { VaultDeps } from '../secrets/vault.ts';
 import type { ProjectionRegistry } from '../projections/registry.ts';
 import type { AppendBatcher } from '../signals/append-batcher.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
@@ -37,6 +38,7 @@ export interface HttpDeps {
   appendBatcher: AppendBatcher;
   projections: ProjectionRegistry;
   bus: Bus;
+  vault: VaultDeps;
   observer?: EmitDeps['observer'];
   tenantMigrations: TenantMigration[];
   maxPayloadBytes: number;

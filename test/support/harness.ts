@@ -4,6 +4,7 @@
  * in process (`app.http.request`) or over a real socket (`listen`).
  */
 import type { Executor } from '../../src/executors/registry.ts';
+import { generateMasterKeys } from '../../src/secrets/keys.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { startWorker, type WorkerOptions, type WorkerProcess } from '../../src/worker/runner.ts';
 import { Writable } from 'node:stream';
@@ -68,6 +69,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return database;
 }
 
+/** Master keys for test apps: fresh per run, never a fixed key in the repository. */
+export const TEST_MASTER_KEYS = generateMasterKeys('test');
+
 export interface TestApp {
   app: SignalbusApp;
   database: TestDatabase;
@@ -122,7 +126,7 @@ export async function createTestApp(
   } = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
-  const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', ...env });
+  const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', SIGNALBUS_ENCRYPTION_KEYS: TEST_MASTER_KEYS, ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {
