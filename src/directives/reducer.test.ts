@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Actor } from '../auth/actor.ts';
 import type { Decision } from '../policy/model.ts';
 import type { SignalRow } from '../signals/model.ts';
+import { signalRow } from '../../test/support/signal-row.ts';
 import type { DirectiveProposed, DirectiveRow, DirectiveStatus } from './model.ts';
 import { directiveIdOf, evolveDirective } from './reducer.ts';
 
@@ -14,27 +15,7 @@ let clock = 0;
 /** A stored signal; each gets a later `recorded_at`, as the log would give it. */
 function signal(type: string, payload: Record<string, unknown>, extra: Partial<SignalRow> = {}): SignalRow {
   clock += 1;
-  const at = new Date(Date.UTC(2025, 0, 1, 0, 0, clock)).toISOString();
-  return {
-    position: clock.toString(16).padStart(32, '0'),
-    id: `sig_${clock}`,
-    type,
-    schema_version: 1,
-    subject: `directive:${ID}`,
-    payload,
-    actor: PLATFORM,
-    source: 'system',
-    dedupe_key: `key:${clock}`,
-    payload_hash: 'hash',
-    correlation_id: 'sig_origin',
-    causation_id: null,
-    causation_depth: 0,
-    installation_id: null,
-    trace: null,
-    occurred_at: at,
-    recorded_at: at,
-    ...extra,
-  };
+  return signalRow(type, payload, { second: clock, subject: `directive:${ID}`, actor: PLATFORM, correlation_id: 'sig_origin', ...extra });
 }
 
 const decision = (effect: Decision['effect']): Decision => ({ effect, rule: `rule-${effect}`, reason: `because ${effect}`, guards: [] });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { SignalRow } from '../signals/model.ts';
+import { signalRow } from '../../test/support/signal-row.ts';
 import {
   evolveExecution,
   executionIdOf,
@@ -21,26 +22,14 @@ const REF: Omit<ExecutionRef, 'attempt'> = {
 let clock = 0;
 function signal(type: string, payload: object): SignalRow {
   clock += 1;
-  const at = new Date(Date.UTC(2025, 0, 1, 0, 0, clock)).toISOString();
-  return {
-    position: clock.toString(16).padStart(32, '0'),
-    id: `sig_${clock}`,
-    type,
-    schema_version: 1,
-    subject: null,
-    payload: payload as Record<string, unknown>,
+  return signalRow(type, payload, {
+    second: clock,
     actor: { type: 'system', id: 'handler:crm.sync' },
     source: 'handler:crm.sync',
-    dedupe_key: `key:${clock}`,
-    payload_hash: 'hash',
     correlation_id: 'sig_input',
     causation_id: 'sig_input',
     causation_depth: 1,
-    installation_id: null,
-    trace: null,
-    occurred_at: at,
-    recorded_at: at,
-  };
+  });
 }
 
 const time = (second: number) => new Date(Date.UTC(2025, 0, 1, 12, 0, second)).toISOString();

@@ -3,31 +3,13 @@ import { describe, expect, it } from 'vitest';
 import type { Actor } from '../auth/actor.ts';
 import type { SignalRow } from '../signals/model.ts';
 import { evolvePolicy, type PolicyRow, type PolicyUpdated } from './store.ts';
+import { signalRow } from '../../test/support/signal-row.ts';
 
 const ANA: Actor = { type: 'human', id: 'ana@acme.test' };
 const BEN: Actor = { type: 'human', id: 'ben@acme.test' };
 
 function signal(type: string, payload: object, { actor = ANA, second = 0 }: { actor?: Actor; second?: number } = {}): SignalRow {
-  const at = new Date(Date.UTC(2025, 0, 1, 0, 0, second)).toISOString();
-  return {
-    position: second.toString(16).padStart(32, '0'),
-    id: `sig_${second}`,
-    type,
-    schema_version: 1,
-    subject: null,
-    payload: payload as Record<string, unknown>,
-    actor,
-    source: 'api',
-    dedupe_key: `policy:${second}`,
-    payload_hash: 'hash',
-    correlation_id: null,
-    causation_id: null,
-    causation_depth: 0,
-    installation_id: null,
-    trace: null,
-    occurred_at: at,
-    recorded_at: at,
-  };
+  return signalRow(type, payload, { second, actor, source: 'api', dedupe_key: `policy:${second}` });
 }
 
 const rulesOf = (version: number) => [{ id: `rule-v${version}`, match: '*', effect: 'allow' }];
