@@ -6,6 +6,9 @@
  */
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-export const isStorableText = (text: string): boolean => !UNSTORABLE.test(text);
+/** Cheap first pass, on the emit path: most text has no NUL and no surrogate at all. */
+const MAYBE_UNSTORABLE = /[\u0000\uD800-\uDFFF]/;
+
+export const isStorableText = (text: string): boolean => !(MAYBE_UNSTORABLE.test(text) && UNSTORABLE.test(text));
 
 export const UNSTORABLE_TEXT_MESSAGE = 'must not contain NUL characters or unpaired surrogates';

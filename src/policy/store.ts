@@ -125,7 +125,7 @@ export async function guardUsage(db: Queryable, tenant: TenantRef, policy: Compi
          and decision->>'effect' <> 'deny'`;
     usage.rate_limits[index] = row!.count;
   }
-  for (const index of applicableGuards(policy, kind).budgets) {
+  for (const index of applicable.budgets) {
     const guard = budgetGuards[index]!;
     const [row] = await db<{ spent: number }[]>`
       select coalesce(sum(coalesce(cost_usd, estimated_cost_usd)), 0)::float8 as spent from ${table}

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { Actor } from '../auth/actor.ts';
 import { DomainError } from '../core/errors.ts';
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 
 export const SIGNAL_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 /** Types the bus itself emits; API callers may not (ARCHITECTURE.md, System types). */
@@ -21,16 +22,8 @@ export const SignalType = z
   .max(200)
   .regex(SIGNAL_TYPE_PATTERN, 'type must be dotted lowercase segments, e.g. forum.post.created');
 
-/**
- * What PostgreSQL cannot store: NUL in text or jsonb, and unpaired UTF-16
- * surrogates in jsonb. Refused here as invalid input (per item in a batch),
- * not left to fail the insert as a 500.
- */
-const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-/** Cheap first pass: most text has no NUL and no surrogate at all. */
-const MAYBE_UNSTORABLE = /[\u0000\uD800-\uDFFF]/;
-const unstorable = (text: string) => MAYBE_UNSTORABLE.test(text) && UNSTORABLE.test(text);
-const UNSTORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
+// NUL and unpaired surrogates are refused here as invalid input (per item in
+// a batch), not left to fail the insert as a 500.
 /** Canonical JSON and jsonb both recurse: a hostile depth would overflow the stack (a 500). */
 const MAX_PAYLOAD_DEPTH = 128;
 
@@ -46,12 +39,12 @@ function payloadProblem(payload: unknown): string | undefined {
   while (pending.length > 0) {
     const [value, depth] = pending.pop()!;
     if (typeof value === 'string') {
-      if (unstorable(value)) return UNSTORABLE_MESSAGE;
+      if (!isStorableText(value)) return UNSTORABLE_TEXT_MESSAGE;
     } else if (value && typeof value === 'object') {
       if (depth >= MAX_PAYLOAD_DEPTH) return `must not nest deeper than ${MAX_PAYLOAD_DEPTH} levels`;
       for (const key in value) {
         if (!Object.hasOwn(value, key)) continue;
-        if (unstorable(key)) return UNSTORABLE_MESSAGE;
+        if (!isStorableText(key)) return UNSTORABLE_TEXT_MESSAGE;
         pending.push([(value as Record<string, unknown>)[key], depth + 1]);
       }
     }
@@ -59,7 +52,7 @@ function payloadProblem(payload: unknown): string | undefined {
   return undefined;
 }
 
-const shortText = z.string().min(1).max(256).refine((value) => !unstorable(value), UNSTORABLE_MESSAGE);
+const shortText = z.string().min(1).max(256).refine(isStorableText, UNSTORABLE_TEXT_MESSAGE);
 
 export const EmitSignalInput = z.object({
   type: SignalType,
