@@ -15,7 +15,7 @@ import type { Bus } from './bus.ts';
 import type { DirectiveDeps } from './directives/deps.ts';
 import { directivesProjection } from './directives/projection.ts';
 import { createExecutorRegistry, type Executor } from './executors/registry.ts';
-import { noopExecutor } from './executors/noop.ts';
+import { builtinExecutors } from './executors/builtin.ts';
 import { executionsProjection } from './handlers/execution-projection.ts';
 import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
 import { policiesProjection } from './policy/store.ts';
@@ -90,7 +90,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     observer: { emitted: (type) => metrics.signalsEmitted(type), deduplicated: () => metrics.dedupeHits() },
     ...(tracer ? { tracer } : {}),
   };
-  const executors = createExecutorRegistry([noopExecutor, ...(options.executors ?? [])]);
+  const masterKeys = options.masterKeys ?? config.SIGNALBUS_ENCRYPTION_KEYS;
+  const vault: VaultDeps = { sql, keys: masterKeys ? parseMasterKeys(masterKeys) : undefined };
+  const executors = createExecutorRegistry([...builtinExecutors(config), ...(options.executors ?? [])]);
   const handlers = createHandlerRegistry(options.handlers ?? [], {
     onConditionError: (handler, message) => logger.warn({ handler, error: message }, 'handler condition failed; not matched'),
   });
@@ -98,6 +100,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     sql,
     emit: emitDeps,
     executors,
+    vault,
     approvalTtlSeconds: config.SIGNALBUS_APPROVAL_TTL_SECONDS,
     retryBaseMs: config.SIGNALBUS_EXECUTOR_RETRY_BASE_MS,
     onDecision: (effect) => metrics.directiveDecision(effect),
@@ -121,8 +124,6 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     },
   };
 
-  const masterKeys = options.masterKeys ?? config.SIGNALBUS_ENCRYPTION_KEYS;
-  const vault: VaultDeps = { sql, keys: masterKeys ? parseMasterKeys(masterKeys) : undefined };
 
   const deps: AppDeps = {
     sql,

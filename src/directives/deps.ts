@@ -1,6 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { Sql } from '../db/client.ts';
 import type { ExecutorRegistry } from '../executors/registry.ts';
+import type { VaultDeps } from '../secrets/vault.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 
 /** What the directive verbs and tasks use. */
@@ -8,6 +9,8 @@ export interface DirectiveDeps {
   sql: Sql;
   emit: EmitDeps;
   executors: ExecutorRegistry;
+  /** Where executors find credentials. */
+  vault: VaultDeps;
   /** How long an approval may wait when the deciding rule names no TTL. */
   approvalTtlSeconds: number;
   /** Base delay of executor retries (doubled per attempt, with jitter). */

@@ -12,7 +12,11 @@ import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import type { ExecuteResult } from '../executors/registry.ts';
+import type { Credentials, ExecuteResult, ResultSignal } from '../executors/registry.ts';
+import { readSecret } from '../secrets/vault.ts';
+import { emitBatch } from '../signals/emit.ts';
+import { DomainError } from '../core/errors.ts';
+import type { Tx } from '../db/transaction.ts';
 import type { ExecutionFailed, ExecutionStarted, ExecutionSucceeded } from '../handlers/execution-model.ts';
 import { PLATFORM_ACTOR } from '../auth/actor.ts';
 import { inSpan } from '../telemetry/tracing.ts';
@@ -33,8 +37,10 @@ const MAX_BACKOFF_MS = 10 * 60_000;
 
 type Claim =
   | { kind: 'skip' }
-  | { kind: 'run'; directive: Directive; attempt: number; startedAt: Date }
-  | { kind: 'unknown_outcome'; directive: Directive };
+  | { kind: 'run'; directive: Directive; attempt: number; startedAt: Date; firstAttemptAt: Date; priorOutcomeUnknown: boolean }
+  | { kind: 'unrecoverable'; directive: Directive; message: string };
+
+const NEEDS_RECONCILE = 'needs_reconcile';
 
 export async function executeDirective(
   deps: DirectiveDeps,
@@ -47,14 +53,24 @@ export async function executeDirective(
   const claim = await withTransaction<Claim>(deps.sql, undefined, async (tx) => {
     const directive = await findDirective(tx.sql, tenant, directiveId, { lock: true });
     if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
+    const executor = deps.executors.require(directive.kind);
+    const startedAt = nowOf(deps);
+    let firstAttemptAt = startedAt;
+    let priorOutcomeUnknown = false;
     if (directive.status === 'executing') {
-      const [execution] = await tx.sql<{ status: string; attempts: number }[]>`
-        select status, attempts from ${tx.sql(`${tenant.schema}.executions`)} where id = ${executionId}`;
-      const unfinished = !execution || (execution.status === 'running' && execution.attempts >= directive.attempts);
-      if (unfinished && !deps.executors.require(directive.kind).honorsIdempotencyKey) return { kind: 'unknown_outcome', directive };
+      const [execution] = await tx.sql<{ status: string; attempts: number; started_at: Date | null }[]>`
+        select status, attempts, started_at from ${tx.sql(`${tenant.schema}.executions`)} where id = ${executionId}`;
+      firstAttemptAt = execution?.started_at ?? startedAt;
+      priorOutcomeUnknown = !execution || (execution.status === 'running' && execution.attempts >= directive.attempts);
+      if (priorOutcomeUnknown && !executor.honorsIdempotencyKey && !executor.looksUpPriorEffect) {
+        return { kind: 'unrecoverable', directive, message: 'a worker stopped during execution and the provider cannot deduplicate a repeat; reconcile by hand' };
+      }
+      // Past the provider's memory of the key a repeat could take effect twice.
+      if (executor.idempotencyWindowMs !== undefined && startedAt.getTime() - firstAttemptAt.getTime() >= executor.idempotencyWindowMs) {
+        return { kind: 'unrecoverable', directive, message: "the provider's idempotency window has passed since the first attempt; reconcile by hand" };
+      }
     }
     const attempt = directive.attempts + 1;
-    const startedAt = nowOf(deps);
     const started: ExecutionStarted = {
       execution_id: executionId, handler: handler(directive), signal_id: null, directive_id: directiveId, attempt,
       started_at: startedAt.toISOString(),
@@ -75,14 +91,14 @@ export async function executeDirective(
         correlation_id: directive.correlation_id,
       },
     ]);
-    return { kind: 'run', directive, attempt, startedAt };
+    return { kind: 'run', directive, attempt, startedAt, firstAttemptAt, priorOutcomeUnknown };
   });
 
   if (claim.kind === 'skip') return;
-  if (claim.kind === 'unknown_outcome') {
+  if (claim.kind === 'unrecoverable') {
     await recordOutcome(deps, ctx, claim.directive, claim.directive.attempts, nowOf(deps), {
       outcome: 'permanent',
-      error: { code: 'needs_reconcile', message: 'a worker stopped during execution and the provider cannot deduplicate a repeat; reconcile by hand' },
+      error: { code: NEEDS_RECONCILE, message: claim.message },
     });
     return;
   }
@@ -96,8 +112,11 @@ export async function executeDirective(
       params: claim.directive.params,
       idempotencyKey: directiveId,
       attempt: claim.attempt,
+      firstAttemptAt: claim.firstAttemptAt,
+      priorOutcomeUnknown: claim.priorOutcomeUnknown,
       installationId: claim.directive.installation_id,
       orgId: tenant.id,
+      credentials: credentialsFor(deps, tenant, claim.directive.installation_id),
     };
     result = deps.tracer
       ? await inSpan(deps.tracer, `executor ${claim.directive.kind}`, { attributes: { 'signalbus.directive': directiveId, 'signalbus.attempt': claim.attempt } }, async (span) => {
@@ -138,9 +157,10 @@ async function recordOutcome(
   const maxAttempts = deps.executors.require(directive.kind).maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   await withTransaction(deps.sql, undefined, async (tx) => {
     if (result.outcome === 'succeeded') {
+      const derived = await recordResultSignals(deps, ctx, tx, directive, result.signals ?? []);
       const succeeded: ExecutionSucceeded = {
         ...timing,
-        outputs: { signals: [], directives: [directive.id] },
+        outputs: { signals: derived, directives: [directive.id] },
         usage: { ...result.usage, ...(result.costUsd !== undefined ? { cost_usd: result.costUsd } : {}) },
       };
       await emitSystem(deps.emit, ctx, tx, [
@@ -148,7 +168,7 @@ async function recordOutcome(
         {
           type: 'directive.succeeded',
           subject,
-          payload: { directive_id: directive.id, execution_id: executionId, result: result.result ?? null, cost_usd: result.costUsd ?? null },
+          payload: { directive_id: directive.id, execution_id: executionId, result: result.result, cost_usd: result.costUsd ?? null },
           dedupe_key: `directive:${directive.id}:finished`,
           correlation_id,
         },
@@ -179,6 +199,51 @@ async function recordOutcome(
         dedupe_key: `directive:${directive.id}:finished`,
         correlation_id,
       },
+      ...(result.outcome === 'needs_reauthorization'
+        ? [
+            {
+              type: 'secret.reauthorization_required',
+              subject: `secret:${directive.installation_id ?? 'org'}/${result.credential}`,
+              payload: {
+                name: result.credential,
+                owner: directive.installation_id ?? 'org',
+                directive_id: directive.id,
+                kind: directive.kind,
+                error: result.error,
+              },
+              dedupe_key: `directive:${directive.id}:reauthorization`,
+              correlation_id,
+            },
+          ]
+        : []),
     ]);
   });
+}
+
+/**
+ * An executor's result signals, recorded with its outcome under keys derived
+ * from the directive, so a repeated recording adds nothing. Caused by the
+ * directive's proposal, they carry its correlation.
+ */
+async function recordResultSignals(deps: DirectiveDeps, ctx: LifecycleContext, tx: Tx, directive: Directive, signals: ResultSignal[]): Promise<string[]> {
+  if (signals.length === 0) return [];
+  const results = await emitBatch(deps.emit, {
+    ctx: { ...ctx, system: true, tx },
+    inputs: signals.map((signal, index) => ({
+      type: signal.type,
+      subject: signal.subject ?? `directive:${directive.id}`,
+      payload: signal.payload,
+      dedupe_key: `directive:${directive.id}:result:${index}`,
+      causation_id: directive.causation_id,
+      correlation_id: directive.correlation_id,
+    })),
+  });
+  return results.map((result) => {
+    if ('signal' in result) return result.signal.id;
+    throw new DomainError('validation_failed', `a result signal of ${directive.kind} is not valid: ${result.error.message}`);
+  });
+}
+
+function credentialsFor(deps: DirectiveDeps, tenant: TenantRef, installationId: string | null): Credentials {
+  return { get: (name) => readSecret(deps.vault, { tenant, name, installationId }) };
 }

@@ -11,7 +11,7 @@ import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.t
 
 export const SIGNAL_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 /** Types the bus itself emits; API callers may not (ARCHITECTURE.md, System types). */
-export const RESERVED_TYPE_PREFIXES = ['directive', 'execution', 'installation', 'policy', 'replay', 'org', 'webhook'];
+export const RESERVED_TYPE_PREFIXES = ['directive', 'execution', 'installation', 'policy', 'replay', 'org', 'secret', 'webhook'];
 
 export function isReservedType(type: string): boolean {
   return RESERVED_TYPE_PREFIXES.includes(type.slice(0, type.indexOf('.')));

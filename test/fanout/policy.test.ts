@@ -23,7 +23,7 @@ const llmExecutor: Executor<{ cost_usd: number }> = {
   estimateCostUsd: (_kind, params) => params.cost_usd,
   honorsIdempotencyKey: true,
   async execute() {
-    return { outcome: 'succeeded', result: null };
+    return { outcome: 'succeeded', result: {} };
   },
 };
 
@@ -34,7 +34,7 @@ const mailExecutor: Executor<{ to: string | string[] }> = {
   estimateCostUsd: () => 0,
   honorsIdempotencyKey: true,
   async execute() {
-    return { outcome: 'succeeded', result: null };
+    return { outcome: 'succeeded', result: {} };
   },
 };
 

@@ -60,7 +60,7 @@ const fuzzExecutor: Executor<ActParams> = {
       case 'permanent':
         return { outcome: 'permanent', error: { code: 'refused', message: 'the provider refused' } };
       case 'reauth':
-        return { outcome: 'needs_reauthorization', error: { code: 'token_revoked', message: 'grant revoked' } };
+        return { outcome: 'needs_reauthorization', error: { code: 'token_revoked', message: 'grant revoked' }, credential: 'fuzz_token' };
       case 'throw':
         throw new Error(`executor blew up on attempt ${attempt}`);
     }

@@ -73,7 +73,7 @@ const probeExecutor: Executor<{ mode: z.infer<typeof Mode> }> = {
       case 'permanent':
         return { outcome: 'permanent', error: { code: 'card_declined', message: 'the card was declined' } };
       case 'reauth':
-        return { outcome: 'needs_reauthorization', error: { code: 'invalid_grant', message: 'the refresh token was revoked' } };
+        return { outcome: 'needs_reauthorization', error: { code: 'invalid_grant', message: 'the refresh token was revoked' }, credential: 'probe_oauth' };
     }
   },
 };
@@ -313,5 +313,14 @@ describe('executor outcomes', () => {
     expect(directive).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'needs_reauthorization', message: 'the refresh token was revoked' } });
     expect(probeCalls.get(directive.id)).toBe(1);
     expect(await getExecution(t.app.deps.sql, org, executionIdOfDirective(directive.id))).toMatchObject({ status: 'failed', attempts: 1 });
+    const notices = await t.app.deps.sql<{ subject: string; payload: Record<string, unknown> }[]>`
+      select subject, payload from org_retries.signals where type = 'secret.reauthorization_required'
+         and payload->>'directive_id' = ${directive.id}`;
+    expect(notices).toEqual([
+      {
+        subject: 'secret:org/probe_oauth',
+        payload: { name: 'probe_oauth', owner: 'org', directive_id: directive.id, kind: 'probe.call', error: { code: 'invalid_grant', message: 'the refresh token was revoked' } },
+      },
+    ]);
   });
 });
