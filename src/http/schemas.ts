@@ -67,6 +67,7 @@ export function errorResponses(...statuses: number[]) {
     413: 'Body too large',
     415: 'Unsupported media type',
     422: 'Validation failed',
+    503: 'A dependency is not configured or not reachable',
   };
   return Object.fromEntries(
     [401, 403, 404, ...statuses].map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { DomainError, notFound } from '../core/errors.ts';
+import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 import type { Queryable, Sql } from '../db/client.ts';
 import { isoTimestamp } from '../signals/model.ts';
 import { schemaNameFor } from '../tenancy/tenant.ts';
@@ -16,7 +17,9 @@ import type { MasterKeys } from './keys.ts';
 
 export const SECRET_NAME = /^[a-z][a-z0-9_.-]{0,62}$/;
 export const SecretName = z.string().regex(SECRET_NAME, 'name must match ^[a-z][a-z0-9_.-]{0,62}$');
-export const PutSecretInput = z.object({ value: z.string().min(1).max(64 * 1024) }).strict();
+export const PutSecretInput = z
+  .object({ value: z.string().min(1).max(64 * 1024).refine(isStorableText, UNSTORABLE_TEXT_MESSAGE) })
+  .strict();
 
 export interface SecretView {
   name: string;
@@ -49,7 +52,7 @@ const VIEW = `name, fingerprint, last4, ${isoTimestamp('updated_at')} as updated
 
 export async function putSecret(
   deps: VaultDeps,
-  { tenant, name, input, owner = ORG_OWNER }: { tenant: TenantRef; name: string; input: unknown; owner?: string },
+  { tenant, name, input, owner = ORG_OWNER, db = deps.sql }: { tenant: TenantRef; name: string; input: unknown; owner?: string; db?: Queryable },
 ): Promise<SecretView> {
   checkName(name);
   const parsed = PutSecretInput.safeParse(input);
@@ -59,13 +62,13 @@ export async function putSecret(
   const keys = keysOf(deps);
   const { value } = parsed.data;
   const sealed = sealSecret(keys, identityOf(tenant, owner, name), value);
-  const [row] = await deps.sql<SecretView[]>`
-    insert into ${deps.sql(`${tenant.schema}.secrets`)} (owner, name, kid, wrapped_key, ciphertext, fingerprint, last4)
+  const [row] = await db<SecretView[]>`
+    insert into ${db(`${tenant.schema}.secrets`)} (owner, name, kid, wrapped_key, ciphertext, fingerprint, last4)
     values (${owner}, ${name}, ${sealed.kid}, ${sealed.wrappedKey}, ${sealed.ciphertext}, ${fingerprintOf(keys, value)}, ${last4Of(value)})
     on conflict (owner, name) do update
       set kid = excluded.kid, wrapped_key = excluded.wrapped_key, ciphertext = excluded.ciphertext,
           fingerprint = excluded.fingerprint, last4 = excluded.last4, updated_at = now()
-    returning ${deps.sql.unsafe(VIEW)}`;
+    returning ${db.unsafe(VIEW)}`;
   return row!;
 }
 
@@ -74,10 +77,12 @@ export async function listSecrets(db: Queryable, tenant: TenantRef, owner = ORG_
     select ${db.unsafe(VIEW)} from ${db(`${tenant.schema}.secrets`)} where owner = ${owner} order by name`;
 }
 
-export async function deleteSecret(db: Queryable, { tenant, name, owner = ORG_OWNER }: { tenant: TenantRef; name: string; owner?: string }): Promise<void> {
+export async function deleteSecret(db: Queryable, { tenant, name, owner = ORG_OWNER }: { tenant: TenantRef; name: string; owner?: string }): Promise<SecretView> {
   checkName(name);
-  const deleted = await db`delete from ${db(`${tenant.schema}.secrets`)} where owner = ${owner} and name = ${name} returning 1`;
-  if (deleted.length === 0) throw notFound('secret');
+  const [deleted] = await db<SecretView[]>`
+    delete from ${db(`${tenant.schema}.secrets`)} where owner = ${owner} and name = ${name} returning ${db.unsafe(VIEW)}`;
+  if (!deleted) throw notFound('secret');
+  return deleted;
 }
 
 /**

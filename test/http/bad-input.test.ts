@@ -25,11 +25,12 @@ import { retryExecution } from '../../src/handlers/executions.ts';
 import { compileCondition } from '../../src/policy/cel.ts';
 import { Effect, KIND_GLOB_PATTERN } from '../../src/policy/model.ts';
 import { EmitSignalInput, isReservedType } from '../../src/signals/model.ts';
+import { putSecret } from '../../src/secrets/vault.ts';
 import { CreateOrgInput } from '../../src/tenancy/provision.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { alwaysFails, failedExecution, heldDirective, HOLD_POLICY, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
-import { callRoute, fillPath, V1_ROUTES, type RouteCase } from '../support/routes.ts';
+import { callRoute, fillPath, V1_ROUTES, type RouteCase, type RouteIdKind } from '../support/routes.ts';
 
 const CODES = Object.keys(ERROR_STATUS) as ErrorCode[];
 const RUNS = 200;
@@ -90,6 +91,8 @@ async function counts() {
            (select coalesce(string_agg(id || ':' || status || ':' || attempts, ',' order by id), '') from ${table(org, 'executions')}) as executions,
            (select coalesce(string_agg(id || ':' || status || ':' || attempts, ',' order by id), '') from ${table(other, 'executions')}) as other_executions,
            (select coalesce(string_agg(id || ':' || version, ','), '') from ${table(org, 'policies')}) as policies,
+           (select coalesce(string_agg(name || ':' || fingerprint, ',' order by name), '') from ${table(org, 'secrets')}) as secrets,
+           (select coalesce(string_agg(name || ':' || fingerprint, ',' order by name), '') from ${table(other, 'secrets')}) as other_secrets,
            (select count(*)::int from graphile_worker._private_jobs) as jobs`;
   return row!;
 }
@@ -289,9 +292,9 @@ function emitWouldWrite(value: unknown): boolean {
 const fixtures = {} as {
   liveKeyId: string;
   /** Another org's objects, in the state the route would consume: a 404 must leave them so. */
-  foreign: Partial<Record<IdKind, string>>;
+  foreign: Partial<Record<RouteIdKind, string>>;
   /** Ours, in a state the route refuses (409 `invalid_transition`). */
-  wrongState: Partial<Record<IdKind, string>>;
+  wrongState: Partial<Record<RouteIdKind, string>>;
 };
 
 beforeAll(async () => {
@@ -328,6 +331,7 @@ beforeAll(async () => {
     directive: (await heldDirective(t, other)).id,
     execution: (await failedExecution(t, other)).id,
     apiKey: otherOrgKeyId,
+    secret: (await putSecret(t.app.deps.vault, { tenant: other, name: 'other_org_token', input: { value: 'other-org-value' } })).name,
   };
   fixtures.wrongState = { directive: rejected.id, execution: retried.id };
 });
@@ -659,11 +663,14 @@ async function idFor(route: RouteCase): Promise<string | undefined> {
       return (await failedExecution(t, org)).id;
     case 'signal':
       return (await failedExecution(t, org)).signal_id!;
+    case 'secret':
+      return (await putSecret(t.app.deps.vault, { tenant: org, name: `fuzz_${Date.now().toString(36)}`, input: { value: 'fuzz-value' } })).name;
   }
 }
 
 /** Ids that name nothing here, name another kind, are malformed, or are another org's. */
-function badIds(kind: IdKind): fc.Arbitrary<string> {
+function badIds(kind: RouteIdKind): fc.Arbitrary<string> {
+  if (kind === 'secret') return badSecretNames();
   const prefix = newId(kind).split('_')[0]!;
   return fc.oneof(
     fc.string({ minLength: 1, maxLength: 40 }),
@@ -673,6 +680,16 @@ function badIds(kind: IdKind): fc.Arbitrary<string> {
     fc.constantFrom(`${prefix}_`, `${prefix}_${'0'.repeat(26)}`, `${prefix.toUpperCase()}_${'0'.repeat(26)}`, "' or '1'='1", `${prefix}_\u0000`, '\u0000', '%00', '%2e%2e', '..', '.', 'simulate'),
     ...(fixtures.foreign[kind] ? [fc.constant(fixtures.foreign[kind])] : []),
     ...(fixtures.wrongState[kind] ? [fc.constant(fixtures.wrongState[kind])] : []),
+  );
+}
+
+/** Secret names that break the pattern, name nothing here, or are another org's. */
+function badSecretNames(): fc.Arbitrary<string> {
+  return fc.oneof(
+    fc.string({ minLength: 1, maxLength: 40 }),
+    fc.string({ minLength: 64, maxLength: 120 }),
+    fc.constantFrom('missing_token', 'a', 'Upper', '9lives', '-dash', 'has space', 'x'.repeat(63), 'x'.repeat(64), "' or '1'='1", '\u0000', '%00', '..', '.'),
+    fc.constant(fixtures.foreign.secret!),
   );
 }
 

@@ -39,6 +39,8 @@ interface OrgFixture {
   /** Awaiting approval and failed: states in which approve and retry would succeed, were the org not checked. */
   directive: Directive;
   execution: Execution;
+  /** A vault entry whose name is the org's own and whose value is the canary. */
+  secretName: string;
 }
 
 let t: TestApp;
@@ -70,12 +72,17 @@ async function makeOrg(slug: string, signalBody: Record<string, unknown>, secret
   expect(directive.status).toBe('awaiting_approval');
   const execution = await failedExecution(t, tenant, { secret });
   expect(execution.status).toBe('failed');
-  return { tenant, keys, signal: emitted.body.signal, directive, execution };
+  const secretName = `iso_${slug}_token`;
+  const stored = await t.request('PUT', `/v1/orgs/${slug}/secrets/${secretName}`, { key: keys.admin.secret, body: { value: secret } });
+  expect(stored.status).toBe(200);
+  return { tenant, keys, signal: emitted.body.signal, directive, execution, secretName };
 }
 
 const countRows = async (tenant: Tenant) => {
-  const [row] = await t.app.deps.sql<{ signals: number; keys: number; revoked: number }[]>`
+  const [row] = await t.app.deps.sql<{ signals: number; keys: number; revoked: number; secrets: string }[]>`
     select (select count(*)::int from ${t.app.deps.sql(`${tenant.schema}.signals`)}) as signals,
+           (select coalesce(string_agg(owner || '/' || name || ':' || fingerprint, ',' order by owner, name), '')
+              from ${t.app.deps.sql(`${tenant.schema}.secrets`)}) as secrets,
            (select count(*)::int from public.api_keys where org_id = ${tenant.id}) as keys,
            (select count(*)::int from public.api_keys where org_id = ${tenant.id} and revoked_at is not null) as revoked`;
   return row!;
@@ -87,6 +94,7 @@ function idOf(route: RouteCase, owner: OrgFixture): string | undefined {
   if (route.id === 'apiKey') return owner.keys.admin.id;
   if (route.id === 'directive') return owner.directive.id;
   if (route.id === 'execution') return owner.execution.id;
+  if (route.id === 'secret') return owner.secretName;
   return undefined;
 }
 
@@ -102,6 +110,7 @@ function expectNoLeak(text: string, what: string) {
   expect(text.includes(a.signal.id), `${what} leaked org A's signal id`).toBe(false);
   expect(text.includes(a.directive.id), `${what} leaked org A's directive id`).toBe(false);
   expect(text.includes(a.execution.id), `${what} leaked org A's execution id`).toBe(false);
+  expect(text.includes(a.secretName), `${what} leaked org A's secret name`).toBe(false);
 }
 
 beforeAll(async () => {

@@ -18,6 +18,7 @@ import { getExecution } from '../../src/handlers/executions.ts';
 import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 import { callRoute, fillPath, registeredRoutes, routeKey, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';
+import { listSecrets, putSecret } from '../../src/secrets/vault.ts';
 
 const ROLES = Role.options;
 
@@ -51,7 +52,7 @@ async function makeKey(tenant: Tenant | null, role: Role) {
 }
 
 interface Victim {
-  kind: 'apiKey' | 'directive' | 'execution';
+  kind: 'apiKey' | 'directive' | 'execution' | 'secret';
   id: string;
 }
 
@@ -64,9 +65,10 @@ interface Victim {
 async function pathFor(route: RouteCase): Promise<{ path: string; victim?: Victim }> {
   let victim: Victim | undefined;
   if (route.id === 'apiKey') victim = { kind: 'apiKey', id: (await makeKey(org, 'viewer')).id };
+  else if (route.id === 'secret') victim = { kind: 'secret', id: (await putSecret(t.app.deps.vault, { tenant: org, name: `victim_${unique()}`, input: { value: 'victim-value' } })).name };
   else if (route.state === 'awaiting_approval') victim = { kind: 'directive', id: (await heldDirective(t, org)).id };
   else if (route.state === 'failed') victim = { kind: 'execution', id: (await failedExecution(t, org)).id };
-  const fixed = { signal: signalId, directive: directiveId, execution: executionId, apiKey: undefined };
+  const fixed = { signal: signalId, directive: directiveId, execution: executionId, apiKey: undefined, secret: undefined };
   const id = victim?.id ?? (route.id ? fixed[route.id] : undefined);
   return { path: fillPath(route.path, { org: org.slug, ...(id ? { id } : {}) }), ...(victim ? { victim } : {}) };
 }
@@ -76,6 +78,8 @@ async function expectUntouched(victim: Victim) {
   if (victim.kind === 'apiKey') {
     const [row] = await t.app.deps.sql`select revoked_at from public.api_keys where id = ${victim.id}`;
     expect(row!.revoked_at).toBeNull();
+  } else if (victim.kind === 'secret') {
+    expect((await listSecrets(t.app.deps.sql, org)).map((secret) => secret.name)).toContain(victim.id);
   } else if (victim.kind === 'directive') {
     expect((await getDirective(t.app.deps.sql, org, victim.id)).status).toBe('awaiting_approval');
   } else {

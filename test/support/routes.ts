@@ -11,6 +11,9 @@ import { HOLD_POLICY } from './fanout.ts';
 
 export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
+/** What a route's path parameter names: an object's id, or a secret's name. */
+export type RouteIdKind = 'signal' | 'apiKey' | 'directive' | 'execution' | 'secret';
+
 export interface RouteCase {
   method: RouteMethod;
   /** OpenAPI template: `{org}` and `{id}` are filled in by the suite. */
@@ -18,8 +21,8 @@ export interface RouteCase {
   permission: Permission;
   /** The roles expected to get past authorization (from API.md, not from roles.ts). */
   allowed: readonly Role[];
-  /** What `{id}` names, for routes that have one. */
-  id?: 'signal' | 'apiKey' | 'directive' | 'execution';
+  /** What `{id}` (or `{name}`) names, for routes that refer to an existing object. */
+  id?: RouteIdKind;
   /**
    * The state `{id}` must be in for the route to succeed. The route consumes
    * it (a transition), so a suite that expects success makes a fresh one per call.
@@ -127,7 +130,20 @@ export const V1_ROUTES: readonly RouteCase[] = [
     // The same rules under a new reason: suites keep relying on HOLD_POLICY.
     body: (unique) => ({ rules: HOLD_POLICY.rules.map((rule) => ({ ...rule, reason: `${rule.id} ${unique}` })) }),
   },
+  // PUT names a secret to create or replace, not an existing object: it has no `id`.
+  {
+    method: 'PUT',
+    path: '/v1/orgs/{org}/secrets/{name}',
+    permission: 'org:admin',
+    allowed: admins,
+    body: (unique) => ({ value: `route-table-value-${unique}` }),
+  },
+  { method: 'GET', path: '/v1/orgs/{org}/secrets', permission: 'org:admin', allowed: admins },
+  { method: 'DELETE', path: '/v1/orgs/{org}/secrets/{name}', permission: 'org:admin', allowed: admins, id: 'secret' },
 ];
+
+/** The `{name}` a route without an `id` writes to. */
+export const ROUTE_TABLE_SECRET = 'route_table_secret';
 
 export const TENANT_ROUTES = V1_ROUTES.filter((route) => route.path.startsWith('/v1/orgs/{org}'));
 
@@ -144,9 +160,10 @@ export function registeredRoutes(app: SignalbusApp, prefix: string): string[] {
   return [...new Set(keys)].sort();
 }
 
+/** Fills `{org}`, and `{id}` or `{name}` from `id` (`{name}` defaults to ROUTE_TABLE_SECRET). */
 export function fillPath(template: string, values: { org?: string; id?: string }): string {
   return template.replaceAll(/\{(\w+)\}/g, (_, name: string) => {
-    const value = values[name as 'org' | 'id'];
+    const value = name === 'name' ? (values.id ?? ROUTE_TABLE_SECRET) : values[name as 'org' | 'id'];
     if (value === undefined) throw new Error(`no value for {${name}} in ${template}`);
     return encodeURIComponent(value);
   });

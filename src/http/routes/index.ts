@@ -18,6 +18,9 @@ import { registerRetryExecution } from './executions/retry.ts';
 import { registerCreateOrg } from './orgs/create.ts';
 import { registerGetPolicy } from './policies/get.ts';
 import { registerUpdatePolicy } from './policies/update.ts';
+import { registerDeleteSecret } from './secrets/delete.ts';
+import { registerListSecrets } from './secrets/list.ts';
+import { registerPutSecret } from './secrets/put.ts';
 import { registerEmitBatch } from './signals/emit-batch.ts';
 import { registerEmitSignal } from './signals/emit.ts';
 import { registerGetSignal } from './signals/get.ts';
@@ -47,4 +50,7 @@ export function registerOperations(app: ApiApp): void {
   registerRetryExecution(app);
   registerGetPolicy(app);
   registerUpdatePolicy(app);
+  registerPutSecret(app);
+  registerListSecrets(app);
+  registerDeleteSecret(app);
 }

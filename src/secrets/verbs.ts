@@ -1,0 +1,47 @@
+/**
+ * The vault's API verbs. A write and its audit signal commit together; the
+ * signal names the secret and its fingerprint, never the value, so the log
+ * shows who changed which credential and when without holding it.
+ */
+import { withTransaction, type Tx } from '../db/transaction.ts';
+import type { LifecycleContext } from '../directives/store.ts';
+import { emit, type EmitDeps } from '../signals/emit.ts';
+import { deleteSecret, listSecrets, putSecret, type SecretView, type VaultDeps } from './vault.ts';
+
+export interface SecretVerbDeps {
+  vault: VaultDeps;
+  emit: EmitDeps;
+}
+
+const ORG_OWNER = 'org';
+
+async function audit(deps: SecretVerbDeps, ctx: LifecycleContext, tx: Tx, type: string, view: SecretView) {
+  await emit(deps.emit, {
+    ctx: { ...ctx, system: true, tx },
+    input: {
+      type,
+      subject: `secret:${ORG_OWNER}/${view.name}`,
+      payload: { name: view.name, owner: ORG_OWNER, fingerprint: view.fingerprint, last4: view.last4 },
+    },
+  });
+}
+
+export function setSecret(deps: SecretVerbDeps, { ctx, name, input }: { ctx: LifecycleContext; name: string; input: unknown }): Promise<SecretView> {
+  return withTransaction(deps.vault.sql, undefined, async (tx) => {
+    const view = await putSecret(deps.vault, { tenant: ctx.tenant, name, input, db: tx.sql });
+    await audit(deps, ctx, tx, 'secret.updated', view);
+    return view;
+  });
+}
+
+export function removeSecret(deps: SecretVerbDeps, { ctx, name }: { ctx: LifecycleContext; name: string }): Promise<SecretView> {
+  return withTransaction(deps.vault.sql, undefined, async (tx) => {
+    const view = await deleteSecret(tx.sql, { tenant: ctx.tenant, name });
+    await audit(deps, ctx, tx, 'secret.deleted', view);
+    return view;
+  });
+}
+
+export function listOrgSecrets(deps: SecretVerbDeps, { ctx }: { ctx: LifecycleContext }): Promise<SecretView[]> {
+  return listSecrets(deps.vault.sql, ctx.tenant);
+}
