@@ -15,6 +15,7 @@ import type { Bus } from './bus.ts';
 import type { DirectiveDeps } from './directives/deps.ts';
 import { directivesProjection } from './directives/projection.ts';
 import { createExecutorRegistry, type Executor } from './executors/registry.ts';
+import { circuitsProjection } from './directives/circuit.ts';
 import { builtinExecutors } from './executors/builtin.ts';
 import { executionsProjection } from './handlers/execution-projection.ts';
 import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
@@ -79,7 +80,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   const tracer = tracing?.tracer;
   const metrics = createMetrics({ collectOldestJobAgeSeconds: () => oldestJobAgeQuery(sql) });
 
-  const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection]);
+  const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection, circuitsProjection]);
   const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });
   const emitDeps: EmitDeps = {
     sql,

@@ -12,7 +12,8 @@ import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import type { Credentials, ExecuteResult, ResultSignal } from '../executors/registry.ts';
+import type { Credentials, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
+import { admit, settleCircuit, type CircuitOutcome } from './circuit.ts';
 import { readSecret } from '../secrets/vault.ts';
 import { emitBatch } from '../signals/emit.ts';
 import { DomainError } from '../core/errors.ts';
@@ -37,6 +38,7 @@ const MAX_BACKOFF_MS = 10 * 60_000;
 
 type Claim =
   | { kind: 'skip' }
+  | { kind: 'deferred' }
   | { kind: 'run'; directive: Directive; attempt: number; startedAt: Date; firstAttemptAt: Date; priorOutcomeUnknown: boolean }
   | { kind: 'unrecoverable'; directive: Directive; message: string };
 
@@ -70,6 +72,15 @@ export async function executeDirective(
         return { kind: 'unrecoverable', directive, message: "the provider's idempotency window has passed since the first attempt; reconcile by hand" };
       }
     }
+    const endpoint = circuitKeyOf(executor, directive);
+    if (endpoint) {
+      const admission = await admit(deps.emit, ctx, tx, { endpoint, directiveId, policy: executor.circuit!, now: startedAt });
+      if (!admission.admitted) {
+        // The endpoint's circuit is open: try again once it may probe, without spending an attempt.
+        await addJobs(tx.sql, [executeJob(tenant.id, directiveId, traceparent, admission.until)]);
+        return { kind: 'deferred' };
+      }
+    }
     const attempt = directive.attempts + 1;
     const started: ExecutionStarted = {
       execution_id: executionId, handler: handler(directive), signal_id: null, directive_id: directiveId, attempt,
@@ -94,12 +105,12 @@ export async function executeDirective(
     return { kind: 'run', directive, attempt, startedAt, firstAttemptAt, priorOutcomeUnknown };
   });
 
-  if (claim.kind === 'skip') return;
+  if (claim.kind === 'skip' || claim.kind === 'deferred') return;
   if (claim.kind === 'unrecoverable') {
     await recordOutcome(deps, ctx, claim.directive, claim.directive.attempts, nowOf(deps), {
       outcome: 'permanent',
       error: { code: NEEDS_RECONCILE, message: claim.message },
-    });
+    }, { called: false });
     return;
   }
 
@@ -139,6 +150,7 @@ async function recordOutcome(
   attempt: number,
   startedAt: Date,
   result: ExecuteResult,
+  { called = true }: { called?: boolean } = {},
 ): Promise<void> {
   const executionId = executionIdOfDirective(directive.id);
   const finishedAt = nowOf(deps);
@@ -154,12 +166,25 @@ async function recordOutcome(
   };
   const subject = `directive:${directive.id}`;
   const correlation_id = directive.correlation_id;
-  const maxAttempts = deps.executors.require(directive.kind).maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  const executor = deps.executors.require(directive.kind);
+  const maxAttempts = executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  // Only a call tells anything about the endpoint's health.
+  const endpoint = called ? circuitKeyOf(executor, directive) : null;
+  const endpointFault = result.outcome === 'retryable';
+  const circuit = endpoint ? { circuit: endpoint, endpoint_fault: endpointFault } : {};
   await withTransaction(deps.sql, undefined, async (tx) => {
+    await recordFinish(tx);
+    if (endpoint) {
+      await settleCircuit(deps.emit, ctx, tx, { endpoint, healthy: !endpointFault, policy: executor.circuit!, now: finishedAt });
+    }
+  });
+
+  async function recordFinish(tx: Tx): Promise<void> {
     if (result.outcome === 'succeeded') {
       const derived = await recordResultSignals(deps, ctx, tx, directive, result.signals ?? []);
-      const succeeded: ExecutionSucceeded = {
+      const succeeded: ExecutionSucceeded & CircuitOutcome = {
         ...timing,
+        ...circuit,
         outputs: { signals: derived, directives: [directive.id] },
         usage: { ...result.usage, ...(result.costUsd !== undefined ? { cost_usd: result.costUsd } : {}) },
       };
@@ -179,7 +204,7 @@ async function recordOutcome(
     const retryAt = retry
       ? new Date(finishedAt.getTime() + backoffMs(attempt, { baseMs: deps.retryBaseMs, maxMs: MAX_BACKOFF_MS, retryAfterMs: result.retryAfterMs }))
       : null;
-    const failed: ExecutionFailed = { ...timing, error: result.error, final: !retry, retry_at: retryAt?.toISOString() ?? null };
+    const failed: ExecutionFailed & CircuitOutcome = { ...timing, ...circuit, error: result.error, final: !retry, retry_at: retryAt?.toISOString() ?? null };
     const executionFailed = { type: 'execution.failed', subject, payload: failed, dedupe_key: `execution:${executionId}:failed:${attempt}`, correlation_id };
     if (retryAt) {
       await emitSystem(deps.emit, ctx, tx, executionFailed);
@@ -217,7 +242,17 @@ async function recordOutcome(
           ]
         : []),
     ]);
-  });
+  }
+}
+
+/** The circuit a directive's endpoint belongs to, when its executor declares one and its params name one. */
+function circuitKeyOf(executor: Executor, directive: Directive): string | null {
+  if (!executor.circuit) return null;
+  try {
+    return executor.circuit.key(directive.kind, directive.params);
+  } catch {
+    return null;
+  }
 }
 
 /**
