@@ -103,6 +103,27 @@ describe('parseConfig', () => {
     expect(error.message).toContain(name);
   });
 
+  it('reads SIGNALBUS_OPENAI_PRICES as JSON model prices', () => {
+    const config = parseConfig({ SIGNALBUS_OPENAI_PRICES: '{"gpt-4o-mini":{"input_per_1m":0.15,"output_per_1m":0.6},"local-llm":{"input_per_1m":0,"output_per_1m":0}}' });
+    expect(config.SIGNALBUS_OPENAI_PRICES).toEqual({
+      'gpt-4o-mini': { input_per_1m: 0.15, output_per_1m: 0.6 },
+      'local-llm': { input_per_1m: 0, output_per_1m: 0 },
+    });
+    expect(parseConfig({}).SIGNALBUS_OPENAI_PRICES).toBeUndefined();
+  });
+
+  it.each([
+    ['not JSON', '{"gpt-4o":'],
+    ['an array', '[]'],
+    ['a negative price', '{"gpt-4o":{"input_per_1m":-1,"output_per_1m":10}}'],
+    ['a missing price', '{"gpt-4o":{"input_per_1m":2.5}}'],
+    ['an unknown field', '{"gpt-4o":{"input_per_1m":2.5,"output_per_1m":10,"cached_per_1m":1}}'],
+  ])('refuses SIGNALBUS_OPENAI_PRICES that is %s, naming the variable', (_what, value) => {
+    const error = configError({ SIGNALBUS_OPENAI_PRICES: value });
+    expect(error.issues.length).toBeGreaterThan(0);
+    for (const issue of error.issues) expect(issue).toMatch(/^SIGNALBUS_OPENAI_PRICES: /);
+  });
+
   it('names every bad variable at once, so one run shows everything to fix', () => {
     const error = configError({ PORT: 'eighty', LOG_LEVEL: 'loud', HOST: '127.0.0.1' });
     expect(error.issues.map((issue) => issue.split(':')[0]).sort()).toEqual(['LOG_LEVEL', 'PORT']);

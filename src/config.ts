@@ -3,6 +3,7 @@
  * `src/app.ts` and the CLI receive a `Config` and pass what they need inward.
  */
 import { z } from 'zod';
+import { ModelPrices } from './executors/openai/prices.ts';
 import { masterKeysProblem } from './secrets/keys.ts';
 
 const booleanFlag = z
@@ -10,6 +11,23 @@ const booleanFlag = z
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
 
 const httpUrl = z.url({ protocol: /^https?$/ });
+
+/** JSON text holding model prices; each problem is reported under the variable's own name. */
+const modelPricesJson = z.string().transform((text, ctx) => {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be JSON: {"<model>": {"input_per_1m": <usd>, "output_per_1m": <usd>}}' });
+    return z.NEVER;
+  }
+  const parsed = ModelPrices.safeParse(value);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) {
+    ctx.addIssue({ code: 'custom', message: `${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}` });
+  }
+  return z.NEVER;
+});
 
 export const Config = z.object({
   DATABASE_URL: z
@@ -31,6 +49,8 @@ export const Config = z.object({
   SIGNALBUS_ALLOW_PRIVATE_TARGETS: booleanFlag.default(false),
   SIGNALBUS_STRIPE_API_BASE: httpUrl.optional(),
   SIGNALBUS_OPENAI_BASE_URL: httpUrl.optional(),
+  /** Overrides and additions to the OpenAI price table (USD per million tokens). */
+  SIGNALBUS_OPENAI_PRICES: modelPricesJson.optional(),
   SIGNALBUS_GOOGLE_API_BASE: httpUrl.optional(),
   SIGNALBUS_GOOGLE_OAUTH_BASE: httpUrl.optional(),
   /** OTLP/HTTP collector for traces; without it (and outside tests) no spans are made. */

@@ -5,13 +5,16 @@
  */
 import type { Config } from '../config.ts';
 import { noopExecutor } from './noop.ts';
+import { createOpenAIExecutor } from './openai/executor.ts';
 import type { Executor } from './registry.ts';
+import { createStripeExecutor } from './stripe/executor.ts';
+import { createWebhookExecutor } from './webhook/index.ts';
 
 export function builtinExecutors(config: Config): Executor[] {
   const executors: Executor[] = [noopExecutor];
-  // webhook executor
-  // stripe executor
+  executors.push(createWebhookExecutor({ allowPrivateTargets: config.SIGNALBUS_ALLOW_PRIVATE_TARGETS }));
+  executors.push(createStripeExecutor({ apiBase: config.SIGNALBUS_STRIPE_API_BASE }));
   // gmail executor
-  // openai executor
+  executors.push(createOpenAIExecutor({ baseUrl: config.SIGNALBUS_OPENAI_BASE_URL, prices: config.SIGNALBUS_OPENAI_PRICES }));
   return executors;
 }

@@ -46,6 +46,8 @@ const fuzzExecutor: Executor<ActParams> = {
   estimateCostUsd: (_kind, params) => params.cost,
   honorsIdempotencyKey: true,
   maxAttempts: 3,
+  // One endpoint for all: faults open and close its circuit, so circuits are folded too.
+  circuit: { key: () => 'https://fuzz.example/endpoint', failureThreshold: 2, cooldownMs: 50 },
   async execute({ params, attempt }): Promise<ExecuteResult> {
     const retryable: ExecuteResult = { outcome: 'retryable', error: { code: 'busy', message: `attempt ${attempt} busy` } };
     // Costs like 1/3 · 1.1 exercise numeric round trips through jsonb and numeric columns.
@@ -271,7 +273,7 @@ async function expectRebuildEqualsLive(org: Tenant, options: { pageSize?: number
   expect(drift, `rebuild of ${org.slug} differs from live`).toBe('');
   expect(report.after, 'rebuilt checksums').toEqual(live);
   expect(report.before, 'checksums the rebuild saw before').toEqual(live);
-  expect(Object.keys(live).sort()).toEqual(['directives', 'executions', 'policies']);
+  expect(Object.keys(live).sort()).toEqual(['circuits', 'directives', 'executions', 'policies']);
   return { live, report };
 }
 
