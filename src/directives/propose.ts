@@ -55,6 +55,7 @@ async function evaluate(
         causation_id: ctx.cause?.signalId ?? null,
         installation_id: ctx.installationId ?? null,
         estimated_cost_usd: estimated,
+        recipients: executor.recipients?.(input.kind, input.params) ?? [],
       },
       params: input.params,
       actor: ctx.actor,

@@ -27,7 +27,7 @@ const Failure = z.object({ code: z.string(), message: z.string() });
 
 export const GuardResultSchema = z
   .object({
-    guard: z.enum(['rate_limit', 'budget', 'list']),
+    guard: z.enum(['rate_limit', 'budget', 'list', 'suppression']),
     index: z.number().int(),
     match: z.string(),
     passed: z.boolean(),

@@ -134,6 +134,35 @@ describe('list guard', () => {
   });
 });
 
+describe('suppression guard', () => {
+  const policy = compilePolicy({
+    rules: [allowAll],
+    guards: { suppressions: { addresses: ['Gone@Example.com', 'Ann <ann@corp.io>'], domains: ['@blocked.net'] } },
+  });
+  const check = (recipients: string[] | undefined) => {
+    const base = input('gmail.send');
+    return decide(policy, { ...base, directive: { ...base.directive, ...(recipients ? { recipients } : {}) } }, NO_USAGE);
+  };
+
+  it.each([
+    ['a suppressed address, other case', ['ok@fine.io', 'gone@EXAMPLE.com'], 'deny'],
+    ['a suppressed address in display-name form', ['Someone <ann@corp.io>'], 'deny'],
+    ['a suppressed domain', ['x@Blocked.NET'], 'deny'],
+    ['a subdomain of a suppressed domain is not suppressed', ['x@mail.blocked.net'], 'allow'],
+    ['no suppressed recipient', ['a@fine.io', 'b@corp.io'], 'allow'],
+  ] as const)('%s', (_name, recipients, effect) => {
+    const decision = check([...recipients]);
+    expect(decision.effect).toBe(effect);
+    expect(decision.guards).toEqual([expect.objectContaining({ guard: 'suppression', passed: effect === 'allow' })]);
+    if (effect === 'deny') expect(decision.guards[0]!.detail).toMatch(/suppress/);
+  });
+
+  it('does not apply to a directive that names no recipients', () => {
+    expect(check(undefined)).toMatchObject({ effect: 'allow', guards: [] });
+    expect(check([])).toMatchObject({ effect: 'allow', guards: [] });
+  });
+});
+
 describe('guards together', () => {
   const guards = {
     rate_limits: [{ match: '*', limit: 5, window_seconds: 60 }],

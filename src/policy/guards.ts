@@ -5,9 +5,9 @@
  * fails the guard rather than letting the directive through unchecked.
  */
 import { matchesKind } from './glob.ts';
-import type { DecisionInput, GuardResult, GuardUsage, ListGuard, PolicyGuards } from './model.ts';
+import type { DecisionInput, GuardResult, GuardUsage, ListGuard, PolicyGuards, SuppressionGuard } from './model.ts';
 
-/** Evaluates every guard that covers `kind`, in order rate limits, budgets, lists. */
+/** Evaluates every guard that covers `kind`, in order rate limits, budgets, lists, suppressions. */
 export function evaluateGuards(guards: PolicyGuards, input: DecisionInput, usage: GuardUsage): GuardResult[] {
   const kind = input.directive.kind;
   const results: GuardResult[] = [];
@@ -39,7 +39,26 @@ export function evaluateGuards(guards: PolicyGuards, input: DecisionInput, usage
     if (!matchesKind(guard.match, kind)) return;
     results.push({ guard: 'list', index, match: guard.match, ...checkList(guard, input.params) });
   });
+  const recipients = input.directive.recipients ?? [];
+  if (guards.suppressions && recipients.length > 0) {
+    results.push({ guard: 'suppression', index: 0, match: '*', ...checkSuppressions(guards.suppressions, recipients) });
+  }
   return results;
+}
+
+/** `Name <a@b.com>` → `a@b.com`: the address is what a suppression names. */
+const addressOf = (recipient: string) => normalizeValue(/<([^<>]*)>\s*$/.exec(recipient)?.[1] ?? recipient);
+
+function checkSuppressions(guard: SuppressionGuard, recipients: readonly string[]) {
+  const addresses = new Set(guard.addresses.map(addressOf));
+  const domains = new Set(guard.domains.map(normalizeDomain));
+  for (const recipient of recipients) {
+    const address = addressOf(recipient);
+    const domain = domainOf(address);
+    if (addresses.has(address)) return { passed: false, detail: `recipient '${address}' is on the suppression list` };
+    if (domain !== null && domains.has(domain)) return { passed: false, detail: `recipient '${address}' is in a suppressed domain` };
+  }
+  return { passed: true, detail: `${recipients.length} recipient(s) not suppressed` };
 }
 
 function isCount(value: number | undefined): value is number {

@@ -61,11 +61,24 @@ export const ListGuard = z
   .strict();
 export type ListGuard = z.infer<typeof ListGuard>;
 
+/**
+ * The org's suppression list: addresses and domains no directive may reach,
+ * whatever its kind, checked against the recipients its executor names.
+ */
+export const SuppressionGuard = z
+  .object({
+    addresses: z.array(z.string().min(3).max(320)).max(100_000).default([]),
+    domains: z.array(z.string().min(1).max(253)).max(10_000).default([]),
+  })
+  .strict();
+export type SuppressionGuard = z.infer<typeof SuppressionGuard>;
+
 export const PolicyGuards = z
   .object({
     rate_limits: z.array(RateLimitGuard).max(100).default([]),
     budgets: z.array(BudgetGuard).max(100).default([]),
     lists: z.array(ListGuard).max(100).default([]),
+    suppressions: SuppressionGuard.optional(),
   })
   .strict();
 export type PolicyGuards = z.infer<typeof PolicyGuards>;
@@ -95,6 +108,8 @@ export interface DecisionInput {
     causation_id: string | null;
     installation_id: string | null;
     estimated_cost_usd: number;
+    /** Who the directive would reach, as its executor reads the params (the suppression guard's input). */
+    recipients?: string[];
   };
   params: Record<string, unknown>;
   actor: { type: string; id: string; display?: string };
@@ -115,7 +130,7 @@ export interface GuardUsage {
 }
 
 export interface GuardResult {
-  guard: 'rate_limit' | 'budget' | 'list';
+  guard: 'rate_limit' | 'budget' | 'list' | 'suppression';
   /** Index into the document's array for this guard type. */
   index: number;
   match: string;

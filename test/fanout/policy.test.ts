@@ -27,12 +27,13 @@ const llmExecutor: Executor<{ cost_usd: number }> = {
   },
 };
 
-/** `mail.send`: a recipient param for the list guards. */
+/** `mail.send`: a recipient param for the list guards, and recipients for the suppression list. */
 const mailExecutor: Executor<{ to: string | string[] }> = {
   kinds: ['mail.send'],
   params: z.object({ to: z.union([z.string(), z.array(z.string())]) }),
   estimateCostUsd: () => 0,
   honorsIdempotencyKey: true,
+  recipients: (_kind, params) => (typeof params.to === 'string' ? [params.to] : params.to),
   async execute() {
     return { outcome: 'succeeded', result: {} };
   },
@@ -373,6 +374,25 @@ describe('recipient lists', () => {
     const denied = (await propose(other, { kind: 'mail.send', params: { to: 'ceo@Competitor.IO' } })).directive;
     expect(denied.status).toBe('rejected');
     expect(denied.decision).toMatchObject({ rule: 'guard:list', reason: "param 'to': 'ceo@Competitor.IO' is in a denied domain" });
+  });
+});
+
+describe('the suppression list', () => {
+  it('refuses a directive reaching a suppressed address or domain, whatever the rules allow', async () => {
+    const tenant = await freshOrg();
+    await setPolicy(tenant, {
+      rules: [allowAll],
+      guards: { suppressions: { addresses: ['unsubscribed@example.com'], domains: ['bounced.io'] } },
+    });
+    const fine = (await propose(tenant, { kind: 'mail.send', params: { to: ['ana@example.com'] } })).directive;
+    expect(fine.status).toBe('approved');
+    const suppressed = (await propose(tenant, { kind: 'mail.send', params: { to: ['ana@example.com', 'Unsubscribed@Example.com'] } })).directive;
+    expect(suppressed.status).toBe('rejected');
+    expect(suppressed.decision).toMatchObject({ rule: 'guard:suppression', reason: "recipient 'unsubscribed@example.com' is on the suppression list" });
+    const domain = (await propose(tenant, { kind: 'mail.send', params: { to: 'Bo <bo@BOUNCED.io>' } })).directive;
+    expect(domain.decision).toMatchObject({ effect: 'deny', rule: 'guard:suppression', reason: "recipient 'bo@bounced.io' is in a suppressed domain" });
+    // Kinds whose executors name no recipients are not checked.
+    expect((await propose(tenant, { kind: 'llm.complete', params: { cost_usd: 0 } })).directive.status).toBe('approved');
   });
 });
 
