@@ -5,8 +5,6 @@
  * once, with exactly one set of outputs, and the jobs a killed process held
  * must be released by the survivors' sweeper within a minute each time.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as pause } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
@@ -16,7 +14,7 @@ import { emit } from '../../src/signals/emit.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { CRASH_HANDLER_IDS, CRASH_SIGNAL_TYPE, DERIVED_SIGNAL_TYPE } from '../support/crash-handlers.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
-import { releaseResource, trackResource } from '../support/leak-guard.ts';
+import { workerChildren, type WorkerChildren } from '../support/worker-children.ts';
 
 const WRITERS = 8;
 /**
@@ -35,82 +33,10 @@ const RECOVERY_LIMIT_MS = 60_000;
 const TEST_TIMEOUT_MS = 300_000;
 /** Waits end this long before the test's own timeout, so a slow run fails with the counts below, not a bare timeout. */
 const REPORT_MARGIN_MS = 20_000;
-const WORKER_READY_MS = 90_000;
-
-const workerScript = fileURLToPath(new URL('../support/worker-process.ts', import.meta.url));
-const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
-
-interface WorkerChild {
-  child: ChildProcess;
-  pid: number;
-  exited: Promise<void>;
-  output: string[];
-}
 
 let t: TestApp;
 let org: Tenant;
-const children = new Set<WorkerChild>();
-/** Every worker spawned, killed ones too: their last lines go into a failure's message. */
-const spawned: WorkerChild[] = [];
-
-async function spawnWorker(): Promise<WorkerChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', workerScript], {
-    cwd: projectRoot,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      DATABASE_URL: t.database.url,
-      LOG_LEVEL: 'warn',
-      WORKER_CONCURRENCY: '4',
-      WORKER_HEARTBEAT_MS: '500',
-      WORKER_STALE_AFTER_MS: String(STALE_AFTER_MS),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  const keep = (chunk: Buffer) => {
-    output.push(...chunk.toString().split('\n').filter(Boolean));
-    if (output.length > 400) output.splice(0, output.length - 400);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const worker: WorkerChild = {
-    child,
-    pid: child.pid!,
-    output,
-    exited: new Promise((resolve) => child.once('exit', () => resolve())),
-  };
-  children.add(worker);
-  spawned.push(worker);
-  trackResource(worker, `worker process ${child.pid}`);
-  void worker.exited.then(() => {
-    children.delete(worker);
-    releaseResource(worker);
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`worker process ${child.pid} not ready after ${WORKER_READY_MS} ms:\n${output.join('\n')}`)),
-      WORKER_READY_MS,
-    );
-    const ready = () => {
-      if (!output.some((line) => line.startsWith('worker ready'))) return;
-      child.stdout!.off('data', ready);
-      clearTimeout(timer);
-      resolve();
-    };
-    child.stdout!.on('data', ready);
-    void worker.exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`worker process exited before it was ready:\n${output.join('\n')}`));
-    });
-  });
-  return worker;
-}
-
-async function kill(worker: WorkerChild): Promise<void> {
-  worker.child.kill('SIGKILL');
-  await worker.exited;
-}
+let workers: WorkerChildren;
 
 const sql = () => t.app.deps.sql;
 const schema = (table: string) => sql()(`${org.schema}.${table}`);
@@ -187,13 +113,17 @@ async function diagnosis(): Promise<string> {
 }
 
 /** The last lines of every worker process of this run, oldest first. */
-function workerOutputs(): string {
-  return spawned.map((worker) => `--- worker ${worker.pid}:\n${worker.output.slice(-15).join('\n')}`).join('\n');
-}
+const workerOutputs = () => workers.outputs();
 
 beforeAll(async () => {
   t = await createTestApp();
   org = await t.createOrg('crash');
+  workers = workerChildren({
+    DATABASE_URL: t.database.url,
+    WORKER_CONCURRENCY: '4',
+    WORKER_HEARTBEAT_MS: '500',
+    WORKER_STALE_AFTER_MS: String(STALE_AFTER_MS),
+  });
   await updatePolicy(t.app.deps.bus.emit, {
     ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' },
     input: { rules: [{ id: 'allow-noop', match: 'noop.*', effect: 'allow' }] },
@@ -204,7 +134,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // Even when the test failed midway: no worker process outlives the file.
-  await Promise.all([...children].map(kill));
+  await workers?.killAll();
   await t?.close();
 });
 
@@ -218,7 +148,7 @@ describe('fan-out under worker crashes', () => {
       const released = WAVES.slice(0, k + 1).reduce((sum, size) => sum + size, 0) / PER_WRITER;
       expect(share, `kill ${k + 1} waits for a share of runs its released waves (${released}) cannot reach`).toBeLessThan(released);
     });
-    let current = await spawnWorker();
+    let current = await workers.spawn();
 
     // Signals arrive in waves: the first at once, each later one released by
     // a kill, so signals also land while no worker is alive and while a fresh
@@ -252,7 +182,7 @@ describe('fan-out under worker crashes', () => {
       for (const share of KILL_AT) {
         await waitFor(async () => (await succeededRuns()) >= Math.round(share * RUNS), within(90_000), `${share * 100}% of runs`);
         const victim = current;
-        await kill(victim);
+        await workers.kill(victim);
         const killedAt = Date.now();
         releases[kills.length + 1]?.resolve();
         const runsDone = await succeededRuns();
@@ -266,7 +196,7 @@ describe('fan-out under worker crashes', () => {
           select locked_by from graphile_worker._private_job_queues where locked_by is not null`;
         const deadIds = dead.map((row) => row.worker_id);
         const held = await lockedBy(deadIds);
-        current = await spawnWorker();
+        current = await workers.spawn();
         const readyMs = Date.now() - killedAt;
         await waitFor(
           async () => (await lockedBy(deadIds)) === 0,

@@ -1,10 +1,15 @@
 /**
  * A signalbus worker as a real child process, for tests that SIGKILL it:
  * the dispatcher, the task runner and liveness, with the crash test's
- * handlers, on the database named by DATABASE_URL. Runs until killed.
- * A test fixture, so it reads its own environment.
+ * handlers and the built-in executors, on the database named by
+ * DATABASE_URL. Runs until killed. A test fixture, so it reads its own
+ * environment: the SIGNALBUS_* variables it is given configure it, and
+ * CRASH_AFTER_EXECUTE=1 makes it SIGKILL itself right after an executor's
+ * first call of a directive returns — after the provider acted, before the
+ * outcome is recorded.
  */
 import { createApp } from '../../src/app.ts';
+import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import { parseConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { startWorker } from '../../src/worker/runner.ts';
@@ -12,12 +17,29 @@ import { crashHandlers } from './crash-handlers.ts';
 
 const databaseUrl = process.env.DATABASE_URL;
 if (!databaseUrl) throw new Error('DATABASE_URL is required');
+const given = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('SIGNALBUS_')));
 const config = parseConfig({
   LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-  SIGNALBUS_DB_POOL_SIZE: process.env.SIGNALBUS_DB_POOL_SIZE ?? '6',
+  SIGNALBUS_DB_POOL_SIZE: '6',
+  ...given,
 });
 const logger = createLogger(config.LOG_LEVEL);
 const app = await createApp(config, { databaseUrl, handlers: crashHandlers, logger });
+if (process.env.CRASH_AFTER_EXECUTE === '1') {
+  for (const kind of app.deps.bus.executors.kinds()) {
+    const executor = app.deps.bus.executors.require(kind);
+    const execute = executor.execute.bind(executor);
+    if (Object.hasOwn(executor, 'crashing')) continue;
+    Object.assign(executor, {
+      crashing: true,
+      async execute(request: ExecuteRequest<unknown>) {
+        const result = await execute(request);
+        if (request.attempt === 1) process.kill(process.pid, 'SIGKILL');
+        return result;
+      },
+    });
+  }
+}
 await startWorker(app, {
   databaseUrl,
   concurrency: Number(process.env.WORKER_CONCURRENCY ?? 4),
