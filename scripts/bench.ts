@@ -2,12 +2,14 @@
  * `npm run bench -- <scenario>`: benchmarks that print their figures and a
  * ratio against a baseline measured in the same run. Not tests.
  */
+import { runExecutorsBench } from './bench/executors.ts';
 import { runFanoutBench } from './bench/fanout.ts';
 import { runIngestBench } from './bench/ingest.ts';
 
 const scenarios: Record<string, () => Promise<void>> = {
   ingest: runIngestBench,
   fanout: runFanoutBench,
+  executors: runExecutorsBench,
 };
 
 const name = process.argv[2] ?? 'ingest';

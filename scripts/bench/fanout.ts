@@ -13,9 +13,6 @@
  * 4. Full-pipeline throughput: signals carried through to executed
  *    directives per second, every process on this machine's cores.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { run } from 'graphile-worker';
@@ -37,7 +34,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
 import { graphileLogger } from '../../src/worker/runner.ts';
 import { BENCH_HANDLERS } from './fanout-handlers.ts';
-import { benchDatabase, printTable, startServer } from './support.ts';
+import { benchDatabase, percentile, printTable, startServer, startWorkerProcess } from './support.ts';
 
 const RATE = 200;
 const LATENCY_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -48,38 +45,7 @@ const PIPELINE_SIGNALS = 5000;
 /** `BENCH_PHASES=latency,ingest,dispatch,pipeline` (default all) runs a subset. */
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'latency,ingest,dispatch,pipeline').split(','));
 
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return +sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!.toFixed(1);
-};
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
-interface WorkerChild {
-  child: ChildProcess;
-  stop(): Promise<void>;
-}
-
-async function startWorkerProcess(databaseUrl: string, env: Record<string, string>): Promise<WorkerChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts/bench/fanout-worker.ts')], {
-    cwd: PROJECT_ROOT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('ready')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`bench worker exited with ${code}`)));
-  });
-  return {
-    child,
-    async stop() {
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 /** Calls `fire` `rate` times a second for `seconds`, on schedule, without waiting for answers. */
 async function openLoop(rate: number, seconds: number, fire: (index: number) => Promise<unknown>): Promise<void> {

@@ -273,8 +273,10 @@ async function recordResultSignals(deps: DirectiveDeps, ctx: LifecycleContext, t
       correlation_id: directive.correlation_id,
     })),
   });
-  return results.map((result) => {
-    if ('signal' in result) return result.signal.id;
+  // A conflict is a second recording of this outcome with other content: the first stands.
+  return results.flatMap((result) => {
+    if ('signal' in result) return [result.signal.id];
+    if (result.status === 'conflict') return [];
     throw new DomainError('validation_failed', `a result signal of ${directive.kind} is not valid: ${result.error.message}`);
   });
 }
