@@ -1,0 +1,130 @@
+/**
+ * One effect per directive under crashes: worker processes that SIGKILL
+ * themselves right after each directive's first provider call returns —
+ * the provider acted, the outcome was never recorded — 20 times per
+ * executor. A surviving worker's sweeper releases the dead one's job; the
+ * next attempt knows the outcome is unknown, and the provider sees exactly
+ * one effect per directive: Stripe through the directive's idempotency key,
+ * Gmail through the Message-ID lookup, webhooks through the same
+ * `webhook-id` on redelivery.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { proposeDirective } from '../../src/directives/propose.ts';
+import { getDirective, type Directive } from '../../src/directives/store.ts';
+import { updatePolicy } from '../../src/policy/store.ts';
+import { putSecret } from '../../src/secrets/vault.ts';
+import type { Tenant } from '../../src/tenancy/tenant.ts';
+import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';
+import { startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';
+import { createTestApp, TEST_MASTER_KEYS, waitFor, type TestApp } from '../support/harness.ts';
+import { workerChildren, type WorkerChildren } from '../support/worker-children.ts';
+
+const DIRECTIVES = 20;
+const WORKERS = 2;
+const STRIPE_KEY = `sk_test_crash${randomBytes(12).toString('hex')}`;
+const WEBHOOK_SECRET = `whsec_${randomBytes(24).toString('base64')}`;
+
+let t: TestApp;
+let org: Tenant;
+let stripe: StripeFake;
+let sink: WebhookSink;
+let workers: WorkerChildren;
+let counter = 0;
+
+beforeAll(async () => {
+  stripe = await startStripeFake({ apiKeys: [STRIPE_KEY] });
+  sink = await startWebhookSink({ secret: WEBHOOK_SECRET });
+  t = await createTestApp();
+  org = await t.createOrg('executor_crash');
+  await updatePolicy(t.app.deps.bus.emit, {
+    ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' },
+    input: { rules: [{ id: 'allow-all', match: '*', effect: 'allow' }] },
+  });
+  await putSecret(t.app.deps.vault, { tenant: org, name: 'stripe_api_key', input: { value: STRIPE_KEY } });
+  await putSecret(t.app.deps.vault, { tenant: org, name: 'webhook_signing_secret', input: { value: WEBHOOK_SECRET } });
+  workers = workerChildren({
+    DATABASE_URL: t.database.url,
+    SIGNALBUS_ENCRYPTION_KEYS: TEST_MASTER_KEYS,
+    SIGNALBUS_STRIPE_API_BASE: stripe.url,
+    SIGNALBUS_ALLOW_PRIVATE_TARGETS: 'true',
+    SIGNALBUS_EXECUTOR_RETRY_BASE_MS: '50',
+    CRASH_AFTER_EXECUTE: '1',
+    // One job at a time: each death interrupts exactly the directive that caused it.
+    WORKER_CONCURRENCY: '1',
+    WORKER_HEARTBEAT_MS: '250',
+    WORKER_STALE_AFTER_MS: '1500',
+  });
+});
+
+afterAll(async () => {
+  await workers?.killAll();
+  await t?.close();
+  await stripe?.close();
+  await sink?.close();
+});
+
+async function propose(kind: string, params: Record<string, unknown>): Promise<string> {
+  const { directive } = await proposeDirective(t.app.deps.bus.directives, {
+    ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'api' },
+    input: { kind, params, idempotency_key: `crash-${++counter}` },
+  });
+  expect(directive.status).toBe('approved');
+  return directive.id;
+}
+
+/**
+ * Keeps WORKERS worker processes alive — replacing each that dies — until
+ * every directive in `ids` has finished. Returns how many workers died.
+ */
+async function runThroughCrashes(ids: string[]): Promise<{ deaths: number; directives: Directive[] }> {
+  const before = workers.spawned.length;
+  const deadline = Date.now() + 150_000;
+  for (;;) {
+    const rows = await Promise.all(ids.map((id) => getDirective(t.app.deps.sql, org, id)));
+    if (rows.every((row) => row.status === 'succeeded' || row.status === 'failed')) {
+      await workers.killAll();
+      const deaths = workers.spawned.length - before - WORKERS;
+      return { deaths, directives: rows };
+    }
+    if (Date.now() > deadline) {
+      const unfinished = rows.filter((row) => row.status !== 'succeeded' && row.status !== 'failed').map((row) => `${row.id}:${row.status}`);
+      throw new Error(`directives unfinished: ${unfinished.join(', ')}\n${workers.outputs()}`);
+    }
+    const missing = WORKERS - workers.alive().length;
+    await Promise.all(Array.from({ length: missing }, () => workers.spawn().catch(() => undefined)));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('one effect per directive when the worker dies right after the provider call', () => {
+  it(`stripe: ${DIRECTIVES} kills, one refund per directive through its idempotency key`, async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < DIRECTIVES; i++) ids.push(await propose('stripe.refund.create', { payment_intent: `pi_crash_${i}`, amount: 100 + i }));
+    const { deaths, directives } = await runThroughCrashes(ids);
+    expect(deaths).toBeGreaterThanOrEqual(DIRECTIVES);
+    for (const directive of directives) {
+      expect(directive, directive.id).toMatchObject({ status: 'succeeded', attempts: 2 });
+      expect(stripe.effects.filter((effect) => effect.idempotencyKey === directive.id), directive.id).toHaveLength(1);
+      // The repeat reached Stripe and was answered from its idempotency store.
+      expect(stripe.calls.filter((call) => call.idempotencyKey === directive.id && call.replayed).length, directive.id).toBeGreaterThanOrEqual(1);
+    }
+    expect(stripe.effects.filter((effect) => ids.includes(effect.idempotencyKey!))).toHaveLength(DIRECTIVES);
+  }, 180_000);
+
+  it(`webhook.post: ${DIRECTIVES} kills, one effect per directive through the same webhook-id`, async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < DIRECTIVES; i++) ids.push(await propose('webhook.post', { url: `${sink.url}/hooks/crash`, body: { n: i } }));
+    const { deaths, directives } = await runThroughCrashes(ids);
+    expect(deaths).toBeGreaterThanOrEqual(DIRECTIVES);
+    for (const directive of directives) {
+      expect(directive, directive.id).toMatchObject({ status: 'succeeded', attempts: 2 });
+      const deliveries = sink.deliveries.filter((delivery) => delivery.webhookId === directive.id && delivery.status >= 200 && delivery.status < 300);
+      // Delivered again after the crash, under the same id, so the receiver counts it once.
+      expect(deliveries.length, directive.id).toBe(2);
+    }
+    expect(new Set(sink.deliveries.map((delivery) => delivery.webhookId)).size).toBe(DIRECTIVES);
+    expect(sink.calls.effects).toBe(DIRECTIVES);
+  }, 180_000);
+});
