@@ -4,6 +4,7 @@
  * webhooks may reach private addresses.
  */
 import type { Config } from '../config.ts';
+import { createGmailExecutor } from './gmail/index.ts';
 import { noopExecutor } from './noop.ts';
 import { createOpenAIExecutor } from './openai/executor.ts';
 import type { Executor } from './registry.ts';
@@ -14,7 +15,7 @@ export function builtinExecutors(config: Config): Executor[] {
   const executors: Executor[] = [noopExecutor];
   executors.push(createWebhookExecutor({ allowPrivateTargets: config.SIGNALBUS_ALLOW_PRIVATE_TARGETS }));
   executors.push(createStripeExecutor({ apiBase: config.SIGNALBUS_STRIPE_API_BASE }));
-  // gmail executor
+  executors.push(createGmailExecutor({ apiBase: config.SIGNALBUS_GOOGLE_API_BASE, oauthBase: config.SIGNALBUS_GOOGLE_OAUTH_BASE }));
   executors.push(createOpenAIExecutor({ baseUrl: config.SIGNALBUS_OPENAI_BASE_URL, prices: config.SIGNALBUS_OPENAI_PRICES }));
   return executors;
 }

@@ -16,6 +16,7 @@ import { getDirective, type Directive } from '../../src/directives/store.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
+import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';
 import { startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';
 import { createTestApp, TEST_MASTER_KEYS, waitFor, type TestApp } from '../support/harness.ts';
@@ -25,17 +26,20 @@ const DIRECTIVES = 20;
 const WORKERS = 2;
 const STRIPE_KEY = `sk_test_crash${randomBytes(12).toString('hex')}`;
 const WEBHOOK_SECRET = `whsec_${randomBytes(24).toString('base64')}`;
+const GMAIL_CLIENT = { client_id: 'crash.apps.googleusercontent.com', client_secret: `GOCSPX-${randomBytes(8).toString('hex')}`, refresh_token: `1//crash-${randomBytes(8).toString('hex')}` };
 
 let t: TestApp;
 let org: Tenant;
 let stripe: StripeFake;
 let sink: WebhookSink;
+let gmail: GmailFake;
 let workers: WorkerChildren;
 let counter = 0;
 
 beforeAll(async () => {
   stripe = await startStripeFake({ apiKeys: [STRIPE_KEY] });
   sink = await startWebhookSink({ secret: WEBHOOK_SECRET });
+  gmail = await startGmailFake({ clientId: GMAIL_CLIENT.client_id, clientSecret: GMAIL_CLIENT.client_secret, refreshTokens: [GMAIL_CLIENT.refresh_token] });
   t = await createTestApp();
   org = await t.createOrg('executor_crash');
   await updatePolicy(t.app.deps.bus.emit, {
@@ -44,11 +48,14 @@ beforeAll(async () => {
   });
   await putSecret(t.app.deps.vault, { tenant: org, name: 'stripe_api_key', input: { value: STRIPE_KEY } });
   await putSecret(t.app.deps.vault, { tenant: org, name: 'webhook_signing_secret', input: { value: WEBHOOK_SECRET } });
+  await putSecret(t.app.deps.vault, { tenant: org, name: 'gmail_oauth', input: { value: JSON.stringify(GMAIL_CLIENT) } });
   workers = workerChildren({
     DATABASE_URL: t.database.url,
     SIGNALBUS_ENCRYPTION_KEYS: TEST_MASTER_KEYS,
     SIGNALBUS_STRIPE_API_BASE: stripe.url,
     SIGNALBUS_ALLOW_PRIVATE_TARGETS: 'true',
+    SIGNALBUS_GOOGLE_API_BASE: gmail.url,
+    SIGNALBUS_GOOGLE_OAUTH_BASE: gmail.url,
     SIGNALBUS_EXECUTOR_RETRY_BASE_MS: '50',
     CRASH_AFTER_EXECUTE: '1',
     // One job at a time: each death interrupts exactly the directive that caused it.
@@ -63,6 +70,7 @@ afterAll(async () => {
   await t?.close();
   await stripe?.close();
   await sink?.close();
+  await gmail?.close();
 });
 
 async function propose(kind: string, params: Record<string, unknown>): Promise<string> {
@@ -126,5 +134,21 @@ describe('one effect per directive when the worker dies right after the provider
     }
     expect(new Set(sink.deliveries.map((delivery) => delivery.webhookId)).size).toBe(DIRECTIVES);
     expect(sink.calls.effects).toBe(DIRECTIVES);
+  }, 180_000);
+
+  it(`gmail.send: ${DIRECTIVES} kills, one message per directive, found by its Message-ID instead of sent again`, async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < DIRECTIVES; i++) {
+      ids.push(await propose('gmail.send', { to: [`customer${i}@example.com`], subject: `Your order ${i}`, text: 'Thanks!' }));
+    }
+    const { deaths, directives } = await runThroughCrashes(ids);
+    expect(deaths).toBeGreaterThanOrEqual(DIRECTIVES);
+    for (const directive of directives) {
+      expect(directive, directive.id).toMatchObject({ status: 'succeeded', attempts: 2, result: { recovered: true } });
+      const messageId = (directive.result as { rfc822_message_id: string }).rfc822_message_id;
+      expect(messageId).toContain(directive.id);
+      expect(gmail.sentCount(messageId), directive.id).toBe(1);
+    }
+    expect(gmail.effects.filter((effect) => effect.type === 'message.sent')).toHaveLength(DIRECTIVES);
   }, 180_000);
 });
