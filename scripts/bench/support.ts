@@ -118,7 +118,9 @@ export interface WorkerChild {
 
 /** `scripts/bench/fanout-worker.ts` as its own process, configured by `env`; resolves once it is ready. */
 export async function startWorkerProcess(databaseUrl: string, env: Record<string, string>): Promise<WorkerChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts/bench/fanout-worker.ts')], {
+  // BENCH_CPU_PROFILE_DIR: the worker writes a V8 CPU profile there when it stops.
+  const profile = process.env.BENCH_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(PROJECT_ROOT, 'scripts/bench/fanout-worker.ts')], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
