@@ -59,9 +59,17 @@ export function sealSecret(keys: MasterKeys, identity: string, value: string): S
   }
 }
 
+/** A secret sealed under a master key this process was not given (retired too early, or another deployment's). */
+export class UnknownMasterKeyError extends Error {
+  constructor(kid: string) {
+    super(`no master key with kid ${kid} is configured (SIGNALBUS_ENCRYPTION_KEYS)`);
+    this.name = 'UnknownMasterKeyError';
+  }
+}
+
 function masterOf(keys: MasterKeys, kid: string): MasterKey {
   const master = keys.byKid.get(kid);
-  if (!master) throw new Error(`no master key with kid ${kid} is configured (SIGNALBUS_ENCRYPTION_KEYS)`);
+  if (!master) throw new UnknownMasterKeyError(kid);
   return master;
 }
 
