@@ -138,6 +138,7 @@ export async function runExecutorsBench(): Promise<void> {
         }
       }),
     );
+    const approvalsMs = Date.now() - firstApproval;
     const deadline = Date.now() + 300_000;
     while (ids.some((id) => !sink.arrivals.has(id))) {
       if (Date.now() > deadline) throw new Error(`only ${sink.arrivals.size} of ${ids.length} deliveries arrived`);
@@ -152,6 +153,7 @@ export async function runExecutorsBench(): Promise<void> {
       { path: 'bare fetch → sink', 'deliveries/s': Math.round(bare.rate), 'p50 ms': percentile(bare.latencies, 50), 'p99 ms': percentile(bare.latencies, 99) },
       { path: 'approve → webhook.post → sink', 'deliveries/s': Math.round(rate), 'p50 ms': percentile(latencies, 50), 'p99 ms': percentile(latencies, 99) },
     ]);
+    console.log(`approvals: ${DELIVERIES} in ${approvalsMs} ms (${Math.round((DELIVERIES * 1000) / approvalsMs)}/s on ${APPROVERS} loops)`);
     const ratio = rate / bare.rate;
     console.log(`ratio (webhook.post / bare fetch): ${ratio.toFixed(2)} (target ≥ 0.5) ${ratio >= 0.5 ? 'met' : 'NOT met'}`);
   } finally {

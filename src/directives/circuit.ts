@@ -15,7 +15,7 @@ import { keyedProjection } from '../projections/keyed.ts';
 import { isoTimestamp, type SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import type { EmitDeps } from '../signals/emit.ts';
-import { emitSystem, type LifecycleContext } from './store.ts';
+import { emitSystem, type LifecycleContext, type SystemSignal } from './store.ts';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 
@@ -77,39 +77,46 @@ export const circuitsProjection = keyedProjection<CircuitRow>({
   evolve: evolveCircuit,
 });
 
-async function lockCircuit(db: Queryable, tenant: TenantRef, id: string): Promise<CircuitRow | undefined> {
-  const [row] = await db<CircuitRow[]>`
+function lockCircuits(db: Queryable, tenant: TenantRef, ids: string[]): Promise<CircuitRow[]> {
+  return db<CircuitRow[]>`
     select id, state, failures, ${db.unsafe(isoTimestamp('retry_at'))} as retry_at, ${db.unsafe(isoTimestamp('updated_at'))} as updated_at
-      from ${db(`${tenant.schema}.circuits`)} where id = ${id} for update`;
-  return row;
+      from ${db(`${tenant.schema}.circuits`)} where id = any(${ids}::text[]) order by id for update`;
 }
 
-export type Admission = { admitted: true } | { admitted: false; until: Date };
+export type Admission = { admitted: true; probing?: SystemSignal } | { admitted: false; until: Date; probing?: undefined };
 
-/**
- * Whether a directive may call the endpoint now, inside the claim's
- * transaction. Past an open circuit's cool-down the first claimant becomes
- * the probe; everyone else waits for its verdict.
- */
-export async function admit(
-  emit: EmitDeps,
-  ctx: LifecycleContext,
-  tx: Tx,
-  { endpoint, directiveId, policy, now }: { endpoint: string; directiveId: string; policy: CircuitPolicy<unknown>; now: Date },
-): Promise<Admission> {
-  const row = await lockCircuit(tx.sql, ctx.tenant, endpoint);
-  if (!row || row.state === 'closed') return { admitted: true };
-  const retryAt = new Date(row.retry_at ?? 0);
-  if (now < retryAt) return { admitted: false, until: retryAt };
-  // The probe's own deadline: should its worker die, another probe follows.
-  const probeUntil = new Date(now.getTime() + policy.cooldownMs);
-  await emitSystem(emit, ctx, tx, {
-    type: 'webhook.endpoint.probing',
-    subject: `endpoint:${endpoint}`,
-    payload: { endpoint, directive_id: directiveId, retry_at: probeUntil.toISOString() },
-    dedupe_key: `endpoint:${endpoint}:probing:${directiveId}:${row.updated_at}`,
-  });
-  return { admitted: true };
+export interface CircuitGate {
+  /**
+   * Whether a directive may call its endpoint now. Past an open circuit's
+   * cool-down the first claimant becomes the probe (its `probing` signal is
+   * to be emitted with the claim); everyone else waits for its verdict.
+   */
+  admit(input: { endpoint: string; directiveId: string; policy: CircuitPolicy<unknown>; now: Date }): Admission;
+}
+
+/** Locks the circuits of `endpoints` (in id order) for a claiming transaction and decides admissions against them. */
+export async function circuitGate(tx: Tx, tenant: TenantRef, endpoints: string[]): Promise<CircuitGate> {
+  const keys = [...new Set(endpoints)].sort();
+  const rows = keys.length === 0 ? [] : await lockCircuits(tx.sql, tenant, keys);
+  const state = new Map(rows.map((row) => [row.id, row]));
+  return {
+    admit({ endpoint, directiveId, policy, now }) {
+      const row = state.get(endpoint);
+      if (!row || row.state === 'closed') return { admitted: true };
+      const retryAt = new Date(row.retry_at ?? 0);
+      if (now < retryAt) return { admitted: false, until: retryAt };
+      // The probe's own deadline: should its worker die, another probe follows.
+      const probeUntil = new Date(now.getTime() + policy.cooldownMs).toISOString();
+      const probing: SystemSignal = {
+        type: 'webhook.endpoint.probing',
+        subject: `endpoint:${endpoint}`,
+        payload: { endpoint, directive_id: directiveId, retry_at: probeUntil },
+        dedupe_key: `endpoint:${endpoint}:probing:${directiveId}:${row.updated_at}`,
+      };
+      state.set(endpoint, { ...row, state: 'half_open', retry_at: probeUntil });
+      return { admitted: true, probing };
+    },
+  };
 }
 
 /**
@@ -123,7 +130,7 @@ export async function settleCircuit(
   tx: Tx,
   { endpoint, healthy, policy, now }: { endpoint: string; healthy: boolean; policy: CircuitPolicy<unknown>; now: Date },
 ): Promise<void> {
-  const row = await lockCircuit(tx.sql, ctx.tenant, endpoint);
+  const [row] = await lockCircuits(tx.sql, ctx.tenant, [endpoint]);
   if (!row) return;
   const subject = `endpoint:${endpoint}`;
   if (healthy) {

@@ -5,15 +5,18 @@
  * lock; the second records the outcome. Finding an attempt claimed but never
  * finished means a worker died mid-call with the outcome unknown: an executor
  * whose provider honours idempotency keys is simply called again with the
- * same key; any other directive fails as `needs_reconcile` rather than risk
- * doing it twice.
+ * same key (or asked to look its effect up first); any other directive fails
+ * as `needs_reconcile` rather than risk doing it twice. Under load the claims
+ * and outcomes of concurrent jobs share transactions (group commit).
  */
 import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import type { Credentials, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
-import { admit, settleCircuit, type CircuitOutcome } from './circuit.ts';
+import type { CircuitPolicy, Credentials, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
+import { circuitGate, settleCircuit, type CircuitOutcome } from './circuit.ts';
+import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
+import { UnknownMasterKeyError, VaultIntegrityError } from '../secrets/envelope.ts';
 import { readSecret } from '../secrets/vault.ts';
 import { emitBatch } from '../signals/emit.ts';
 import { DomainError } from '../core/errors.ts';
@@ -23,7 +26,7 @@ import { PLATFORM_ACTOR } from '../auth/actor.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
-import { emitSystem, findDirective, type Directive, type LifecycleContext } from './store.ts';
+import { DIRECTIVE_SELECT, emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
 
 export const ExecuteDirectivePayload = z.object({
   org_id: z.string().min(1),
@@ -44,73 +47,69 @@ type Claim =
 
 const NEEDS_RECONCILE = 'needs_reconcile';
 
+interface ExecuteRequestRef {
+  tenant: TenantRef;
+  directiveId: string;
+  traceparent: string | null;
+}
+
+interface Outcome {
+  directive: Directive;
+  attempt: number;
+  startedAt: Date;
+  result: ExecuteResult;
+  /** False when the executor was not called: nothing was learnt about its endpoint. */
+  called: boolean;
+}
+
+/**
+ * Claims and outcomes of one tenant's executions are group-committed: under
+ * load, the directives a worker runs at once share one claiming and one
+ * recording transaction. Only signals of one trace share a group, so each
+ * keeps its traceparent.
+ */
+interface Groups {
+  claims: GroupRunner<ExecuteRequestRef, Claim>;
+  outcomes: GroupRunner<{ ctx: LifecycleContext; outcome: Outcome }, void>;
+}
+const groupsByDeps = new WeakMap<DirectiveDeps, Groups>();
+
+function groupsOf(deps: DirectiveDeps): Groups {
+  let groups = groupsByDeps.get(deps);
+  if (!groups) {
+    groups = {
+      claims: createGroupRunner((_key, requests) => claimGroup(deps, requests)),
+      outcomes: createGroupRunner(async (_key, items) => {
+        await recordOutcomes(deps, items[0]!.ctx, items.map((item) => item.outcome));
+        return items.map(() => undefined);
+      }),
+    };
+    groupsByDeps.set(deps, groups);
+  }
+  return groups;
+}
+
+const groupKey = (tenant: TenantRef, traceparent: string | null | undefined) => `${tenant.schema} ${traceparent ?? ''}`;
+
 export async function executeDirective(
   deps: DirectiveDeps,
-  { tenant, directiveId, traceparent }: { tenant: TenantRef; directiveId: string; traceparent: string | null },
+  { tenant, directiveId, traceparent }: ExecuteRequestRef,
 ): Promise<void> {
   const ctx: LifecycleContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
-  const executionId = executionIdOfDirective(directiveId);
-  const handler = (directive: Directive) => `executor:${directive.kind}`;
-
-  const claim = await withTransaction<Claim>(deps.sql, undefined, async (tx) => {
-    const directive = await findDirective(tx.sql, tenant, directiveId, { lock: true });
-    if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
-    const executor = deps.executors.require(directive.kind);
-    const startedAt = nowOf(deps);
-    let firstAttemptAt = startedAt;
-    let priorOutcomeUnknown = false;
-    if (directive.status === 'executing') {
-      const [execution] = await tx.sql<{ status: string; attempts: number; started_at: Date | null }[]>`
-        select status, attempts, started_at from ${tx.sql(`${tenant.schema}.executions`)} where id = ${executionId}`;
-      firstAttemptAt = execution?.started_at ?? startedAt;
-      priorOutcomeUnknown = !execution || (execution.status === 'running' && execution.attempts >= directive.attempts);
-      if (priorOutcomeUnknown && !executor.honorsIdempotencyKey && !executor.looksUpPriorEffect) {
-        return { kind: 'unrecoverable', directive, message: 'a worker stopped during execution and the provider cannot deduplicate a repeat; reconcile by hand' };
-      }
-      // Past the provider's memory of the key a repeat could take effect twice.
-      if (executor.idempotencyWindowMs !== undefined && startedAt.getTime() - firstAttemptAt.getTime() >= executor.idempotencyWindowMs) {
-        return { kind: 'unrecoverable', directive, message: "the provider's idempotency window has passed since the first attempt; reconcile by hand" };
-      }
-    }
-    const endpoint = circuitKeyOf(executor, directive);
-    if (endpoint) {
-      const admission = await admit(deps.emit, ctx, tx, { endpoint, directiveId, policy: executor.circuit!, now: startedAt });
-      if (!admission.admitted) {
-        // The endpoint's circuit is open: try again once it may probe, without spending an attempt.
-        await addJobs(tx.sql, [executeJob(tenant.id, directiveId, traceparent, admission.until)]);
-        return { kind: 'deferred' };
-      }
-    }
-    const attempt = directive.attempts + 1;
-    const started: ExecutionStarted = {
-      execution_id: executionId, handler: handler(directive), signal_id: null, directive_id: directiveId, attempt,
-      started_at: startedAt.toISOString(),
-    };
-    await emitSystem(deps.emit, ctx, tx, [
-      {
-        type: 'directive.executing',
-        subject: `directive:${directiveId}`,
-        payload: { directive_id: directiveId, execution_id: executionId, attempt },
-        dedupe_key: `directive:${directiveId}:executing:${attempt}`,
-        correlation_id: directive.correlation_id,
-      },
-      {
-        type: 'execution.started',
-        subject: `directive:${directiveId}`,
-        payload: started,
-        dedupe_key: `execution:${executionId}:started:${attempt}`,
-        correlation_id: directive.correlation_id,
-      },
-    ]);
-    return { kind: 'run', directive, attempt, startedAt, firstAttemptAt, priorOutcomeUnknown };
-  });
+  const groups = groupsOf(deps);
+  const key = groupKey(tenant, traceparent);
+  const claim = await groups.claims.run(key, { tenant, directiveId, traceparent });
 
   if (claim.kind === 'skip' || claim.kind === 'deferred') return;
   if (claim.kind === 'unrecoverable') {
-    await recordOutcome(deps, ctx, claim.directive, claim.directive.attempts, nowOf(deps), {
-      outcome: 'permanent',
-      error: { code: NEEDS_RECONCILE, message: claim.message },
-    }, { called: false });
+    const outcome: Outcome = {
+      directive: claim.directive,
+      attempt: claim.directive.attempts,
+      startedAt: nowOf(deps),
+      result: { outcome: 'permanent', error: { code: NEEDS_RECONCILE, message: claim.message } },
+      called: false,
+    };
+    await groups.outcomes.run(key, { ctx, outcome });
     return;
   }
 
@@ -138,22 +137,146 @@ export async function executeDirective(
       : await executor.execute(request);
   } catch (error) {
     // An executor should return failures; a throw is a bug or an unexpected fault, retried.
-    result = { outcome: 'retryable', error: { code: 'executor_error', message: error instanceof Error ? error.message.slice(0, 500) : 'executor threw' } };
+    result = error instanceof CredentialUnreadableError
+      ? { outcome: 'permanent', error: { code: 'credential_unreadable', message: error.message } }
+      : { outcome: 'retryable', error: { code: 'executor_error', message: error instanceof Error ? error.message.slice(0, 500) : 'executor threw' } };
   }
-  await recordOutcome(deps, ctx, claim.directive, claim.attempt, claim.startedAt, result);
+  await groups.outcomes.run(key, { ctx, outcome: { directive: claim.directive, attempt: claim.attempt, startedAt: claim.startedAt, result, called: true } });
 }
 
-async function recordOutcome(
-  deps: DirectiveDeps,
-  ctx: LifecycleContext,
-  directive: Directive,
-  attempt: number,
-  startedAt: Date,
-  result: ExecuteResult,
-  { called = true }: { called?: boolean } = {},
-): Promise<void> {
-  const executionId = executionIdOfDirective(directive.id);
+/**
+ * Claims the next attempt of each requested directive in one transaction,
+ * under their row locks (taken in id order): `directive.executing` and
+ * `execution.started` for those that run, a later job for those whose
+ * endpoint's circuit is open, a verdict for those whose last attempt's
+ * outcome cannot be known safely.
+ */
+async function claimGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): Promise<Claim[]> {
+  const { tenant, traceparent } = requests[0]!;
+  const ctx: LifecycleContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
+  return withTransaction(deps.sql, undefined, async (tx) => {
+    const ids = [...new Set(requests.map((request) => request.directiveId))];
+    const locked = await tx.sql<Directive[]>`
+      select ${tx.sql.unsafe(DIRECTIVE_SELECT)} from ${tx.sql(`${tenant.schema}.directives`)}
+       where id = any(${ids}::text[]) order by id for update`;
+    const byId = new Map(locked.map((directive) => [directive.id, directive]));
+    const resumed = locked.filter((directive) => directive.status === 'executing').map((directive) => executionIdOfDirective(directive.id));
+    const executions = resumed.length === 0
+      ? []
+      : await tx.sql<{ id: string; status: string; attempts: number; started_at: Date | null }[]>`
+          select id, status, attempts, started_at from ${tx.sql(`${tenant.schema}.executions`)} where id = any(${resumed}::text[])`;
+    const executionById = new Map(executions.map((execution) => [execution.id, execution]));
+    const circuits = await circuitGate(tx, tenant, locked.flatMap((directive) => {
+      const executor = deps.executors.require(directive.kind);
+      const endpoint = circuitKeyOf(executor, directive);
+      return endpoint ? [endpoint] : [];
+    }));
+
+    const signals: SystemSignal[] = [];
+    const deferred: ReturnType<typeof executeJob>[] = [];
+    const seen = new Set<string>();
+    const startedAt = nowOf(deps);
+    const claims = requests.map((request): Claim => {
+      const directive = byId.get(request.directiveId);
+      // A second job of one directive in the same group: the first one runs it.
+      if (seen.has(request.directiveId)) return { kind: 'skip' };
+      seen.add(request.directiveId);
+      if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
+      const executor = deps.executors.require(directive.kind);
+      const executionId = executionIdOfDirective(directive.id);
+      let firstAttemptAt = startedAt;
+      let priorOutcomeUnknown = false;
+      if (directive.status === 'executing') {
+        const execution = executionById.get(executionId);
+        firstAttemptAt = execution?.started_at ?? startedAt;
+        priorOutcomeUnknown = !execution || (execution.status === 'running' && execution.attempts >= directive.attempts);
+        if (priorOutcomeUnknown && !executor.honorsIdempotencyKey && !executor.looksUpPriorEffect) {
+          return { kind: 'unrecoverable', directive, message: 'a worker stopped during execution and the provider cannot deduplicate a repeat; reconcile by hand' };
+        }
+        // Past the provider's memory of the key a repeat could take effect twice.
+        if (executor.idempotencyWindowMs !== undefined && startedAt.getTime() - firstAttemptAt.getTime() >= executor.idempotencyWindowMs) {
+          return { kind: 'unrecoverable', directive, message: "the provider's idempotency window has passed since the first attempt; reconcile by hand" };
+        }
+      }
+      const endpoint = circuitKeyOf(executor, directive);
+      if (endpoint) {
+        const admission = circuits.admit({ endpoint, directiveId: directive.id, policy: executor.circuit!, now: startedAt });
+        if (admission.probing) signals.push(admission.probing);
+        if (!admission.admitted) {
+          // The endpoint's circuit is open: try again once it may probe, without spending an attempt.
+          deferred.push(executeJob(tenant.id, directive.id, request.traceparent, admission.until));
+          return { kind: 'deferred' };
+        }
+      }
+      const attempt = directive.attempts + 1;
+      const subject = `directive:${directive.id}`;
+      const started: ExecutionStarted = {
+        execution_id: executionId, handler: `executor:${directive.kind}`, signal_id: null, directive_id: directive.id, attempt,
+        started_at: startedAt.toISOString(),
+      };
+      signals.push(
+        {
+          type: 'directive.executing',
+          subject,
+          payload: { directive_id: directive.id, execution_id: executionId, attempt },
+          dedupe_key: `directive:${directive.id}:executing:${attempt}`,
+          correlation_id: directive.correlation_id,
+        },
+        {
+          type: 'execution.started',
+          subject,
+          payload: started,
+          dedupe_key: `execution:${executionId}:started:${attempt}`,
+          correlation_id: directive.correlation_id,
+        },
+      );
+      return { kind: 'run', directive, attempt, startedAt, firstAttemptAt, priorOutcomeUnknown };
+    });
+    if (signals.length > 0) await emitSystem(deps.emit, ctx, tx, signals);
+    if (deferred.length > 0) await addJobs(tx.sql, deferred);
+    return claims;
+  });
+}
+
+/**
+ * Records outcomes in one transaction: the execution and directive signals
+ * (with a retry job where attempts remain), the executors' result signals,
+ * and the verdict on each endpoint's circuit.
+ */
+async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext, outcomes: Outcome[]): Promise<void> {
   const finishedAt = nowOf(deps);
+  await withTransaction(deps.sql, undefined, async (tx) => {
+    const signals: SystemSignal[] = [];
+    const retries: ReturnType<typeof executeJob>[] = [];
+    /** Per endpoint, whether its last answer in this group showed it healthy. */
+    const endpoints = new Map<string, { healthy: boolean; policy: CircuitPolicy<unknown> }>();
+    for (const outcome of outcomes) {
+      const executor = deps.executors.require(outcome.directive.kind);
+      const endpoint = outcome.called ? circuitKeyOf(executor, outcome.directive) : null;
+      if (endpoint) endpoints.set(endpoint, { healthy: outcome.result.outcome !== 'retryable', policy: executor.circuit! });
+      const derived = outcome.result.outcome === 'succeeded' ? await recordResultSignals(deps, ctx, tx, outcome.directive, outcome.result.signals ?? []) : [];
+      const recorded = outcomeSignals(deps, outcome, { executor, endpoint, finishedAt, derived });
+      signals.push(...recorded.signals);
+      if (recorded.retryAt) retries.push(executeJob(ctx.tenant.id, outcome.directive.id, ctx.traceparent ?? null, recorded.retryAt));
+    }
+    // One append: its projections apply in registry order (directives, then
+    // executions), the order a rebuild locks them in. Writing executions
+    // first deadlocked with a rebuild waiting between the two tables.
+    await emitSystem(deps.emit, ctx, tx, signals);
+    if (retries.length > 0) await addJobs(tx.sql, retries);
+    for (const [endpoint, { healthy, policy }] of endpoints) {
+      await settleCircuit(deps.emit, ctx, tx, { endpoint, healthy, policy, now: finishedAt });
+    }
+  });
+}
+
+/** The signals that record one outcome, and when to try again if attempts remain. */
+function outcomeSignals(
+  deps: DirectiveDeps,
+  { directive, attempt, startedAt, result }: Outcome,
+  { executor, endpoint, finishedAt, derived }: { executor: Executor; endpoint: string | null; finishedAt: Date; derived: string[] },
+): { signals: SystemSignal[]; retryAt: Date | null } {
+  const executionId = executionIdOfDirective(directive.id);
   const timing = {
     execution_id: executionId,
     handler: `executor:${directive.kind}`,
@@ -166,29 +289,17 @@ async function recordOutcome(
   };
   const subject = `directive:${directive.id}`;
   const correlation_id = directive.correlation_id;
-  const executor = deps.executors.require(directive.kind);
-  const maxAttempts = executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-  // Only a call tells anything about the endpoint's health.
-  const endpoint = called ? circuitKeyOf(executor, directive) : null;
-  const endpointFault = result.outcome === 'retryable';
-  const circuit = endpoint ? { circuit: endpoint, endpoint_fault: endpointFault } : {};
-  await withTransaction(deps.sql, undefined, async (tx) => {
-    await recordFinish(tx);
-    if (endpoint) {
-      await settleCircuit(deps.emit, ctx, tx, { endpoint, healthy: !endpointFault, policy: executor.circuit!, now: finishedAt });
-    }
-  });
-
-  async function recordFinish(tx: Tx): Promise<void> {
-    if (result.outcome === 'succeeded') {
-      const derived = await recordResultSignals(deps, ctx, tx, directive, result.signals ?? []);
-      const succeeded: ExecutionSucceeded & CircuitOutcome = {
-        ...timing,
-        ...circuit,
-        outputs: { signals: derived, directives: [directive.id] },
-        usage: { ...result.usage, ...(result.costUsd !== undefined ? { cost_usd: result.costUsd } : {}) },
-      };
-      await emitSystem(deps.emit, ctx, tx, [
+  const circuit: CircuitOutcome = endpoint ? { circuit: endpoint, endpoint_fault: result.outcome === 'retryable' } : {};
+  if (result.outcome === 'succeeded') {
+    const succeeded: ExecutionSucceeded & CircuitOutcome = {
+      ...timing,
+      ...circuit,
+      outputs: { signals: derived, directives: [directive.id] },
+      usage: { ...result.usage, ...(result.costUsd !== undefined ? { cost_usd: result.costUsd } : {}) },
+    };
+    return {
+      retryAt: null,
+      signals: [
         { type: 'execution.succeeded', subject, payload: succeeded, dedupe_key: `execution:${executionId}:succeeded`, correlation_id },
         {
           type: 'directive.succeeded',
@@ -197,62 +308,39 @@ async function recordOutcome(
           dedupe_key: `directive:${directive.id}:finished`,
           correlation_id,
         },
-      ]);
-      return;
-    }
-    const retry = result.outcome === 'retryable' && attempt < maxAttempts;
-    const retryAt = retry
-      ? new Date(finishedAt.getTime() + backoffMs(attempt, { baseMs: deps.retryBaseMs, maxMs: MAX_BACKOFF_MS, retryAfterMs: result.retryAfterMs }))
-      : null;
-    const failed: ExecutionFailed & CircuitOutcome = { ...timing, ...circuit, error: result.error, final: !retry, retry_at: retryAt?.toISOString() ?? null };
-    const executionFailed = { type: 'execution.failed', subject, payload: failed, dedupe_key: `execution:${executionId}:failed:${attempt}`, correlation_id };
-    if (retryAt) {
-      await emitSystem(deps.emit, ctx, tx, executionFailed);
-      await addJobs(tx.sql, [executeJob(ctx.tenant.id, directive.id, ctx.traceparent ?? null, retryAt)]);
-      return;
-    }
-    const code = result.outcome === 'needs_reauthorization' ? 'needs_reauthorization' : result.error.code;
-    // One append: its projections apply in registry order (directives, then
-    // executions), the order a rebuild locks them in. Writing executions
-    // first deadlocked with a rebuild waiting between the two tables.
-    await emitSystem(deps.emit, ctx, tx, [
-      executionFailed,
-      {
-        type: 'directive.failed',
-        subject,
-        payload: { directive_id: directive.id, execution_id: executionId, error: { code, message: result.error.message } },
-        dedupe_key: `directive:${directive.id}:finished`,
-        correlation_id,
-      },
-      ...(result.outcome === 'needs_reauthorization'
-        ? [
-            {
-              type: 'secret.reauthorization_required',
-              subject: `secret:${directive.installation_id ?? 'org'}/${result.credential}`,
-              payload: {
-                name: result.credential,
-                owner: directive.installation_id ?? 'org',
-                directive_id: directive.id,
-                kind: directive.kind,
-                error: result.error,
-              },
-              dedupe_key: `directive:${directive.id}:reauthorization`,
-              correlation_id,
-            },
-          ]
-        : []),
-    ]);
+      ],
+    };
   }
-}
-
-/** The circuit a directive's endpoint belongs to, when its executor declares one and its params name one. */
-function circuitKeyOf(executor: Executor, directive: Directive): string | null {
-  if (!executor.circuit) return null;
-  try {
-    return executor.circuit.key(directive.kind, directive.params);
-  } catch {
-    return null;
+  const maxAttempts = executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  const retry = result.outcome === 'retryable' && attempt < maxAttempts;
+  const retryAt = retry
+    ? new Date(finishedAt.getTime() + backoffMs(attempt, { baseMs: deps.retryBaseMs, maxMs: MAX_BACKOFF_MS, retryAfterMs: result.retryAfterMs }))
+    : null;
+  const failed: ExecutionFailed & CircuitOutcome = { ...timing, ...circuit, error: result.error, final: !retry, retry_at: retryAt?.toISOString() ?? null };
+  const executionFailed: SystemSignal = { type: 'execution.failed', subject, payload: failed, dedupe_key: `execution:${executionId}:failed:${attempt}`, correlation_id };
+  if (retryAt) return { signals: [executionFailed], retryAt };
+  const code = result.outcome === 'needs_reauthorization' ? 'needs_reauthorization' : result.error.code;
+  const signals: SystemSignal[] = [
+    executionFailed,
+    {
+      type: 'directive.failed',
+      subject,
+      payload: { directive_id: directive.id, execution_id: executionId, error: { code, message: result.error.message } },
+      dedupe_key: `directive:${directive.id}:finished`,
+      correlation_id,
+    },
+  ];
+  if (result.outcome === 'needs_reauthorization') {
+    const owner = directive.installation_id ?? 'org';
+    signals.push({
+      type: 'secret.reauthorization_required',
+      subject: `secret:${owner}/${result.credential}`,
+      payload: { name: result.credential, owner, directive_id: directive.id, kind: directive.kind, error: result.error },
+      dedupe_key: `directive:${directive.id}:reauthorization`,
+      correlation_id,
+    });
   }
+  return { signals, retryAt: null };
 }
 
 /**
@@ -281,6 +369,33 @@ async function recordResultSignals(deps: DirectiveDeps, ctx: LifecycleContext, t
   });
 }
 
+/** A stored credential that cannot be opened: no retry can help, so the directive fails at once. */
+class CredentialUnreadableError extends Error {
+  constructor(name: string, reason: string) {
+    super(`the credential ${name} cannot be read: ${reason}`);
+    this.name = 'CredentialUnreadableError';
+  }
+}
+
 function credentialsFor(deps: DirectiveDeps, tenant: TenantRef, installationId: string | null): Credentials {
-  return { get: (name) => readSecret(deps.vault, { tenant, name, installationId }) };
+  return {
+    async get(name) {
+      try {
+        return await readSecret(deps.vault, { tenant, name, installationId });
+      } catch (error) {
+        if (error instanceof VaultIntegrityError || error instanceof UnknownMasterKeyError) throw new CredentialUnreadableError(name, error.message);
+        throw error;
+      }
+    },
+  };
+}
+
+/** The circuit a directive's endpoint belongs to, when its executor declares one and its params name one. */
+function circuitKeyOf(executor: Executor, directive: Directive): string | null {
+  if (!executor.circuit) return null;
+  try {
+    return executor.circuit.key(directive.kind, directive.params);
+  } catch {
+    return null;
+  }
 }
