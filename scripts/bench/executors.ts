@@ -1,14 +1,15 @@
 /**
- * Executors: `webhook.post` from approval to receipt at a loopback sink,
- * against a bare `fetch` loop to the same sink at the same concurrency, in
- * the same run.
+ * Executors: `webhook.post` to a loopback sink against a bare `fetch` loop to
+ * the same sink at the same concurrency, in the same run.
  *
- * Directives are proposed under a require-approval rule (untimed), then
- * approved as fast as `BENCH_APPROVERS` loops can; a worker process with
- * `SIGNALBUS_WORKER_CONCURRENCY` jobs delivers them. The sink records when
- * each `webhook-id` arrives: latency is arrival − approval commit, throughput
- * is deliveries over first approval → last arrival. The baseline posts the
- * same signed-size body with `fetch` on as many loops as the worker runs jobs.
+ * 1. Throughput: a backlog of approved directives (proposed under a
+ *    require-approval rule and approved before the worker starts) drained by
+ *    one worker process running `SIGNALBUS_WORKER_CONCURRENCY` jobs, from its
+ *    start to the last arrival — against `fetch` posting as many deliveries on
+ *    as many loops.
+ * 2. Latency: approvals at a steady `BENCH_RATE` per second with the worker
+ *    running, from each approval's commit to its arrival at the sink (p50,
+ *    p99) — against each `fetch`'s send → arrival.
  */
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
@@ -27,7 +28,9 @@ import { benchDatabase, percentile, printTable, startWorkerProcess } from './sup
 
 const DELIVERIES = Number(process.env.BENCH_DELIVERIES ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
-const APPROVERS = Number(process.env.BENCH_APPROVERS ?? 8);
+const APPROVERS = 8;
+const RATE = Number(process.env.BENCH_RATE ?? 50);
+const LATENCY_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SIGNING_SECRET = `whsec_${Buffer.from('signalbus-bench-signing-secret!!').toString('base64')}`;
 
 interface Sink {
@@ -109,53 +112,66 @@ export async function runExecutorsBench(): Promise<void> {
     await bareFetch(sink); // warm-up: sockets, JIT
     const bare = await bareFetch(sink);
 
-    console.log(`webhook.post: proposing ${DELIVERIES} directives awaiting approval (untimed)…`);
-    const ids: string[] = [];
-    for (let index = 0; index < DELIVERIES; index += 100) {
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(100, DELIVERIES - index) }, (_, offset) =>
-          proposeDirective(app.deps.bus.directives, {
-            ctx,
-            input: { kind: 'webhook.post', params: { url: sink.url, body: body(index + offset) }, idempotency_key: `bench-${index + offset}` },
-            read: false,
-          }),
-        ),
-      );
-      ids.push(...batch.map((result) => result.directive.id));
-    }
-    sink.arrivals.clear();
-    const worker = await startWorkerProcess(database.url, env);
-    console.log(`webhook.post: approving on ${APPROVERS} loops, delivering on ${CONCURRENCY} worker jobs…`);
-    const approvedAt = new Map<string, number>();
-    const firstApproval = Date.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: APPROVERS }, async () => {
-        for (let index = next++; index < ids.length; index = next++) {
-          const id = ids[index]!;
-          await decideDirective(app.deps.bus.directives, { ctx, id, action: 'approve', reason: 'bench' });
-          approvedAt.set(id, Date.now());
-        }
-      }),
-    );
-    const approvalsMs = Date.now() - firstApproval;
-    const deadline = Date.now() + 300_000;
-    while (ids.some((id) => !sink.arrivals.has(id))) {
-      if (Date.now() > deadline) throw new Error(`only ${sink.arrivals.size} of ${ids.length} deliveries arrived`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    const lastArrival = Math.max(...ids.map((id) => sink.arrivals.get(id)!));
-    await worker.stop();
-    const latencies = ids.map((id) => sink.arrivals.get(id)! - approvedAt.get(id)!);
-    const rate = (DELIVERIES * 1000) / (lastArrival - firstApproval);
+    const approve = async (id: string) => {
+      await decideDirective(app.deps.bus.directives, { ctx, id, action: 'approve', reason: 'bench' });
+      return Date.now();
+    };
+    const propose = async (count: number, tag: string): Promise<string[]> => {
+      const ids: string[] = [];
+      for (let index = 0; index < count; index += 100) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(100, count - index) }, (_, offset) =>
+            proposeDirective(app.deps.bus.directives, {
+              ctx,
+              input: { kind: 'webhook.post', params: { url: sink.url, body: body(index + offset) }, idempotency_key: `bench-${tag}-${index + offset}` },
+              read: false,
+            }),
+          ),
+        );
+        ids.push(...batch.map((result) => result.directive.id));
+      }
+      return ids;
+    };
+    const arrived = async (ids: string[]) => {
+      const deadline = Date.now() + 300_000;
+      while (ids.some((id) => !sink.arrivals.has(id))) {
+        if (Date.now() > deadline) throw new Error(`only ${ids.filter((id) => sink.arrivals.has(id)).length} of ${ids.length} deliveries arrived`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
 
-    printTable(`webhook.post vs bare fetch, ${DELIVERIES} deliveries, concurrency ${CONCURRENCY}`, [
+    console.log(`webhook.post throughput: ${DELIVERIES} directives proposed and approved before the worker starts (untimed)…`);
+    const backlog = await propose(DELIVERIES, 'backlog');
+    for (let index = 0; index < backlog.length; index += APPROVERS) await Promise.all(backlog.slice(index, index + APPROVERS).map(approve));
+    sink.arrivals.clear();
+    const drainStarted = Date.now();
+    const worker = await startWorkerProcess(database.url, env);
+    await arrived(backlog);
+    const lastArrival = Math.max(...backlog.map((id) => sink.arrivals.get(id)!));
+    const rate = (DELIVERIES * 1000) / (lastArrival - drainStarted);
+
+    console.log(`webhook.post latency: approvals at ${RATE}/s for ${LATENCY_SECONDS} s with the worker running…`);
+    const paced = await propose(RATE * LATENCY_SECONDS, 'paced');
+    const approvedAt = new Map<string, number>();
+    const pacingStarted = performance.now();
+    const pending: Promise<void>[] = [];
+    for (const [index, id] of paced.entries()) {
+      const wait = pacingStarted + (index * 1000) / RATE - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      pending.push(approve(id).then((at) => void approvedAt.set(id, at)));
+    }
+    await Promise.all(pending);
+    await arrived(paced);
+    await worker.stop();
+    const latencies = paced.map((id) => sink.arrivals.get(id)! - approvedAt.get(id)!);
+
+    printTable(`webhook.post vs bare fetch to a loopback sink, concurrency ${CONCURRENCY}`, [
       { path: 'bare fetch → sink', 'deliveries/s': Math.round(bare.rate), 'p50 ms': percentile(bare.latencies, 50), 'p99 ms': percentile(bare.latencies, 99) },
-      { path: 'approve → webhook.post → sink', 'deliveries/s': Math.round(rate), 'p50 ms': percentile(latencies, 50), 'p99 ms': percentile(latencies, 99) },
+      { path: 'approved → webhook.post → sink', 'deliveries/s': Math.round(rate), 'p50 ms': percentile(latencies, 50), 'p99 ms': percentile(latencies, 99) },
     ]);
-    console.log(`approvals: ${DELIVERIES} in ${approvalsMs} ms (${Math.round((DELIVERIES * 1000) / approvalsMs)}/s on ${APPROVERS} loops)`);
+    console.log(`latency: webhook.post from approval commit to arrival at ${RATE}/s; fetch from send to arrival`);
     const ratio = rate / bare.rate;
-    console.log(`ratio (webhook.post / bare fetch): ${ratio.toFixed(2)} (target ≥ 0.5) ${ratio >= 0.5 ? 'met' : 'NOT met'}`);
+    console.log(`throughput ratio (webhook.post / bare fetch): ${ratio.toFixed(2)} (target ≥ 0.5) ${ratio >= 0.5 ? 'met' : 'NOT met'}`);
   } finally {
     await sink.close();
     await app.close();

@@ -77,7 +77,11 @@ class PermanentFailure extends Error {
 
 function errorOf(error: unknown): ExecutionError {
   if (error instanceof PermanentFailure) return error.failure;
-  if (error instanceof DomainError) return { code: error.code, message: error.message };
+  if (error instanceof DomainError) {
+    // Field errors (a proposal's bad params, say) are the reason: keep them in the record.
+    const fields = error.errors?.map((field) => `${field.path}: ${field.message}`).join('; ');
+    return { code: error.code, message: fields ? `${error.message} (${fields})`.slice(0, 1000) : error.message };
+  }
   return { code: 'handler_error', message: error instanceof Error ? error.message.slice(0, 1000) : 'the handler failed' };
 }
 

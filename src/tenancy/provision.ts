@@ -36,11 +36,13 @@ export async function provisionOrg(
     const [inserted] = await tx.sql`
       insert into public.organizations (id, slug, name, schema_name)
       values (${newId('org')}, ${input.slug}, ${input.name}, ${schema})
-      on conflict (slug) do nothing
+      on conflict do nothing
       returning id`;
+    // No target: a racing insert of the same slug can collide on the schema
+    // name's unique index first, which `on conflict (slug)` would raise.
     if (!inserted) {
       const existing = await findTenant(tx.sql, 'slug', input.slug);
-      if (!existing) throw new Error(`organization ${input.slug} conflicted but is missing`);
+      if (!existing) throw new DomainError('conflict', `the schema for ${input.slug} belongs to another organization`);
       if (existing.name !== input.name) {
         throw new DomainError('conflict', `an organization with slug ${input.slug} already exists with another name`);
       }
