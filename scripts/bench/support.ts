@@ -38,6 +38,10 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** BENCH_CPU_PROFILE_DIR: server and worker processes write a V8 CPU profile there when they stop. */
+const cpuProfileFlags = () =>
+  process.env.BENCH_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}`] : [];
+
 export interface ServerProcess {
   url: string;
   child: ChildProcess;
@@ -49,7 +53,7 @@ export interface ServerProcess {
 /** Runs `signalbus serve` as its own process, as deployed. */
 export async function startServer(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin/signalbus.js'), 'serve'], {
+  const child = spawn(process.execPath, [...cpuProfileFlags(), path.join(PROJECT_ROOT, 'bin/signalbus.js'), 'serve'], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', SIGNALBUS_ENCRYPTION_KEYS: generateMasterKeys('bench'), ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -118,9 +122,7 @@ export interface WorkerChild {
 
 /** `scripts/bench/fanout-worker.ts` as its own process, configured by `env`; resolves once it is ready. */
 export async function startWorkerProcess(databaseUrl: string, env: Record<string, string>): Promise<WorkerChild> {
-  // BENCH_CPU_PROFILE_DIR: the worker writes a V8 CPU profile there when it stops.
-  const profile = process.env.BENCH_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(PROJECT_ROOT, 'scripts/bench/fanout-worker.ts')], {
+  const child = spawn(process.execPath, [...cpuProfileFlags(), '--import', 'tsx', path.join(PROJECT_ROOT, 'scripts/bench/fanout-worker.ts')], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
