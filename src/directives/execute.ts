@@ -13,11 +13,10 @@ import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import type { CircuitPolicy, Credentials, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
+import type { CircuitPolicy, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
 import { circuitGate, settleCircuit, type CircuitOutcome } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
-import { UnknownMasterKeyError, VaultIntegrityError } from '../secrets/envelope.ts';
-import { readSecret } from '../secrets/vault.ts';
+import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
 import { emitBatch } from '../signals/emit.ts';
 import { DomainError } from '../core/errors.ts';
 import type { Tx } from '../db/transaction.ts';
@@ -367,27 +366,6 @@ async function recordResultSignals(deps: DirectiveDeps, ctx: LifecycleContext, t
     if (result.status === 'conflict') return [];
     throw new DomainError('validation_failed', `a result signal of ${directive.kind} is not valid: ${result.error.message}`);
   });
-}
-
-/** A stored credential that cannot be opened: no retry can help, so the directive fails at once. */
-class CredentialUnreadableError extends Error {
-  constructor(name: string, reason: string) {
-    super(`the credential ${name} cannot be read: ${reason}`);
-    this.name = 'CredentialUnreadableError';
-  }
-}
-
-function credentialsFor(deps: DirectiveDeps, tenant: TenantRef, installationId: string | null): Credentials {
-  return {
-    async get(name) {
-      try {
-        return await readSecret(deps.vault, { tenant, name, installationId });
-      } catch (error) {
-        if (error instanceof VaultIntegrityError || error instanceof UnknownMasterKeyError) throw new CredentialUnreadableError(name, error.message);
-        throw error;
-      }
-    },
-  };
 }
 
 /** The circuit a directive's endpoint belongs to, when its executor declares one and its params name one. */
