@@ -11,15 +11,15 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
-import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';
 import { startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';
-import { createTestApp, TEST_MASTER_KEYS, waitFor, type TestApp } from '../support/harness.ts';
+import { proposeApproved } from '../support/directives.ts';
+import { setPolicy } from '../support/fanout.ts';
+import { createTestApp, TEST_MASTER_KEYS, type TestApp } from '../support/harness.ts';
 import { workerChildren, type WorkerChildren } from '../support/worker-children.ts';
 
 const DIRECTIVES = 20;
@@ -42,10 +42,7 @@ beforeAll(async () => {
   gmail = await startGmailFake({ clientId: GMAIL_CLIENT.client_id, clientSecret: GMAIL_CLIENT.client_secret, refreshTokens: [GMAIL_CLIENT.refresh_token] });
   t = await createTestApp();
   org = await t.createOrg('executor_crash');
-  await updatePolicy(t.app.deps.bus.emit, {
-    ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' },
-    input: { rules: [{ id: 'allow-all', match: '*', effect: 'allow' }] },
-  });
+  await setPolicy(t, org, { rules: [{ id: 'allow-all', match: '*', effect: 'allow' }] });
   await putSecret(t.app.deps.vault, { tenant: org, name: 'stripe_api_key', input: { value: STRIPE_KEY } });
   await putSecret(t.app.deps.vault, { tenant: org, name: 'webhook_signing_secret', input: { value: WEBHOOK_SECRET } });
   await putSecret(t.app.deps.vault, { tenant: org, name: 'gmail_oauth', input: { value: JSON.stringify(GMAIL_CLIENT) } });
@@ -73,14 +70,8 @@ afterAll(async () => {
   await gmail?.close();
 });
 
-async function propose(kind: string, params: Record<string, unknown>): Promise<string> {
-  const { directive } = await proposeDirective(t.app.deps.bus.directives, {
-    ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'api' },
-    input: { kind, params, idempotency_key: `crash-${++counter}` },
-  });
-  expect(directive.status).toBe('approved');
-  return directive.id;
-}
+const propose = async (kind: string, params: Record<string, unknown>) =>
+  (await proposeApproved(t, { tenant: org, actor: PLATFORM_ACTOR }, { kind, params, idempotency_key: `crash-${++counter}` })).id;
 
 /**
  * Keeps WORKERS worker processes alive — replacing each that dies — until

@@ -12,18 +12,17 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/auth/actor.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
-import { executeDirective, executionIdOfDirective } from '../../src/directives/execute.ts';
-import { proposeDirective } from '../../src/directives/propose.ts';
-import { getDirective, type Directive } from '../../src/directives/store.ts';
+import { executeDirective } from '../../src/directives/execute.ts';
+import { getDirective } from '../../src/directives/store.ts';
 import { createGmailExecutor, type GmailExecutorOptions } from '../../src/executors/gmail/index.ts';
 import { createExecutorRegistry, type ExecuteRequest, type ExecuteResult } from '../../src/executors/registry.ts';
 import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';
+import { directRequest, executionSignals, finishedDirective, proposeApproved, proposeAs } from '../support/directives.ts';
+import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 const OPERATOR: Actor = { type: 'human', id: 'ops@gmail.test' };
@@ -52,10 +51,7 @@ beforeAll(async () => {
   revoked = await t.createOrg('gmail_revoked');
   burst = await t.createOrg('gmail_burst');
   for (const tenant of [org, revoked, burst]) {
-    await updatePolicy(t.app.deps.bus.emit, {
-      ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' },
-      input: { rules: [{ id: 'allow-gmail', match: 'gmail.*', effect: 'allow' }] },
-    });
+    await setPolicy(t, tenant, { rules: [{ id: 'allow-gmail', match: 'gmail.*', effect: 'allow' }] });
   }
   await putSecret(t.app.deps.vault, { tenant: org, name: 'gmail_oauth', input: { value: credential(REFRESH_TOKEN) } });
   await putSecret(t.app.deps.vault, { tenant: revoked, name: 'gmail_oauth', input: { value: credential(`1//revoked-${randomBytes(8).toString('hex')}`) } });
@@ -66,48 +62,25 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function propose(kind: string, params: Record<string, unknown>, tenant = org): Promise<string> {
-  const { directive } = await proposeDirective(t.app.deps.bus.directives, { ctx: { tenant, actor: OPERATOR, source: 'api' }, input: { kind, params } });
-  expect(directive.status).toBe('approved');
-  return directive.id;
-}
-
-function finished(id: string, tenant = org): Promise<Directive> {
-  return waitFor(async () => {
-    const row = await getDirective(t.app.deps.sql, tenant, id);
-    return row.status === 'succeeded' || row.status === 'failed' ? row : undefined;
-  }, 20_000, `directive ${id} to finish`);
-}
-
+const propose = async (kind: string, params: Record<string, unknown>, tenant = org) => (await proposeApproved(t, { tenant, actor: OPERATOR }, { kind, params })).id;
+const finished = (id: string, tenant = org) => finishedDirective(t, tenant, id);
 const run = async (kind: string, params: Record<string, unknown>, tenant = org) => finished(await propose(kind, params, tenant), tenant);
 const messageOf = (directiveId: string) => [...fake.messages.values()].find((message) => message.directiveId === directiveId);
 const mail = (n: number, extra: Record<string, unknown> = {}) => ({ to: `reader${n}@example.com`, subject: `Note ${n}`, text: `Body ${n}`, ...extra });
 
-async function failures(directiveId: string, tenant = org): Promise<ExecutionFailed[]> {
-  const sql = t.app.deps.sql;
-  const rows = await sql<{ payload: ExecutionFailed }[]>`
-    select payload from ${sql(`${tenant.schema}.signals`)}
-     where type = 'execution.failed' and payload->>'execution_id' = ${executionIdOfDirective(directiveId)}
-     order by (payload->>'attempt')::int`;
-  return rows.map((row) => row.payload);
-}
+const failures = (directiveId: string, tenant = org) => executionSignals<ExecutionFailed>(t, tenant, 'execution.failed', directiveId);
 
 /** A request as the core builds it, for calling the executor directly. */
-function request(kind: string, params: Record<string, unknown>, over: Partial<ExecuteRequest<any>> = {}): ExecuteRequest<any> {
-  return {
+const request = (kind: string, params: Record<string, unknown>, over: Partial<ExecuteRequest<any>> = {}): ExecuteRequest<any> =>
+  directRequest({
     directiveId: `dir_direct${randomBytes(8).toString('hex')}`,
     kind,
     params,
     idempotencyKey: 'unused',
-    attempt: 1,
-    firstAttemptAt: new Date(),
-    priorOutcomeUnknown: false,
-    installationId: null,
     orgId: `org_direct${randomBytes(4).toString('hex')}`,
-    credentials: { get: async (name) => (name === 'gmail_oauth' ? credential(REFRESH_TOKEN) : undefined) },
+    secrets: { gmail_oauth: credential(REFRESH_TOKEN) },
     ...over,
-  };
-}
+  });
 
 const direct = (options: GmailExecutorOptions = {}) => createGmailExecutor({ apiBase: fake.url, oauthBase: fake.url, ...options });
 
@@ -311,8 +284,7 @@ describe('through a worker', () => {
 
   it('params that would inject a header are refused at proposal', async () => {
     for (const params of [mail(13, { subject: 'Hi\r\nBcc: eve@example.com' }), mail(14, { to: 'ada@example.com\nBcc: eve@example.com' })]) {
-      const refused = (await proposeDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor: OPERATOR, source: 'api' }, input: { kind: 'gmail.send', params } })
-        .catch((caught: unknown) => caught)) as DomainError;
+      const refused = (await proposeAs(t, { tenant: org, actor: OPERATOR }, { kind: 'gmail.send', params }).catch((caught: unknown) => caught)) as DomainError;
       expect(refused).toBeInstanceOf(DomainError);
       expect(refused.code).toBe('validation_failed');
     }

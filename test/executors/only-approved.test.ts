@@ -11,9 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/auth/actor.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
-import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
@@ -22,6 +20,7 @@ import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';
 import { startOpenAIFake, type OpenAIFake } from '../fakes/openai.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';
 import { startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';
+import { proposeAs } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { fanoutBacklog } from '../support/quiescent.ts';
@@ -165,10 +164,7 @@ afterAll(async () => {
 
 async function propose(family: Family, c: Case): Promise<Proposed> {
   const tag = `${family.name}${c}${randomBytes(6).toString('hex')}`;
-  const { directive } = await proposeDirective(t.app.deps.bus.directives, {
-    ctx: { tenant: org, actor: OPERATOR, source: 'api' },
-    input: { kind: family.kind, params: family.params(c, tag) },
-  });
+  const directive = await proposeAs(t, { tenant: org, actor: OPERATOR }, { kind: family.kind, params: family.params(c, tag) });
   const entry = { family, c, tag, directive };
   proposed.push(entry);
   return entry;

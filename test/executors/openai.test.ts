@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/auth/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { executeDirective, executionIdOfDirective } from '../../src/directives/execute.ts';
-import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
 import { createOpenAIExecutor } from '../../src/executors/openai/executor.ts';
 import type { ChatParams } from '../../src/executors/openai/params.ts';
@@ -23,6 +22,7 @@ import { getExecution } from '../../src/handlers/executions.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { fakeUsage, startOpenAIFake, type OpenAIFake } from '../fakes/openai.ts';
+import { directRequest, finishedDirective, proposeApproved, proposeAs } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
@@ -75,26 +75,9 @@ const ask = (content: string) => [
   { role: 'user' as const, content: `${content} (#${++n})` },
 ];
 
-async function propose(params: Record<string, unknown>, tenant: Tenant = org): Promise<Directive> {
-  const { directive } = await proposeDirective(t.app.deps.bus.directives, {
-    ctx: { tenant, actor: OPS, source: 'api' },
-    input: { kind: 'openai.chat', params },
-  });
-  return directive;
-}
-
-async function finished(directive: Directive, tenant: Tenant = org): Promise<Directive> {
-  return waitFor(async () => {
-    const row = await getDirective(t.app.deps.sql, tenant, directive.id);
-    return row.status === 'succeeded' || row.status === 'failed' ? row : undefined;
-  }, 15_000, `directive ${directive.id} to finish`);
-}
-
-async function run(params: Record<string, unknown>, tenant: Tenant = org): Promise<Directive> {
-  const directive = await propose(params, tenant);
-  expect(directive.status).toBe('approved');
-  return finished(directive, tenant);
-}
+const propose = (params: Record<string, unknown>, tenant: Tenant = org) => proposeAs(t, { tenant, actor: OPS }, { kind: 'openai.chat', params });
+const run = async (params: Record<string, unknown>, tenant: Tenant = org): Promise<Directive> =>
+  finishedDirective(t, tenant, (await proposeApproved(t, { tenant, actor: OPS }, { kind: 'openai.chat', params })).id, 15_000);
 
 /** Requests the fake received for this directive's prompt (each test's prompt is unique). */
 const requestsFor = (messages: { content: string }[]) =>
@@ -346,18 +329,15 @@ describe('the budget guard', () => {
 });
 
 describe('the executor alone', () => {
-  const request = (baseUrlParams: Partial<ChatParams> = {}): ExecuteRequest<ChatParams> => ({
-    directiveId: 'dir_direct',
-    kind: 'openai.chat',
-    params: { model: 'gpt-4o', messages: ask('direct'), max_tokens: 10, ...baseUrlParams },
-    idempotencyKey: 'dir_direct',
-    attempt: 1,
-    firstAttemptAt: new Date(),
-    priorOutcomeUnknown: false,
-    installationId: null,
-    orgId: 'org_direct',
-    credentials: { get: async (name) => (name === 'openai_api_key' ? API_KEY : undefined) },
-  });
+  const request = (baseUrlParams: Partial<ChatParams> = {}): ExecuteRequest<ChatParams> =>
+    directRequest({
+      directiveId: 'dir_direct',
+      kind: 'openai.chat',
+      params: { model: 'gpt-4o', messages: ask('direct'), max_tokens: 10, ...baseUrlParams },
+      idempotencyKey: 'dir_direct',
+      orgId: 'org_direct',
+      secrets: { openai_api_key: API_KEY },
+    });
 
   it('gives up on a hung call after its timeout, as retryable', async () => {
     fake.failNext('hang');

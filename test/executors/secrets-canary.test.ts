@@ -17,8 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/auth/actor.ts';
 import { PROJECT_ROOT } from '../../src/db/migrate.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
-import { proposeDirective } from '../../src/directives/propose.ts';
-import { getDirective, type Directive } from '../../src/directives/store.ts';
+import type { Directive } from '../../src/directives/store.ts';
 import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
 import { generateMasterKeys, parseMasterKeys } from '../../src/secrets/keys.ts';
 import { putSecret, readSecret, rotateEncryption } from '../../src/secrets/vault.ts';
@@ -27,6 +26,7 @@ import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';
 import { startOpenAIFake, type OpenAIFake } from '../fakes/openai.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';
 import { startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';
+import { executionSignals, finishedDirective, proposeApproved, proposeAs } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, TEST_MASTER_KEYS, waitFor, type TestApp, type TestResponse } from '../support/harness.ts';
 import { fanoutBacklog } from '../support/quiescent.ts';
@@ -127,31 +127,17 @@ async function api(method: string, path: string, { tenant = org, body }: { tenan
   return response;
 }
 
-async function propose(kind: string, params: Record<string, unknown>, tenant = org): Promise<string> {
-  const { directive } = await proposeDirective(t.app.deps.bus.directives, { ctx: { tenant, actor: OPERATOR, source: 'api' }, input: { kind, params } });
-  expect(directive.status).toBe('approved');
-  return directive.id;
-}
+const propose = async (kind: string, params: Record<string, unknown>, tenant = org) => (await proposeApproved(t, { tenant, actor: OPERATOR }, { kind, params })).id;
 
 async function finished(id: string, tenant = org, app = t): Promise<Directive> {
-  const directive = await waitFor(async () => {
-    const row = await getDirective(app.app.deps.sql, tenant, id);
-    return row.status === 'succeeded' || row.status === 'failed' ? row : undefined;
-  }, 20_000, `directive ${id} to finish`);
+  const directive = await finishedDirective(app, tenant, id);
   if (app === t) ran.push({ tenant, directive });
   return directive;
 }
 
 const runDirective = async (kind: string, params: Record<string, unknown>, tenant = org) => finished(await propose(kind, params, tenant), tenant);
 
-async function executionFailures(id: string, tenant: Tenant): Promise<ExecutionFailed[]> {
-  const sql = t.app.deps.sql;
-  const rows = await sql<{ payload: ExecutionFailed }[]>`
-    select payload from ${sql(`${tenant.schema}.signals`)}
-     where type = 'execution.failed' and payload->>'execution_id' = ${executionIdOfDirective(id)}
-     order by (payload->>'attempt')::int`;
-  return rows.map((row) => row.payload);
-}
+const executionFailures = (id: string, tenant: Tenant) => executionSignals<ExecutionFailed>(t, tenant, 'execution.failed', id);
 
 /** Waits until the org has nothing due, running or retrying. */
 const atRest = (tenant: Tenant, app = t) =>
@@ -396,10 +382,7 @@ describe('canary credentials', () => {
       expect(await readSecret(newOnly, { tenant: rotating, name: 'stripe_api_key' })).toBe(ROTATED_STRIPE_KEY);
 
       await r.startWorker({ pollIntervalMs: 50 });
-      const { directive } = await proposeDirective(r.app.deps.bus.directives, {
-        ctx: { tenant: rotating, actor: OPERATOR, source: 'api' },
-        input: { kind: 'stripe.refund.create', params: { payment_intent: 'pi_rotated', amount: 300 } },
-      });
+      const directive = await proposeAs(r, { tenant: rotating, actor: OPERATOR }, { kind: 'stripe.refund.create', params: { payment_intent: 'pi_rotated', amount: 300 } });
       const done = await finished(directive.id, rotating, r);
       expect(done).toMatchObject({ status: 'succeeded', attempts: 1, result: { object: 'refund', amount: 300 } });
       expect(stripe.calls.filter((call) => call.idempotencyKey === directive.id).map((call) => [call.apiKey, call.status])).toEqual([[ROTATED_STRIPE_KEY, 200]]);

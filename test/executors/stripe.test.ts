@@ -10,18 +10,15 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/auth/actor.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
-import { executionIdOfDirective } from '../../src/directives/execute.ts';
-import { proposeDirective } from '../../src/directives/propose.ts';
-import { getDirective, type Directive } from '../../src/directives/store.ts';
 import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import { createStripeExecutor, STRIPE_IDEMPOTENCY_WINDOW_MS } from '../../src/executors/stripe/executor.ts';
 import type { StripeParams } from '../../src/executors/stripe/params.ts';
 import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';
+import { directRequest, executionSignals, finishedDirective, proposeApproved } from '../support/directives.ts';
+import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 /** A canary: searched for in logs, signals and rows at the end. */
@@ -46,10 +43,7 @@ beforeAll(async () => {
   org = await t.createOrg('stripe_exec');
   bare = await t.createOrg('stripe_bare');
   for (const tenant of [org, bare]) {
-    await updatePolicy(t.app.deps.bus.emit, {
-      ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' },
-      input: { rules: [{ id: 'allow-stripe', match: 'stripe.*', effect: 'allow' }] },
-    });
+    await setPolicy(t, tenant, { rules: [{ id: 'allow-stripe', match: 'stripe.*', effect: 'allow' }] });
   }
   await putSecret(t.app.deps.vault, { tenant: org, name: 'stripe_api_key', input: { value: API_KEY } });
   await t.startWorker({ pollIntervalMs: 50 });
@@ -59,34 +53,13 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function propose(kind: string, params: Record<string, unknown>, tenant = org): Promise<string> {
-  const { directive } = await proposeDirective(t.app.deps.bus.directives, {
-    ctx: { tenant, actor: OPERATOR, source: 'api' },
-    input: { kind, params },
-  });
-  expect(directive.status).toBe('approved');
-  return directive.id;
-}
-
-function finished(id: string, tenant = org): Promise<Directive> {
-  return waitFor(async () => {
-    const row = await getDirective(t.app.deps.sql, tenant, id);
-    return row.status === 'succeeded' || row.status === 'failed' ? row : undefined;
-  }, 20_000, `directive ${id} to finish`);
-}
-
+const propose = async (kind: string, params: Record<string, unknown>, tenant = org) => (await proposeApproved(t, { tenant, actor: OPERATOR }, { kind, params })).id;
+const finished = (id: string, tenant = org) => finishedDirective(t, tenant, id);
 const run = async (kind: string, params: Record<string, unknown>, tenant = org) => finished(await propose(kind, params, tenant), tenant);
 const callsFor = (id: string) => fake.calls.filter((call) => call.idempotencyKey === id);
 const effectsFor = (id: string) => fake.effects.filter((effect) => effect.idempotencyKey === id);
 
-async function failures(directiveId: string): Promise<ExecutionFailed[]> {
-  const sql = t.app.deps.sql;
-  const rows = await sql<{ payload: ExecutionFailed }[]>`
-    select payload from ${sql(`${org.schema}.signals`)}
-     where type = 'execution.failed' and payload->>'execution_id' = ${executionIdOfDirective(directiveId)}
-     order by (payload->>'attempt')::int`;
-  return rows.map((row) => row.payload);
-}
+const failures = (directiveId: string) => executionSignals<ExecutionFailed>(t, org, 'execution.failed', directiveId);
 
 describe('each kind', () => {
   const cases = [
@@ -281,18 +254,8 @@ describe("Stripe's idempotency window", () => {
 });
 
 describe('at the edge, without a worker', () => {
-  const request = (params: StripeParams, idempotencyKey: string, kind = 'stripe.refund.create'): ExecuteRequest<StripeParams> => ({
-    directiveId: idempotencyKey,
-    kind,
-    params,
-    idempotencyKey,
-    attempt: 1,
-    firstAttemptAt: new Date(),
-    priorOutcomeUnknown: false,
-    installationId: null,
-    orgId: 'org_edge',
-    credentials: { get: async (name) => (name === 'stripe_api_key' ? API_KEY : undefined) },
-  });
+  const request = (params: StripeParams, idempotencyKey: string, kind = 'stripe.refund.create'): ExecuteRequest<StripeParams> =>
+    directRequest({ directiveId: idempotencyKey, kind, params, idempotencyKey, orgId: 'org_edge', secrets: { stripe_api_key: API_KEY } });
   // Built lazily: the fake's URL exists only after beforeAll.
   const edge = () => createStripeExecutor({ apiBase: fake.url, timeoutMs: 300 });
 

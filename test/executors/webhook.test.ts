@@ -8,18 +8,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
-import { executionIdOfDirective } from '../../src/directives/execute.ts';
-import { proposeDirective } from '../../src/directives/propose.ts';
-import { getDirective, type Directive } from '../../src/directives/store.ts';
+import type { Directive } from '../../src/directives/store.ts';
 import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import { createWebhookExecutor, type Resolver, type WebhookExecutorOptions, type WebhookPostParams } from '../../src/executors/webhook/index.ts';
 import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
 import { REDIRECT_TARGET, startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';
-import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
+import { directRequest, executionSignals, finishedDirective, proposeApproved } from '../support/directives.ts';
+import { setPolicy } from '../support/fanout.ts';
+import { createTestApp, type TestApp } from '../support/harness.ts';
 
 const newSecret = () => `whsec_${randomBytes(24).toString('base64')}`;
 const SECRET = newSecret();
@@ -38,51 +36,24 @@ async function startApp(slug: string, allowPrivateTargets: boolean) {
   });
   const org = await t.createOrg(slug);
   await putSecret(t.app.deps.vault, { tenant: org, name: 'webhook_signing_secret', input: { value: SECRET } });
-  await updatePolicy(t.app.deps.bus.emit, {
-    ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' },
-    input: { rules: [{ id: 'allow-webhooks', match: 'webhook.*', effect: 'allow' }] },
-  });
+  await setPolicy(t, org, { rules: [{ id: 'allow-webhooks', match: 'webhook.*', effect: 'allow' }] });
   await t.startWorker({ pollIntervalMs: 50 });
   return { t, org };
 }
 
 async function runDirective(t: TestApp, org: Tenant, params: Record<string, unknown>): Promise<Directive> {
-  const { directive } = await proposeDirective(t.app.deps.bus.directives, {
-    ctx: { tenant: org, actor: { type: 'human', id: `ops@${org.slug}.test` }, source: 'api' },
-    input: { kind: 'webhook.post', params },
-  });
-  expect(directive.status).toBe('approved');
-  return waitFor(async () => {
-    const row = await getDirective(t.app.deps.sql, org, directive.id);
-    return row.status === 'succeeded' || row.status === 'failed' ? row : undefined;
-  }, 20_000, `directive ${directive.id} to finish`);
+  const directive = await proposeApproved(t, { tenant: org, actor: { type: 'human', id: `ops@${org.slug}.test` } }, { kind: 'webhook.post', params });
+  return finishedDirective(t, org, directive.id);
 }
 
-async function signalsOf<T>(t: TestApp, org: Tenant, type: string, directive: Directive): Promise<T[]> {
-  const rows = await t.app.deps.sql<{ payload: T }[]>`
-    select payload from ${t.app.deps.sql(`${org.schema}.signals`)}
-     where type = ${type} and payload->>'execution_id' = ${executionIdOfDirective(directive.id)}
-     order by (payload->>'attempt')::int`;
-  return rows.map((row) => row.payload);
-}
+const signalsOf = <T>(t: TestApp, org: Tenant, type: string, directive: Directive) => executionSignals<T>(t, org, type, directive.id);
 
 /** A request as the execute job builds it, for calling an executor directly. */
 function requestFor(
   params: WebhookPostParams,
   { directiveId = `dir_${randomBytes(8).toString('hex')}`, secret = SECRET }: { directiveId?: string; secret?: string | null } = {},
 ): ExecuteRequest<WebhookPostParams> {
-  return {
-    directiveId,
-    kind: 'webhook.post',
-    params,
-    idempotencyKey: directiveId,
-    attempt: 1,
-    firstAttemptAt: new Date(),
-    priorOutcomeUnknown: false,
-    installationId: null,
-    orgId: 'org_direct',
-    credentials: { get: async (name) => (name === 'webhook_signing_secret' && secret !== null ? secret : undefined) },
-  };
+  return directRequest({ directiveId, kind: 'webhook.post', params, idempotencyKey: directiveId, orgId: 'org_direct', secrets: { webhook_signing_secret: secret ?? undefined } });
 }
 
 /** A resolver that maps names to fixed answers and counts its calls. */

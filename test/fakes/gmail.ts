@@ -12,8 +12,9 @@
  * serves it for demos.
  */
 import { randomBytes } from 'node:crypto';
-import { serve, type HttpBindings, type ServerType } from '@hono/node-server';
+import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
+import { createGate, createHangs, serveOnLoopback } from './loopback.ts';
 
 export type GmailFailure =
   /** 500 `backendError`, before anything happens. */
@@ -229,24 +230,16 @@ export async function startGmailFake(options: GmailFakeOptions = {}): Promise<Gm
   const drafts = new Map<string, FakeDraft>();
   const issuedTokens: string[] = [];
   const failures: { mode: GmailFailure; retryAfterSeconds: number; on: GmailFailureTarget }[] = [];
-  const hanging = new Set<() => void>();
+  const hangs = createHangs();
+  const tokenGate = createGate();
   let refreshes = 0;
-  let tokenGate: Promise<void> | null = null;
-  let heldTokens = 0;
   let sequence = 0;
 
   // Gmail ids are 16 hex digits; a sequence keeps them ordered and unique.
   const newGmailId = () => (0x18f0000000000000n + BigInt(++sequence)).toString(16);
 
-  const hang = (c: Context<Env>) =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        hanging.delete(done);
-        resolve();
-      };
-      hanging.add(done);
-      c.env.outgoing.once('close', done);
-    });
+  /** Holds a request open until the client leaves or the fake closes. */
+  const hang = (c: Context<Env>) => hangs.hang(c.env.outgoing);
 
   function takeFailure(endpoint: GmailEndpoint) {
     const index = failures.findIndex((failure) => targets(failure.on, endpoint));
@@ -286,10 +279,7 @@ export async function startGmailFake(options: GmailFakeOptions = {}): Promise<Gm
   };
 
   async function token(c: Context<Env>, failure: GmailFailure | null): Promise<Answer> {
-    if (tokenGate) {
-      heldTokens++;
-      await tokenGate.finally(() => heldTokens--);
-    }
+    await tokenGate.pass();
     const form = new URLSearchParams(await c.req.text());
     if (failure === 'invalid_grant') return { status: 400, body: { error: 'invalid_grant', error_description: 'Token has been expired or revoked.' } };
     if (form.get('grant_type') !== 'refresh_token') return { status: 400, body: { error: 'unsupported_grant_type', error_description: 'Invalid grant_type.' } };
@@ -421,15 +411,10 @@ export async function startGmailFake(options: GmailFakeOptions = {}): Promise<Gm
     return answer(result);
   });
 
-  const server = await new Promise<ServerType>((resolve) => {
-    const started = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: '127.0.0.1' }, () => resolve(started));
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+  const loopback = await serveOnLoopback(app, { port: options.port ?? 0 });
 
-  let release: (() => void) | null = null;
   const fake: GmailFake = {
-    url: `http://127.0.0.1:${port}`,
+    url: loopback.url,
     calls,
     effects,
     messages,
@@ -449,17 +434,10 @@ export async function startGmailFake(options: GmailFakeOptions = {}): Promise<Gm
       for (let n = 0; n < times; n++) failures.push({ mode, retryAfterSeconds, on });
     },
     holdTokens() {
-      let open!: () => void;
-      tokenGate = new Promise<void>((resolve) => (open = resolve));
-      release = () => {
-        tokenGate = null;
-        release = null;
-        open();
-      };
-      return release;
+      return tokenGate.hold();
     },
     get heldTokens() {
-      return heldTokens;
+      return tokenGate.held;
     },
     setRefreshTokens(tokens) {
       refreshTokens = new Set(tokens);
@@ -483,13 +461,12 @@ export async function startGmailFake(options: GmailFakeOptions = {}): Promise<Gm
       messages.clear();
       drafts.clear();
       refreshes = 0;
-      release?.();
+      tokenGate.release();
     },
     async close() {
-      release?.();
-      for (const done of [...hanging]) done();
-      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+      tokenGate.release();
+      hangs.releaseAll();
+      await loopback.close();
     },
   };
   return fake;

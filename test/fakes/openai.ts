@@ -8,9 +8,8 @@
  * a slow answer, output that breaks the schema). No vitest here: it also
  * runs as a standalone demo server.
  */
-import type { AddressInfo, Socket } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
+import { createHangs, serveOnLoopback } from './loopback.ts';
 
 /** The key the fake accepts unless told otherwise. */
 export const FAKE_OPENAI_KEY = 'sk-fake-openai-0000000000000000';
@@ -124,8 +123,7 @@ export async function startOpenAIFake(options: { port?: number; apiKey?: string 
   let canned: string | undefined;
   let served = 0;
   // Hung requests are released on reset and close, so the server can stop.
-  const hung = new Set<() => void>();
-  const sockets = new Set<Socket>();
+  const hangs = createHangs();
 
   const app = new Hono();
   app.post('/v1/chat/completions', async (c) => {
@@ -162,9 +160,8 @@ export async function startOpenAIFake(options: { port?: number; apiKey?: string 
       case 'bad_request':
         return answer(400, openAIError(failure.message ?? "Invalid value for 'temperature': expected a number.", 'invalid_request_error', failure.code ?? 'invalid_value', 'temperature'));
       case 'hang':
-        return new Promise<Response>((resolve) => {
-          hung.add(() => resolve(c.body(null, 503)));
-        });
+        await hangs.hang();
+        return c.body(null, 503);
       case 'delay':
         await new Promise((resolve) => setTimeout(resolve, failure.delayMs ?? 1000));
         break;
@@ -191,20 +188,8 @@ export async function startOpenAIFake(options: { port?: number; apiKey?: string 
   });
   app.all('*', (c) => c.json(openAIError(`Invalid URL (${c.req.method} ${new URL(c.req.url).pathname})`, 'invalid_request_error', null), 404));
 
-  const server = await new Promise<ServerType>((resolve) => {
-    const started = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: '127.0.0.1' }, () => resolve(started));
-  });
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  const port = (server.address() as AddressInfo).port;
-  const url = `http://127.0.0.1:${port}`;
-
-  const releaseHung = () => {
-    for (const release of hung) release();
-    hung.clear();
-  };
+  const loopback = await serveOnLoopback(app, { port: options.port ?? 0 });
+  const { port, url } = loopback;
 
   return {
     url,
@@ -220,16 +205,15 @@ export async function startOpenAIFake(options: { port?: number; apiKey?: string 
       canned = output === undefined || typeof output === 'string' ? output : JSON.stringify(output);
     },
     reset() {
-      releaseHung();
+      hangs.releaseAll();
       Object.assign(calls, { chatCompletions: 0, unauthorized: 0 });
       requests.length = 0;
       queued = [];
       canned = undefined;
     },
     async close() {
-      releaseHung();
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      hangs.releaseAll();
+      await loopback.close();
     },
   };
 }

@@ -14,8 +14,9 @@
  * not exist; every other well-formed payment intent, charge or customer does.
  */
 import { randomBytes } from 'node:crypto';
-import { serve, type HttpBindings, type ServerType } from '@hono/node-server';
+import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
+import { createGate, createHangs, serveOnLoopback } from './loopback.ts';
 
 export type StripeFailure =
   /** 500 `api_error`, before anything happens. */
@@ -139,9 +140,8 @@ export async function startStripeFake(options: { port?: number; apiKeys?: string
   const answers = new Map<string, StoredAnswer>();
   const refunded = new Map<string, number>();
   const failures: { mode: StripeFailure; retryAfterSeconds: number }[] = [];
-  const hanging = new Set<() => void>();
-  let gate: Promise<void> | null = null;
-  let held = 0;
+  const hangs = createHangs();
+  const gate = createGate();
 
   const store = (object: Record<string, unknown>) => {
     objects.set(object.id as string, object);
@@ -256,22 +256,11 @@ export async function startStripeFake(options: { port?: number; apiKeys?: string
   };
 
   /** Holds a request open until the client leaves or the fake closes. */
-  const hang = (c: Context<Env>) =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        hanging.delete(done);
-        resolve();
-      };
-      hanging.add(done);
-      c.env.outgoing.once('close', done);
-    });
+  const hang = (c: Context<Env>) => hangs.hang(c.env.outgoing);
 
   const app = new Hono<Env>();
   app.all('/v1/*', async (c) => {
-    if (gate) {
-      held++;
-      await gate.finally(() => held--);
-    }
+    await gate.pass();
     const method = c.req.method;
     const path = c.req.path.slice('/v1/'.length);
     const body = method === 'POST' ? await c.req.text() : '';
@@ -351,15 +340,10 @@ export async function startStripeFake(options: { port?: number; apiKeys?: string
   });
   app.notFound((c) => c.json({ error: { type: 'invalid_request_error', message: `Unrecognized request URL (${c.req.method}: ${c.req.path}).` } }, 404));
 
-  const server = await new Promise<ServerType>((resolve) => {
-    const started = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: '127.0.0.1' }, () => resolve(started));
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+  const loopback = await serveOnLoopback(app, { port: options.port ?? 0 });
 
-  let release: (() => void) | null = null;
   const fake: StripeFake = {
-    url: `http://127.0.0.1:${port}`,
+    url: loopback.url,
     calls,
     effects,
     objects,
@@ -367,17 +351,10 @@ export async function startStripeFake(options: { port?: number; apiKeys?: string
       for (let n = 0; n < times; n++) failures.push({ mode, retryAfterSeconds });
     },
     hold() {
-      let open!: () => void;
-      gate = new Promise<void>((resolve) => (open = resolve));
-      release = () => {
-        gate = null;
-        release = null;
-        open();
-      };
-      return release;
+      return gate.hold();
     },
     get held() {
-      return held;
+      return gate.held;
     },
     setApiKeys(keys) {
       apiKeys = new Set(keys);
@@ -389,13 +366,12 @@ export async function startStripeFake(options: { port?: number; apiKeys?: string
       objects.clear();
       answers.clear();
       refunded.clear();
-      release?.();
+      gate.release();
     },
     async close() {
-      release?.();
-      for (const done of [...hanging]) done();
-      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+      gate.release();
+      hangs.releaseAll();
+      await loopback.close();
     },
   };
   return fake;

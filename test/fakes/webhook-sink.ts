@@ -7,10 +7,9 @@
  * prove a refused target was never even connected to. No vitest here: it
  * also runs as a standalone demo receiver.
  */
-import type { AddressInfo, Socket } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Webhook } from 'standardwebhooks';
+import { createHangs, serveOnLoopback } from './loopback.ts';
 
 /**
  * How to answer: `ok` (204), `500`, `429` (with `Retry-After` seconds),
@@ -74,8 +73,7 @@ export async function startWebhookSink({ port = 0, secret }: { port?: number; se
   let queued: SinkBehaviour[] = [];
   const perPath = new Map<string, SinkBehaviour>();
   // Hung requests are released (and their sockets destroyed) on reset and close.
-  const hung = new Set<() => void>();
-  const sockets = new Set<Socket>();
+  const hangs = createHangs();
   let url = '';
 
   const app = new Hono();
@@ -97,9 +95,8 @@ export async function startWebhookSink({ port = 0, secret }: { port?: number; se
     deliveries.push(delivery);
     switch (behaviour.mode) {
       case 'hang':
-        return new Promise<Response>((resolve) => {
-          hung.add(() => resolve(c.body(null, 503)));
-        });
+        await hangs.hang();
+        return c.body(null, 503);
       case 'redirect':
         delivery.status = 302;
         return c.redirect(`${url}${REDIRECT_TARGET}`, 302);
@@ -124,25 +121,12 @@ export async function startWebhookSink({ port = 0, secret }: { port?: number; se
     }
   });
 
-  const server = await new Promise<ServerType>((resolve) => {
-    const started = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, () => resolve(started));
-  });
-  server.on('connection', (socket: Socket) => {
-    calls.connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  const bound = (server.address() as AddressInfo).port;
-  url = `http://127.0.0.1:${bound}`;
-
-  const releaseHung = () => {
-    for (const release of hung) release();
-    hung.clear();
-  };
+  const loopback = await serveOnLoopback(app, { port, onConnection: () => calls.connections++ });
+  url = loopback.url;
 
   return {
     url,
-    port: bound,
+    port: loopback.port,
     calls,
     deliveries,
     requestsAt: (path) => byPath.get(path) ?? 0,
@@ -153,7 +137,7 @@ export async function startWebhookSink({ port = 0, secret }: { port?: number; se
       perPath.set(path, behaviour);
     },
     reset() {
-      releaseHung();
+      hangs.releaseAll();
       Object.assign(calls, { connections: 0, requests: 0, rejected: 0, effects: 0, duplicates: 0 });
       deliveries.length = 0;
       byPath.clear();
@@ -162,9 +146,8 @@ export async function startWebhookSink({ port = 0, secret }: { port?: number; se
       perPath.clear();
     },
     async close() {
-      releaseHung();
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      hangs.releaseAll();
+      await loopback.close();
     },
   };
 }
