@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/auth/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { executeDirective } from '../../src/directives/execute.ts';
+import { simulateDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import { createGmailExecutor, type GmailExecutorOptions } from '../../src/executors/gmail/index.ts';
 import { createExecutorRegistry, type ExecuteRequest, type ExecuteResult } from '../../src/executors/registry.ts';
@@ -290,6 +291,34 @@ describe('through a worker', () => {
     }
     expect(t.app.deps.bus.directives.executors.require('gmail.send').recipients!('gmail.send', { to: ['Ada <ADA@example.com>'], cc: ['b@example.com'], bcc: ['c@example.com'], subject: 's', text: 't' }))
       .toEqual(['ada@example.com', 'b@example.com', 'c@example.com']);
+  });
+});
+
+describe("the org's suppression list", () => {
+  it('refuses a send to a suppressed recipient, in to, cc or bcc, before Gmail is called', async () => {
+    const suppressing = await t.createOrg('gmail_suppress');
+    await setPolicy(t, suppressing, {
+      rules: [{ id: 'allow-gmail', match: 'gmail.*', effect: 'allow' }],
+      guards: { suppressions: { addresses: ['unsubscribed@example.com'], domains: ['bounced.example'] } },
+    });
+    await putSecret(t.app.deps.vault, { tenant: suppressing, name: 'gmail_oauth', input: { value: credential(REFRESH_TOKEN) } });
+    const callsBefore = fake.calls.length;
+    for (const params of [
+      mail(1, { to: 'Unsubscribed@Example.com' }),
+      mail(2, { cc: ['ok@example.com', 'someone@bounced.example'] }),
+      mail(3, { bcc: 'Them <unsubscribed@example.com>' }),
+    ]) {
+      const directive = await proposeAs(t, { tenant: suppressing, actor: OPERATOR }, { kind: 'gmail.send', params });
+      expect(directive.status, JSON.stringify(params)).toBe('rejected');
+      expect(directive.decision).toMatchObject({ effect: 'deny', rule: 'guard:suppression' });
+    }
+    expect(fake.calls.length).toBe(callsBefore);
+    // Everyone else is still reachable (simulated: nothing is sent).
+    const simulated = await simulateDirective(t.app.deps.bus.directives, {
+      ctx: { tenant: suppressing, actor: OPERATOR, source: 'api' },
+      input: { kind: 'gmail.send', params: mail(4) },
+    });
+    expect(simulated.decision).toBe('allow');
   });
 });
 
