@@ -263,7 +263,8 @@ async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext, outcom
     // first deadlocked with a rebuild waiting between the two tables.
     await emitSystem(deps.emit, ctx, tx, signals);
     if (retries.length > 0) await addJobs(tx.sql, retries);
-    for (const [endpoint, { healthy, policy }] of endpoints) {
+    // In id order, as every transaction takes circuit locks.
+    for (const [endpoint, { healthy, policy }] of [...endpoints].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       await settleCircuit(deps.emit, ctx, tx, { endpoint, healthy, policy, now: finishedAt });
     }
   });
