@@ -137,7 +137,7 @@ async function stopAndExpectClean(server: Server, dataDir: string) {
   const stopping = Date.now();
   server.child.kill('SIGTERM');
   const { code, signal } = await exitWithin(server, 15_000);
-  expect({ code, signal }).toEqual({ code: 0, signal: null });
+  expect({ code, signal }, `${server.stdout.slice(-2000)}\n${server.stderr.slice(-4000)}`).toEqual({ code: 0, signal: null });
   expect(Date.now() - stopping).toBeLessThan(15_000);
 
   // `start` waits for the postmaster itself; its backends go with it.
