@@ -22,8 +22,17 @@ export type CircuitState = 'closed' | 'open' | 'half_open';
 export interface CircuitRow {
   id: string;
   state: CircuitState;
+  /** Endpoint faults after the last healthy answer: `fault_positions.length`. */
   failures: number;
   retry_at: string | null;
+  /** Position of the transition that set `state` and `retry_at`. */
+  transition_position: string | null;
+  /** Position of the last answer that showed the endpoint healthy. */
+  healthy_position: string | null;
+  /** Positions of the faults after it, the latest MAX_FAULTS kept. */
+  fault_positions: string[];
+  /** The latest position folded in, and when it was recorded. */
+  position: string;
   updated_at: string;
 }
 
@@ -45,33 +54,76 @@ function circuitOf(signal: SignalRow): string | null {
   return null;
 }
 
+const MAX_FAULTS = 64;
+
+/**
+ * The fold is order-insensitive: every part is decided by positions — the
+ * latest transition wins, faults count only after the latest healthy answer.
+ * Transactions of many directives fold into one circuit row, and the order
+ * they take its lock need not be their order in the log; a rebuild, which
+ * folds in log order, must still arrive at the same row.
+ */
 export function evolveCircuit(row: CircuitRow | null, signal: SignalRow): CircuitRow | null {
   const id = circuitOf(signal);
   if (id === null) return row;
-  const base: CircuitRow = row ?? { id, state: 'closed', failures: 0, retry_at: null, updated_at: signal.recorded_at };
-  const at = signal.recorded_at;
+  const at = signal.position;
+  let next: CircuitRow = row ?? {
+    id,
+    state: 'closed',
+    failures: 0,
+    retry_at: null,
+    transition_position: null,
+    healthy_position: null,
+    fault_positions: [],
+    position: at,
+    updated_at: signal.recorded_at,
+  };
   const payload = signal.payload as Record<string, unknown>;
+  const healthy = () => {
+    if (next.healthy_position !== null && at <= next.healthy_position) return;
+    next = { ...next, healthy_position: at, fault_positions: next.fault_positions.filter((fault) => fault > at) };
+  };
+  const fault = () => {
+    if ((next.healthy_position !== null && at <= next.healthy_position) || next.fault_positions.includes(at)) return;
+    next = { ...next, fault_positions: [...next.fault_positions, at].sort().slice(-MAX_FAULTS) };
+  };
+  const transition = (state: CircuitState, retryAt: string | null) => {
+    if (next.transition_position !== null && at <= next.transition_position) return;
+    next = { ...next, state, retry_at: retryAt, transition_position: at };
+  };
   switch (signal.type) {
     case 'execution.succeeded':
-      return { ...base, failures: 0, updated_at: at };
+      healthy();
+      break;
     case 'execution.failed':
       // An answer that is the caller's fault (a 4xx) still shows the endpoint alive.
-      return { ...base, failures: payload.endpoint_fault === true ? base.failures + 1 : 0, updated_at: at };
+      if (payload.endpoint_fault === true) fault();
+      else healthy();
+      break;
     case 'webhook.endpoint.disabled':
-      return { ...base, state: 'open', retry_at: payload.retry_at as string, updated_at: at };
+      transition('open', payload.retry_at as string);
+      break;
     case 'webhook.endpoint.probing':
-      return { ...base, state: 'half_open', retry_at: payload.retry_at as string, updated_at: at };
+      transition('half_open', payload.retry_at as string);
+      break;
     case 'webhook.endpoint.enabled':
-      return { ...base, state: 'closed', failures: 0, retry_at: null, updated_at: at };
+      transition('closed', null);
+      healthy();
+      break;
     default:
       return row;
   }
+  return {
+    ...next,
+    failures: next.fault_positions.length,
+    ...(at > next.position ? { position: at, updated_at: signal.recorded_at } : {}),
+  };
 }
 
 export const circuitsProjection = keyedProjection<CircuitRow>({
   name: 'circuits',
   table: 'circuits',
-  columns: ['id', 'state', 'failures', 'retry_at', 'updated_at'],
+  columns: ['id', 'state', 'failures', 'retry_at', 'transition_position', 'healthy_position', 'fault_positions', 'position', 'updated_at'],
   handles: (type) => type === 'execution.succeeded' || type === 'execution.failed' || TRANSITIONS.includes(type),
   keyOf: circuitOf,
   evolve: evolveCircuit,
@@ -79,7 +131,8 @@ export const circuitsProjection = keyedProjection<CircuitRow>({
 
 function lockCircuits(db: Queryable, tenant: TenantRef, ids: string[]): Promise<CircuitRow[]> {
   return db<CircuitRow[]>`
-    select id, state, failures, ${db.unsafe(isoTimestamp('retry_at'))} as retry_at, ${db.unsafe(isoTimestamp('updated_at'))} as updated_at
+    select id, state, failures, ${db.unsafe(isoTimestamp('retry_at'))} as retry_at, transition_position, healthy_position,
+           fault_positions, position, ${db.unsafe(isoTimestamp('updated_at'))} as updated_at
       from ${db(`${tenant.schema}.circuits`)} where id = any(${ids}::text[]) order by id for update`;
 }
 
@@ -111,7 +164,7 @@ export async function circuitGate(tx: Tx, tenant: TenantRef, endpoints: string[]
         type: 'webhook.endpoint.probing',
         subject: `endpoint:${endpoint}`,
         payload: { endpoint, directive_id: directiveId, retry_at: probeUntil },
-        dedupe_key: `endpoint:${endpoint}:probing:${directiveId}:${row.updated_at}`,
+        dedupe_key: `endpoint:${endpoint}:probing:${directiveId}:${row.position}`,
       };
       state.set(endpoint, { ...row, state: 'half_open', retry_at: probeUntil });
       return { admitted: true, probing };
@@ -139,7 +192,7 @@ export async function settleCircuit(
       type: 'webhook.endpoint.enabled',
       subject,
       payload: { endpoint },
-      dedupe_key: `endpoint:${endpoint}:enabled:${row.updated_at}`,
+      dedupe_key: `endpoint:${endpoint}:enabled:${row.position}`,
     });
     return;
   }
@@ -149,6 +202,6 @@ export async function settleCircuit(
     type: 'webhook.endpoint.disabled',
     subject,
     payload: { endpoint, failures: row.failures, retry_at: new Date(now.getTime() + policy.cooldownMs).toISOString() },
-    dedupe_key: `endpoint:${endpoint}:disabled:${row.updated_at}`,
+    dedupe_key: `endpoint:${endpoint}:disabled:${row.position}`,
   });
 }
