@@ -75,7 +75,7 @@ describe('the credentials vault', () => {
   it('fails loudly on a tampered row, and on a row moved to another name', async () => {
     await putSecret(vault, { tenant: acme, name: 'tampered', input: { value: 'value-to-tamper-with-01' } });
     await t.app.deps.sql`
-      update org_vault_acme.secrets set ciphertext = overlay(ciphertext placing '\\x00'::bytea from 20 for 1) where name = 'tampered'`;
+      update org_vault_acme.secrets set ciphertext = set_byte(ciphertext, 19, get_byte(ciphertext, 19) # 1) where name = 'tampered'`;
     await expect(readSecret(vault, { tenant: acme, name: 'tampered' })).rejects.toBeInstanceOf(VaultIntegrityError);
     await putSecret(vault, { tenant: acme, name: 'moved_from', input: { value: 'value-that-gets-moved-01' } });
     await t.app.deps.sql`update org_vault_acme.secrets set name = 'moved_to' where name = 'moved_from'`;
