@@ -60,6 +60,7 @@ export async function startLiveness(options: LivenessOptions): Promise<Liveness>
     return ids;
   };
 
+  let inFlight: Promise<void> | undefined;
   const tick = async () => {
     try {
       await beat();
@@ -67,15 +68,17 @@ export async function startLiveness(options: LivenessOptions): Promise<Liveness>
     } catch (error) {
       logger.warn({ err: error }, 'worker heartbeat or sweep failed');
     }
-    if (!stopped) timer = setTimeout(tick, options.heartbeatMs);
+    if (!stopped) timer = setTimeout(() => void (inFlight = tick()), options.heartbeatMs);
   };
-  await tick();
+  await (inFlight = tick());
 
   return {
     sweep,
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      // A sweep under way may be opening its utils pool: wait, so the release below sees it.
+      await inFlight;
       const ids = options.workerIds();
       if (ids.length > 0) await sql`delete from public.worker_heartbeats where worker_id = any(${ids}::text[])`.catch(() => {});
       await utils?.release();

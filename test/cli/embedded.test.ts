@@ -137,7 +137,11 @@ async function stopAndExpectClean(server: Server, dataDir: string) {
   const stopping = Date.now();
   server.child.kill('SIGTERM');
   const { code, signal } = await exitWithin(server, 15_000);
-  expect({ code, signal }, `${server.stdout.slice(-2000)}\n${server.stderr.slice(-4000)}`).toEqual({ code: 0, signal: null });
+  // On an unclean exit: the last log lines, and the start of whatever was not a log line (an uncaught error).
+  const logs = (text: string) => text.split('\n').filter((line) => line.startsWith('{'));
+  const other = (text: string) => text.split('\n').filter((line) => line.trim() && !line.startsWith('{'));
+  const output = [...logs(server.stdout + server.stderr).slice(-10), ...other(server.stderr).slice(0, 40)].join('\n');
+  expect({ code, signal }, output).toEqual({ code: 0, signal: null });
   expect(Date.now() - stopping).toBeLessThan(15_000);
 
   // `start` waits for the postmaster itself; its backends go with it.
