@@ -16,6 +16,7 @@ import { withTransaction } from '../db/transaction.ts';
 import type { CircuitPolicy, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
 import { circuitGate, settleCircuit, type CircuitOutcome } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
+import { ORG_OWNER } from '../secrets/vault.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
 import { emitBatch } from '../signals/emit.ts';
 import { DomainError } from '../core/errors.ts';
@@ -165,11 +166,8 @@ async function claimGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
       : await tx.sql<{ id: string; status: string; attempts: number; started_at: Date | null }[]>`
           select id, status, attempts, started_at from ${tx.sql(`${tenant.schema}.executions`)} where id = any(${resumed}::text[])`;
     const executionById = new Map(executions.map((execution) => [execution.id, execution]));
-    const circuits = await circuitGate(tx, tenant, locked.flatMap((directive) => {
-      const executor = deps.executors.require(directive.kind);
-      const endpoint = circuitKeyOf(executor, directive);
-      return endpoint ? [endpoint] : [];
-    }));
+    const endpoints = new Map(locked.map((directive) => [directive.id, circuitKeyOf(deps.executors.require(directive.kind), directive)]));
+    const circuits = await circuitGate(tx, tenant, [...endpoints.values()].filter((endpoint) => endpoint !== null));
 
     const signals: SystemSignal[] = [];
     const deferred: ReturnType<typeof executeJob>[] = [];
@@ -197,7 +195,7 @@ async function claimGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
           return { kind: 'unrecoverable', directive, message: "the provider's idempotency window has passed since the first attempt; reconcile by hand" };
         }
       }
-      const endpoint = circuitKeyOf(executor, directive);
+      const endpoint = endpoints.get(directive.id);
       if (endpoint) {
         const admission = circuits.admit({ endpoint, directiveId: directive.id, policy: executor.circuit!, now: startedAt });
         if (admission.probing) signals.push(admission.probing);
@@ -331,7 +329,7 @@ function outcomeSignals(
     },
   ];
   if (result.outcome === 'needs_reauthorization') {
-    const owner = directive.installation_id ?? 'org';
+    const owner = directive.installation_id ?? ORG_OWNER;
     signals.push({
       type: 'secret.reauthorization_required',
       subject: `secret:${owner}/${result.credential}`,

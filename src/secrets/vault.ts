@@ -34,7 +34,8 @@ export interface VaultDeps {
   keys: MasterKeys | undefined;
 }
 
-const ORG_OWNER = 'org';
+/** The owner of an org's own secrets; installations own theirs by id. */
+export const ORG_OWNER = 'org';
 const identityOf = (tenant: TenantRef, owner: string, name: string) => `${tenant.schema}/${owner}/${name}`;
 
 function keysOf(deps: VaultDeps): MasterKeys {

@@ -6,14 +6,12 @@
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import type { LifecycleContext } from '../directives/store.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
-import { deleteSecret, listSecrets, putSecret, type SecretView, type VaultDeps } from './vault.ts';
+import { deleteSecret, listSecrets, ORG_OWNER, putSecret, type SecretView, type VaultDeps } from './vault.ts';
 
 export interface SecretVerbDeps {
   vault: VaultDeps;
   emit: EmitDeps;
 }
-
-const ORG_OWNER = 'org';
 
 async function audit(deps: SecretVerbDeps, ctx: LifecycleContext, tx: Tx, type: string, view: SecretView) {
   await emit(deps.emit, {
