@@ -9,11 +9,13 @@
  */
 import { makeWorkerUtils, type WorkerUtils } from 'graphile-worker';
 import type { Logger } from 'pino';
+import type { Pool } from 'pg';
 import type { Sql } from '../db/client.ts';
 
 export interface LivenessOptions {
   sql: Sql;
-  databaseUrl: string;
+  /** graphile-worker's pool, which the caller owns and ends. */
+  pgPool: Pool;
   logger: Logger;
   processId: string;
   workerIds: () => string[];
@@ -52,7 +54,7 @@ export async function startLiveness(options: LivenessOptions): Promise<Liveness>
                           where h.worker_id = locked_by and h.last_seen > now() - ${stale}::interval)`;
     const ids = dead.map((row) => row.worker_id);
     if (ids.length > 0) {
-      utils ??= await makeWorkerUtils({ connectionString: options.databaseUrl });
+      utils ??= await makeWorkerUtils({ pgPool: options.pgPool });
       await utils.forceUnlockWorkers(ids);
       logger.warn({ workers: ids }, 'released the jobs of workers whose heartbeat stopped');
     }

@@ -22,6 +22,7 @@ import { HandleSignalPayload, runHandleSignal } from '../handlers/runtime.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import { startLiveness, type Liveness } from './liveness.ts';
+import pg from 'pg';
 import { z } from 'zod';
 
 export function graphileLogger(logger: Logger): GraphileLogger {
@@ -145,9 +146,17 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   // than staleAfterMs on this live process for a dead one's, and frees it.
   events.on('pool:create', ({ workerPool }) => workerIds.add(workerPool.id));
   events.on('pool:release', ({ workerPool }) => workerIds.delete(workerPool.id));
+  // Our own pool rather than one graphile-worker makes: on release it drops
+  // its error listeners without waiting for its clients to close, so the
+  // database shutting down next raised an unhandled pool error. This one keeps
+  // its listeners and is ended, awaited, after the runner stops.
+  const pgPool = new pg.Pool({ connectionString: options.databaseUrl, max: Math.max(10, options.concurrency + 2) });
+  const onPoolError = (error: Error) => deps.logger.warn({ err: error }, 'graphile-worker database client failed');
+  pgPool.on('error', onPoolError);
+  pgPool.on('connect', (client) => client.on('error', onPoolError));
   const runner = await run({
     events,
-    connectionString: options.databaseUrl,
+    pgPool,
     concurrency: options.concurrency,
     // Finished jobs of one event-loop turn are completed in one statement.
     // (No localQueue: on 0.17 its batch fetch can run two jobs of one named
@@ -159,11 +168,14 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
     pollInterval: options.pollIntervalMs ?? 1000,
     // No cron items; naming none stops the runner looking for a crontab file.
     parsedCronItems: [],
+  }).catch(async (error: unknown) => {
+    await pgPool.end();
+    throw error;
   });
 
   const liveness = await startLiveness({
     sql: deps.sql,
-    databaseUrl: options.databaseUrl,
+    pgPool,
     logger: deps.logger,
     processId: `${hostname()}:${process.pid}:${newId('request').slice(4)}`,
     workerIds: () => [...workerIds],
@@ -181,6 +193,7 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
       await dispatcher.stop();
       await runner.stop();
       await liveness.stop();
+      await pgPool.end();
     },
   };
 }
