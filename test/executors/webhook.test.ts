@@ -171,6 +171,18 @@ describe('the executor called directly', () => {
     expect(sink.calls).toMatchObject({ requests: 2, effects: 1, duplicates: 1 });
   });
 
+  it('keeps the connection to a receiver open across deliveries, and a stricter executor never reuses it', async () => {
+    const executor = loopback();
+    for (const n of [1, 2, 3]) {
+      expect(await executor.execute(requestFor({ url: `${sink.url}/hooks`, body: { n } }))).toMatchObject({ outcome: 'succeeded' });
+    }
+    expect(sink.calls).toMatchObject({ connections: 1, effects: 3 });
+    const strict = createWebhookExecutor({ allowPrivateTargets: false, lookup: fakeDns({ 'hooks.example.test': ['127.0.0.1'] }).resolve });
+    const refused = await strict.execute(requestFor({ url: `http://hooks.example.test:${sink.port}/hooks`, body: {} }));
+    expect(refused).toMatchObject({ outcome: 'permanent', error: { code: 'ssrf_refused' } });
+    expect(sink.calls).toMatchObject({ connections: 1, effects: 3 });
+  });
+
   it('fails for good without a signing secret, or with one that is not whsec_, before connecting', async () => {
     const executor = loopback();
     const missing = await executor.execute(requestFor({ url: `${sink.url}/hooks`, body: {} }, { secret: null }));

@@ -15,6 +15,8 @@ export interface DeliveryRequest {
   headers: Record<string, string>;
   body: string;
   lookup: LookupFunction;
+  /** Keep-alive pools whose sockets were all opened through `lookup`. */
+  agents: DeliveryAgents;
   connectTimeoutMs: number;
   responseTimeoutMs: number;
 }
@@ -28,11 +30,28 @@ export type DeliveryOutcome =
   | { kind: 'invalid'; message: string }
   | { kind: 'failed'; code: DeliveryFailure; message: string };
 
+export interface DeliveryAgents {
+  http: http.Agent;
+  https: https.Agent;
+}
+
+/**
+ * Keep-alive pools for one guarded lookup. A socket is judged once, on the
+ * address it connected to; reusing it later cannot reach another address.
+ * Pools are never shared between lookups, so no socket opened under a more
+ * permissive guard serves a stricter one. Idle sockets close after a few
+ * seconds, as Node's global agent does.
+ */
+export function createDeliveryAgents(): DeliveryAgents {
+  const options = { keepAlive: true, scheduling: 'lifo' as const, timeout: 5_000 };
+  return { http: new http.Agent(options), https: new https.Agent(options) };
+}
+
 /** A receiver's answer body is never read, only drained up to this much, so a huge one cannot hold the worker. */
 const MAX_DRAINED_BYTES = 64 * 1024;
 const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
 
-export function deliver({ url, headers, body, lookup, connectTimeoutMs, responseTimeoutMs }: DeliveryRequest): Promise<DeliveryOutcome> {
+export function deliver({ url, headers, body, lookup, agents, connectTimeoutMs, responseTimeoutMs }: DeliveryRequest): Promise<DeliveryOutcome> {
   const transport = url.protocol === 'https:' ? https : http;
   const host = url.host;
   return new Promise((resolve) => {
@@ -58,9 +77,7 @@ export function deliver({ url, headers, body, lookup, connectTimeoutMs, response
         method: 'POST',
         headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
         lookup,
-        // A fresh socket per delivery: a pooled one could have been opened
-        // under another executor's (more permissive) guard.
-        agent: false,
+        agent: url.protocol === 'https:' ? agents.https : agents.http,
       });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'ERR_INVALID_REQUEST';

@@ -8,7 +8,7 @@ import { Webhook } from 'standardwebhooks';
 import { z } from 'zod';
 import type { ExecuteResult, Executor } from '../registry.ts';
 import { refusedHost } from './address-policy.ts';
-import { deliver, type DeliveryOutcome } from './deliver.ts';
+import { createDeliveryAgents, deliver, type DeliveryOutcome } from './deliver.ts';
 import { createGuardedLookup, systemResolver, type Resolver } from './guarded-lookup.ts';
 import { parseRetryAfterMs } from './retry-after.ts';
 
@@ -97,6 +97,7 @@ export function createWebhookExecutor(options: WebhookExecutorOptions): Executor
     circuitCooldownMs = 30_000,
   } = options;
   const guardedLookup = createGuardedLookup({ resolve: lookup, allowPrivateTargets });
+  const agents = createDeliveryAgents();
 
   return {
     kinds: [WEBHOOK_POST],
@@ -139,6 +140,7 @@ export function createWebhookExecutor(options: WebhookExecutorOptions): Executor
           'webhook-signature': signer.sign(webhookId, timestamp, body),
         },
         lookup: guardedLookup,
+        agents,
         connectTimeoutMs,
         responseTimeoutMs: params.timeout_ms ?? responseTimeoutMs,
       });
