@@ -18,11 +18,31 @@ export class CredentialUnreadableError extends Error {
   }
 }
 
+/**
+ * Reads of one credential that overlap share one query and one decryption:
+ * the executions a worker starts together (a claimed group) ask for the same
+ * secret at once. A read still starts after every write that committed
+ * before the first of them began.
+ */
+const inFlightByVault = new WeakMap<DirectiveDeps['vault'], Map<string, Promise<string | undefined>>>();
+
+function readShared(deps: DirectiveDeps, tenant: TenantRef, name: string, installationId: string | null): Promise<string | undefined> {
+  let inFlight = inFlightByVault.get(deps.vault);
+  if (!inFlight) inFlightByVault.set(deps.vault, (inFlight = new Map()));
+  const key = `${tenant.schema}\u0000${installationId ?? ''}\u0000${name}`;
+  let read = inFlight.get(key);
+  if (!read) {
+    read = readSecret(deps.vault, { tenant, name, installationId }).finally(() => inFlight.delete(key));
+    inFlight.set(key, read);
+  }
+  return read;
+}
+
 export function credentialsFor(deps: DirectiveDeps, tenant: TenantRef, installationId: string | null): Credentials {
   return {
     async get(name) {
       try {
-        return await readSecret(deps.vault, { tenant, name, installationId });
+        return await readShared(deps, tenant, name, installationId);
       } catch (error) {
         if (error instanceof VaultIntegrityError || error instanceof UnknownMasterKeyError) throw new CredentialUnreadableError(name, error.message);
         throw error;

@@ -7,6 +7,8 @@ import { generateMasterKeys, parseMasterKeys } from '../../src/secrets/keys.ts';
 import { VaultIntegrityError } from '../../src/secrets/envelope.ts';
 import { deleteSecret, listSecrets, putSecret, readSecret, rotateEncryption, type VaultDeps } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
+import postgres from 'postgres';
+import { credentialsFor } from '../../src/directives/credentials.ts';
 import { createTestApp, TEST_MASTER_KEYS, type TestApp } from '../support/harness.ts';
 
 const canary = `sk_live_canary_${Math.random().toString(36).slice(2)}_end`;
@@ -104,6 +106,29 @@ describe('the credentials vault', () => {
     const keyless: VaultDeps = { sql: t.app.deps.sql, keys: undefined };
     await expect(readSecret(keyless, { tenant: acme, name: 'stripe_api_key' })).rejects.toMatchObject({ code: 'unavailable' });
     await expect(putSecret(keyless, { tenant: acme, name: 'x_key', input: { value: 'v' } })).rejects.toMatchObject({ code: 'unavailable' });
+  });
+});
+
+describe('credentials for executors', () => {
+  it('serve overlapping reads of one secret from one query, and a read after a change sees the change', async () => {
+    const statements: string[] = [];
+    const counted = postgres(t.database.url, { max: 4, onnotice: () => {}, debug: (_connection, query) => void statements.push(query) });
+    try {
+      const deps = { ...t.app.deps.bus.directives, vault: { sql: counted, keys: vault.keys } };
+      await putSecret(vault, { tenant: acme, name: 'shared_key', input: { value: 'first-value' } });
+      const reads = await Promise.all(Array.from({ length: 8 }, () => credentialsFor(deps, acme, null).get('shared_key')));
+      expect(reads).toEqual(Array(8).fill('first-value'));
+      expect(statements.filter((text) => text.includes('secrets'))).toHaveLength(1);
+
+      await putSecret(vault, { tenant: acme, name: 'shared_key', input: { value: 'second-value' } });
+      expect(await credentialsFor(deps, acme, null).get('shared_key')).toBe('second-value');
+      // Another org's secret of the same name is another read.
+      await putSecret(vault, { tenant: other, name: 'shared_key', input: { value: 'other-value' } });
+      const [mine, theirs] = await Promise.all([credentialsFor(deps, acme, null).get('shared_key'), credentialsFor(deps, other, null).get('shared_key')]);
+      expect([mine, theirs]).toEqual(['second-value', 'other-value']);
+    } finally {
+      await counted.end({ timeout: 5 });
+    }
   });
 });
 
