@@ -128,7 +128,7 @@ export interface WorkerOptions {
 }
 
 export interface WorkerProcess {
-  runner: Runner;
+  runners: Runner[];
   dispatcher: Dispatcher;
   liveness: Liveness;
   stop(): Promise<void>;
@@ -154,25 +154,42 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   const onPoolError = (error: Error) => deps.logger.warn({ err: error }, 'graphile-worker database client failed');
   pgPool.on('error', onPoolError);
   pgPool.on('connect', (client) => client.on('error', onPoolError));
-  const runner = await run({
+  const tasks = createTaskList(app);
+  const { [EXECUTE_DIRECTIVE]: executeTask, ...otherTasks } = tasks;
+  const common = {
     events,
     pgPool,
     concurrency: options.concurrency,
-    // Finished jobs of one event-loop turn are completed in one statement.
-    // (No localQueue: on 0.17 its batch fetch can run two jobs of one named
-    // queue at once, which would break ordered handlers.)
-    preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
-    taskList: createTaskList(app),
     logger: graphileLogger(deps.logger),
     noHandleSignals: true,
     pollInterval: options.pollIntervalMs ?? 1000,
     // No cron items; naming none stops the runner looking for a crontab file.
     parsedCronItems: [],
-  }).catch(async (error: unknown) => {
+  };
+  const runners: Runner[] = [];
+  try {
+    // Handler runs, expiries: one job fetched per worker. (No localQueue: on
+    // 0.17 its batch fetch can run two jobs of one named queue at once, which
+    // would break ordered handlers.) Finished jobs of one event-loop turn are
+    // completed in one statement.
+    runners.push(await run({ ...common, taskList: otherTasks, preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } } }));
+    // Directive executions use no named queue, so their runner fetches jobs
+    // in batches: under load one statement locks the next batch instead of
+    // one round trip per job, and concurrent executions group-commit their
+    // claims and outcomes. A killed process's batch is freed by the sweeper
+    // like any job it held.
+    runners.push(
+      await run({
+        ...common,
+        taskList: { [EXECUTE_DIRECTIVE]: executeTask! },
+        preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: options.concurrency * 2 } } },
+      }),
+    );
+  } catch (error) {
+    await Promise.all(runners.map((runner) => runner.stop()));
     await pgPool.end();
     throw error;
-  });
-
+  }
   const liveness = await startLiveness({
     sql: deps.sql,
     pgPool,
@@ -186,12 +203,12 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   await dispatcher.start();
 
   return {
-    runner,
+    runners,
     dispatcher,
     liveness,
     async stop() {
       await dispatcher.stop();
-      await runner.stop();
+      await Promise.all(runners.map((each) => each.stop()));
       await liveness.stop();
       await pgPool.end();
     },
