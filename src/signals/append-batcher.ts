@@ -5,7 +5,10 @@
  * together as one INSERT — one round trip, one commit, one WAL flush for all
  * of them. An idle tenant's emit goes out at the end of the current turn, so
  * batching adds no measurable latency; under load it trades a little of it
- * for far fewer commits.
+ * for far fewer commits. Small appends wait while two statements of their
+ * tenant are in flight, so single emits under load share statements; a
+ * statement's worth of rows waiting (big batch requests) goes out beside up
+ * to three others, so the database inserts them on several backends at once.
  *
  * Each submission (one emit, or one batch request) is a unit: merging keeps
  * every submission atomic, and if a merged statement fails, each submission is
@@ -31,6 +34,7 @@ interface Submission {
 interface TenantQueue {
   tenant: TenantRef;
   waiting: Submission[];
+  waitingRows: number;
   inFlight: number;
   flushScheduled: boolean;
 }
@@ -39,8 +43,10 @@ export function createAppendBatcher(
   deps: { sql: Sql; onCommitted(tenantId: string): void },
   {
     maxInFlightPerTenant = 2,
-    maxRowsPerStatement = 2_000,
-  }: { maxInFlightPerTenant?: number; maxRowsPerStatement?: number } = {},
+    maxInFlightForFullStatements = 4,
+    fullStatementRows = 500,
+    maxRowsPerStatement = 1_000,
+  }: { maxInFlightPerTenant?: number; maxInFlightForFullStatements?: number; fullStatementRows?: number; maxRowsPerStatement?: number } = {},
 ): AppendBatcher {
   const queues = new Map<string, TenantQueue>();
 
@@ -55,8 +61,15 @@ export function createAppendBatcher(
     }
   };
 
+  const mayStart = (queue: TenantQueue) =>
+    queue.waiting.length > 0 &&
+    queue.inFlight < (queue.waitingRows >= fullStatementRows ? maxInFlightForFullStatements : maxInFlightPerTenant);
+
   const flush = (queue: TenantQueue) => {
-    if (queue.waiting.length === 0 || queue.inFlight >= maxInFlightPerTenant) return;
+    while (mayStart(queue)) start(queue);
+  };
+
+  const start = (queue: TenantQueue) => {
     const batch: Submission[] = [];
     let rows = 0;
     while (queue.waiting.length > 0) {
@@ -65,6 +78,7 @@ export function createAppendBatcher(
       batch.push(queue.waiting.shift()!);
       rows += next.items.length;
     }
+    queue.waitingRows -= rows;
     queue.inFlight++;
     void (async () => {
       try {
@@ -89,10 +103,11 @@ export function createAppendBatcher(
       return new Promise<Outcome[]>((resolve, reject) => {
         let queue = queues.get(tenant.id);
         if (!queue) {
-          queue = { tenant, waiting: [], inFlight: 0, flushScheduled: false };
+          queue = { tenant, waiting: [], waitingRows: 0, inFlight: 0, flushScheduled: false };
           queues.set(tenant.id, queue);
         }
         queue.waiting.push({ items, resolve, reject });
+        queue.waitingRows += items.length;
         // Flush after this turn's I/O: requests read in the same turn of the
         // event loop go out as one statement, at no cost in latency.
         if (!queue.flushScheduled) {

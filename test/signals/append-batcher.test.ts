@@ -105,4 +105,22 @@ describe('append batcher (group commit)', () => {
       select count(*)::int as n from org_batcher.signals where jsonb_typeof(actor) <> 'object'`;
     expect(wrong!.n).toBe(0);
   });
+
+  it('sends big batches of one tenant as parallel statements of at most 1,000 rows, each batch in one of them', async () => {
+    const batches = await Promise.all(
+      Array.from({ length: 8 }, (_, b) =>
+        emitBatch(t.app.deps, {
+          ctx: { tenant: org, actor, source: 'api' },
+          inputs: Array.from({ length: 500 }, (_, n) => ({ type: 'test.big', payload: { b, n } })),
+        }),
+      ),
+    );
+    const transactionOf = (result: (typeof batches)[number][number]) => ('signal' in result ? result.signal.position.slice(0, 16) : 'missing');
+    // All eight were waiting when the first statement went out: four statements of two batches each.
+    for (const batch of batches) expect(new Set(batch.map(transactionOf)).size).toBe(1);
+    const transactions = new Set(batches.map((batch) => transactionOf(batch[0]!)));
+    expect(transactions.size).toBe(4);
+    const [row] = await t.app.deps.sql`select count(*)::int as n from org_batcher.signals where type = 'test.big'`;
+    expect(row!.n).toBe(4000);
+  });
 });
