@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { configure } from 'safe-stable-stringify';
 
 const stableStringify = configure({ deterministic: true, circularValue: TypeError, bigint: false });
@@ -12,6 +12,7 @@ export function canonicalJson(value: unknown): string {
   return stableStringify(value) ?? 'null';
 }
 
+/** One-shot: no Hash object per call, which the emit path makes twice per signal. */
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }
