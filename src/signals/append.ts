@@ -17,15 +17,30 @@ export interface Outcome {
 
 /** What the database decides for an appended signal; the rest is already known. */
 interface Appended {
-  position: string;
+  /** The writing transaction's xid8 and the row's sequence, decimal: the position, encoded here rather than per row in SQL. */
+  tx_id: string;
+  seq: string;
   id: string;
   correlation_id: string;
   causation_depth: number;
   recorded_at: string;
 }
 
+/** One statement's rows share a transaction: its half of the position is encoded once. */
+function positionEncoder(): (appended: Appended) => string {
+  let txId = '';
+  let txHex = '';
+  return ({ tx_id, seq }) => {
+    if (tx_id !== txId) {
+      txId = tx_id;
+      txHex = BigInt(tx_id).toString(16).padStart(16, '0');
+    }
+    return txHex + Number(seq).toString(16).padStart(16, '0');
+  };
+}
+
 const COLUMNS = `id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id,
-  causation_id, causation_depth, occurred_at, actor, source, installation_id, trace`;
+  causation_id, causation_depth, occurred_at, actor, source, installation_id, trace, recorded_at`;
 const FACT_FIELDS = 'id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id, causation_id, occurred_at';
 const ORIGIN_FIELDS = 'actor, source, installation_id, trace';
 
@@ -40,7 +55,8 @@ const sameOrigin = (a: Prepared, b: Prepared) =>
  * Correlation is inherited from the causing signal when none is named —
  * looked up only when a cause is named, through a lateral index probe (a
  * plain join may be planned as a scan of the log). RETURNING carries only
- * what the database decides: the payload just sent is not read back.
+ * what the database decides: the payload just sent is not read back. The
+ * rows of one statement are recorded at its instant, formatted once.
  */
 async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]): Promise<Appended[]> {
   const table = db(`${tenant.schema}.signals`);
@@ -48,25 +64,26 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
   const one = items.length === 1;
   const shared = one || items.every((item) => sameOrigin(item, first));
   const column = <T>(pick: (item: Prepared) => T) => items.map(pick);
+  const texts = (values: Array<string | null>) => db`json_array_elements_text(${JSON.stringify(values)}::text::json)`;
   const source = one
     ? db`(values (${first.id}, ${first.type}, ${first.schemaVersion}::int, ${first.subject}::text, ${first.payloadJson},
                   ${first.dedupeKey}, ${first.payloadHash}, ${first.correlationId}::text, ${first.causationId}::text,
                   ${first.occurredAt}::timestamptz)) as i(${db.unsafe(FACT_FIELDS)})`
-    : // ROWS FROM zips the columns. Payloads travel as one JSON array of the
-      // canonical texts already in hand: a text[] would have postgres.js
-      // escape every quote of every payload.
+    : // ROWS FROM zips the columns. Each travels as one JSON array, which
+      // Node writes natively; a text[] would have postgres.js escape every
+      // element in JavaScript. Payloads are the canonical texts already in hand.
       db`rows from (
-           unnest(${column((item) => item.id)}::text[]), unnest(${column((item) => item.type)}::text[]),
-           unnest(${column((item) => item.schemaVersion)}::int[]), unnest(${column((item) => item.subject)}::text[]),
+           ${texts(column((item) => item.id))}, ${texts(column((item) => item.type))},
+           unnest(${column((item) => item.schemaVersion)}::int[]), ${texts(column((item) => item.subject))},
            jsonb_array_elements(${`[${column((item) => item.payloadJson).join(',')}]`}::text::jsonb),
-           unnest(${column((item) => item.dedupeKey)}::text[]), unnest(${column((item) => item.payloadHash)}::text[]),
-           unnest(${column((item) => item.correlationId)}::text[]), unnest(${column((item) => item.causationId)}::text[]),
-           unnest(${column((item) => item.occurredAt)}::timestamptz[])
+           ${texts(column((item) => item.dedupeKey))}, ${texts(column((item) => item.payloadHash))},
+           ${texts(column((item) => item.correlationId))}, ${texts(column((item) => item.causationId))},
+           ${texts(column((item) => item.occurredAt))}
            ${
              shared
                ? db``
-               : db`, unnest(${column((item) => item.actorJson)}::text[]), unnest(${column((item) => item.source)}::text[]),
-                    unnest(${column((item) => item.installationId)}::text[]), unnest(${column((item) => item.traceparent)}::text[])`
+               : db`, ${texts(column((item) => item.actorJson))}, ${texts(column((item) => item.source))},
+                    ${texts(column((item) => item.installationId))}, ${texts(column((item) => item.traceparent))}`
            }
          ) with ordinality as i(${db.unsafe(FACT_FIELDS)}, ${shared ? db`` : db`${db.unsafe(ORIGIN_FIELDS)},`} ord)`;
   // `::text` first: a parameter the server types as jsonb would be JSON-encoded again by postgres.js.
@@ -78,18 +95,18 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
     insert into ${table} (${db.unsafe(COLUMNS)})
     select i.id, i.type, i.schema_version, i.subject, i.payload::jsonb, i.dedupe_key, i.payload_hash,
            ${caused ? db`coalesce(i.correlation_id, c.correlation_id, i.id)` : db`coalesce(i.correlation_id, i.id)`},
-           i.causation_id, ${caused ? db`coalesce(c.causation_depth + 1, 0)` : db`0`}, i.occurred_at, ${origin}
+           i.causation_id, ${caused ? db`coalesce(c.causation_depth + 1, 0)` : db`0`}, i.occurred_at::timestamptz, ${origin}, statement_timestamp()
       from ${source}
       ${caused ? db`left join lateral (select correlation_id, causation_depth from ${table} where id = i.causation_id) c on true` : db``}
       ${one ? db`` : db`order by i.ord`}
     on conflict (dedupe_key) do nothing
-    returning lpad(to_hex((tx_id::text)::bigint), 16, '0') || lpad(to_hex(seq), 16, '0') as position,
-              id, correlation_id, causation_depth, ${db.unsafe(isoTimestamp('recorded_at'))} as recorded_at`;
+    returning tx_id::text as tx_id, seq, id, correlation_id, causation_depth,
+              (select ${db.unsafe(isoTimestamp('statement_timestamp()'))}) as recorded_at`;
 }
 
-function toRow(item: Prepared, appended: Appended): SignalRow {
+function toRow(item: Prepared, appended: Appended, position: string): SignalRow {
   return {
-    position: appended.position,
+    position,
     id: item.id,
     type: item.type,
     schema_version: item.schemaVersion,
@@ -132,10 +149,11 @@ export async function appendSignals(
 
   const stored = new Map<string, SignalRow>();
   const inserted: SignalRow[] = [];
+  const positionOf = positionEncoder();
   for (const item of firstOfKey.values()) {
     const row = appended.get(item.id);
     if (!row) continue;
-    const signal = toRow(item, row);
+    const signal = toRow(item, row, positionOf(row));
     inserted.push(signal);
     stored.set(item.dedupeKey, signal);
   }
