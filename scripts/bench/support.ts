@@ -38,6 +38,9 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** The Node options the deployed processes run with (Dockerfile, fly.toml). */
+const DEPLOYED_NODE_OPTIONS = '--max-semi-space-size=32';
+
 /** BENCH_CPU_PROFILE_DIR: server and worker processes write a V8 CPU profile there when they stop. */
 const cpuProfileFlags = () =>
   process.env.BENCH_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}`] : [];
@@ -55,7 +58,15 @@ export async function startServer(databaseUrl: string, env: Record<string, strin
   const port = await freePort();
   const child = spawn(process.execPath, [...cpuProfileFlags(), path.join(PROJECT_ROOT, 'bin/signalbus.js'), 'serve'], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', SIGNALBUS_ENCRYPTION_KEYS: generateMasterKeys('bench'), ...env },
+    env: {
+      ...process.env,
+      NODE_OPTIONS: DEPLOYED_NODE_OPTIONS,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      SIGNALBUS_ENCRYPTION_KEYS: generateMasterKeys('bench'),
+      ...env,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -124,7 +135,7 @@ export interface WorkerChild {
 export async function startWorkerProcess(databaseUrl: string, env: Record<string, string>): Promise<WorkerChild> {
   const child = spawn(process.execPath, [...cpuProfileFlags(), '--import', 'tsx', path.join(PROJECT_ROOT, 'scripts/bench/fanout-worker.ts')], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, NODE_OPTIONS: DEPLOYED_NODE_OPTIONS, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
