@@ -21,8 +21,9 @@ interface Appended {
   tx_id: string;
   seq: string;
   id: string;
-  correlation_id: string;
-  causation_depth: number;
+  /** Returned only when a cause is named; otherwise known beforehand (the item's own, or its id; depth 0). */
+  correlation_id?: string;
+  causation_depth?: number;
   recorded_at: string;
 }
 
@@ -100,7 +101,7 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
       ${caused ? db`left join lateral (select correlation_id, causation_depth from ${table} where id = i.causation_id) c on true` : db``}
       ${one ? db`` : db`order by i.ord`}
     on conflict (dedupe_key) do nothing
-    returning tx_id::text as tx_id, seq, id, correlation_id, causation_depth,
+    returning tx_id::text as tx_id, seq, id, ${caused ? db`correlation_id, causation_depth,` : db``}
               (select ${db.unsafe(isoTimestamp('statement_timestamp()'))}) as recorded_at`;
 }
 
@@ -116,9 +117,9 @@ function toRow(item: Prepared, appended: Appended, position: string): SignalRow 
     source: item.source,
     dedupe_key: item.dedupeKey,
     payload_hash: item.payloadHash,
-    correlation_id: appended.correlation_id,
+    correlation_id: appended.correlation_id ?? item.correlationId ?? item.id,
     causation_id: item.causationId,
-    causation_depth: appended.causation_depth,
+    causation_depth: appended.causation_depth ?? 0,
     installation_id: item.installationId,
     trace: item.traceparent,
     occurred_at: item.occurredAt,
