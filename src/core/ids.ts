@@ -19,7 +19,18 @@ export const ID_PREFIXES = {
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 
+let lastMs = -1;
+let lastEncoded = '';
+
+/** Batches draw many ids in one millisecond: its encoding is kept. */
 function encodeTime(ms: number): string {
+  if (ms === lastMs) return lastEncoded;
+  lastMs = ms;
+  lastEncoded = encodeTimeOnce(ms);
+  return lastEncoded;
+}
+
+function encodeTimeOnce(ms: number): string {
   let out = '';
   let rest = ms;
   for (let i = 0; i < 10; i++) {

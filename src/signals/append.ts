@@ -146,19 +146,36 @@ export async function appendSignals(
 ): Promise<{ outcomes: Outcome[]; inserted: SignalRow[] }> {
   const firstOfKey = new Map<string, Prepared>();
   for (const item of items) if (!firstOfKey.has(item.dedupeKey)) firstOfKey.set(item.dedupeKey, item);
-  const appended = new Map((await insertSignals(db, tenant, [...firstOfKey.values()])).map((row) => [row.id, row]));
+  const repeatsKey = firstOfKey.size < items.length;
+  const distinct = repeatsKey ? [...firstOfKey.values()] : items;
+  const appended = new Map<string, Appended>();
+  for (const row of await insertSignals(db, tenant, distinct)) appended.set(row.id, row);
 
-  const stored = new Map<string, SignalRow>();
   const inserted: SignalRow[] = [];
   const positionOf = positionEncoder();
-  for (const item of firstOfKey.values()) {
+  // Usually every item is new and its own: each outcome is its inserted row.
+  if (!repeatsKey && appended.size === items.length) {
+    const outcomes = items.map((item) => {
+      const returned = appended.get(item.id)!;
+      const row = toRow(item, returned, positionOf(returned));
+      inserted.push(row);
+      return { row, created: true };
+    });
+    return { outcomes, inserted };
+  }
+
+  const stored = new Map<string, SignalRow>();
+  const missing: string[] = [];
+  for (const item of distinct) {
     const row = appended.get(item.id);
-    if (!row) continue;
+    if (!row) {
+      missing.push(item.dedupeKey);
+      continue;
+    }
     const signal = toRow(item, row, positionOf(row));
     inserted.push(signal);
     stored.set(item.dedupeKey, signal);
   }
-  const missing = [...firstOfKey.keys()].filter((key) => !stored.has(key));
   if (missing.length > 0) for (const [key, row] of await findByDedupeKeys(db, tenant, missing)) stored.set(key, row);
 
   const outcomes = items.map((item) => {
