@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EmitSignalInput, parseEmitInputFast } from './model.ts';
+import { EmitSignalBody, EmitSignalInput, parseEmitInputFast } from './model.ts';
 
 /** Values near every rule's edge, mixed with arbitrary JSON. */
 const text = fc.oneof(
@@ -57,6 +57,19 @@ describe('the fast path of emit input validation', () => {
     );
     // The generator reaches the accepting side often enough to mean something.
     expect(accepted).toBeGreaterThan(300);
+  });
+
+  it('as the route body: accepts what the schema accepts, passes what it would, and words refusals as it does', () => {
+    fc.assert(
+      fc.property(input, (raw) => {
+        const body = EmitSignalBody.safeParse(raw);
+        const schema = EmitSignalInput.safeParse(raw);
+        expect(body.success).toBe(schema.success);
+        if (schema.success) expect(body.data).toEqual(schema.data);
+        else expect(body.error!.issues.map(({ path, message }) => ({ path, message }))).toEqual(schema.error.issues.map(({ path, message }) => ({ path, message })));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('takes the common well-formed signal', () => {

@@ -78,6 +78,24 @@ export const EmitSignalInput = z.object({
 });
 export type EmitSignalInput = z.infer<typeof EmitSignalInput>;
 
+const { $schema: _jsonSchemaDialect, ...emitSignalJsonSchema } = z.toJSONSchema(EmitSignalInput, { unrepresentable: 'any', io: 'input' });
+
+/**
+ * The emit body as the HTTP route checks it: documented as `EmitSignalInput`,
+ * checked by the fast path first and by the schema (which words the errors)
+ * only when that declines, so a well-formed emit is not parsed by zod twice.
+ */
+export const EmitSignalBody = z
+  .unknown()
+  .superRefine((value, ctx) => {
+    if (parseEmitInputFast(value)) return;
+    const parsed = EmitSignalInput.safeParse(value);
+    if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  })
+  // Only the known fields go on, as the schema would pass them.
+  .transform((value) => parseEmitInputFast(value) ?? EmitSignalInput.parse(value))
+  .meta(emitSignalJsonSchema);
+
 const isShortText = (value: unknown): value is string =>
   typeof value === 'string' && value.length >= 1 && value.length <= 256 && isStorableText(value);
 

@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { emit } from '../../../signals/emit.ts';
-import { EmitSignalInput } from '../../../signals/model.ts';
+import { EmitSignalBody } from '../../../signals/model.ts';
 import { emitContextOf, requireAccess, type ApiApp } from '../../context.ts';
 import { limitBody } from '../../body.ts';
 import { errorResponses, jsonBody, jsonResponse, OrgParams, SignalSchema } from '../../schemas.ts';
@@ -16,7 +16,7 @@ export const emitSignalRoute = createRoute({
   request: {
     params: OrgParams,
     headers: z.object({ 'idempotency-key': z.string().min(1).max(256).optional() }),
-    body: jsonBody(EmitSignalInput),
+    body: jsonBody(EmitSignalBody),
   },
   responses: {
     201: jsonResponse(EmitResponse, 'Appended'),
