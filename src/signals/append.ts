@@ -36,7 +36,7 @@ function positionEncoder(): (appended: Appended) => string {
       txId = tx_id;
       txHex = BigInt(tx_id).toString(16).padStart(16, '0');
     }
-    return txHex + Number(seq).toString(16).padStart(16, '0');
+    return txHex + BigInt(seq).toString(16).padStart(16, '0');
   };
 }
 
