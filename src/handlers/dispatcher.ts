@@ -52,6 +52,15 @@ export interface DispatcherDeps {
    * runs at once.
    */
   minIntervalMs?: number;
+  /**
+   * Under a heavy stream the interval grows with what the last pass carried
+   * (a millisecond per signal) up to this. A pass has a fixed cost — its
+   * transaction, its commit, and graphile-worker's NOTIFY, whose commit
+   * serializes with every other notifying commit, the log's included — and
+   * at thousands of signals a second that cost, paid a hundred times a
+   * second, took a fifth of ingest. A light stream keeps `minIntervalMs`.
+   */
+  maxIntervalMs?: number;
 }
 
 export interface DispatchResult {
@@ -177,6 +186,11 @@ export async function dispatchOnce(
   }) as Promise<DispatchResult>;
 }
 
+/** The least time from one pass's start to the next under a stream of wake-ups: a millisecond per signal the pass carried, within bounds. */
+export function passInterval(signalsCarried: number, { minIntervalMs, maxIntervalMs }: { minIntervalMs: number; maxIntervalMs: number }): number {
+  return Math.min(maxIntervalMs, Math.max(minIntervalMs, signalsCarried));
+}
+
 export interface Dispatcher {
   start(): Promise<void>;
   /** Dispatches `orgId` soon (coalesced with a run already under way). */
@@ -185,7 +199,7 @@ export interface Dispatcher {
 }
 
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
-  const { pageSize = 1000, sweepIntervalMs = 10_000, heldBackRetryMs = 50, minIntervalMs = 10 } = deps;
+  const { pageSize = 1000, sweepIntervalMs = 10_000, heldBackRetryMs = 50, minIntervalMs = 10, maxIntervalMs = 100 } = deps;
   const states = new Map<string, { running: Promise<void> | null; again: boolean; timer?: NodeJS.Timeout }>();
   const ensured = new Set<string>();
   /** The orgs that existed when this dispatcher started. */
@@ -226,7 +240,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         if (stopped) return;
         if (result.full) continue;
         if (state.again) {
-          const wait = minIntervalMs - (performance.now() - passStarted);
+          const wait = passInterval(result.signals, { minIntervalMs, maxIntervalMs }) - (performance.now() - passStarted);
           if (wait > 0) await sleep(wait);
           continue;
         }
