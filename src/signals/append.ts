@@ -6,7 +6,7 @@
  */
 import type { Queryable } from '../db/client.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
-import { isoTimestamp, SIGNAL_COLUMNS, type SignalRow } from './model.ts';
+import { isoTimestamp, positionHalf, SIGNAL_COLUMNS, type SignalRow } from './model.ts';
 import type { Prepared } from './prepare.ts';
 
 /** One item's outcome: its stored row, and whether this append created it. */
@@ -34,9 +34,9 @@ function positionEncoder(): (appended: Appended) => string {
   return ({ tx_id, seq }) => {
     if (tx_id !== txId) {
       txId = tx_id;
-      txHex = BigInt(tx_id).toString(16).padStart(16, '0');
+      txHex = positionHalf(tx_id);
     }
-    return txHex + BigInt(seq).toString(16).padStart(16, '0');
+    return txHex + positionHalf(seq);
   };
 }
 

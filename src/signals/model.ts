@@ -87,13 +87,15 @@ const { $schema: _jsonSchemaDialect, ...emitSignalJsonSchema } = z.toJSONSchema(
  */
 export const EmitSignalBody = z
   .unknown()
-  .superRefine((value, ctx) => {
-    if (parseEmitInputFast(value)) return;
+  // One pass: only the known fields go on, as the schema would pass them.
+  .transform((value, ctx) => {
+    const fast = parseEmitInputFast(value);
+    if (fast) return fast;
     const parsed = EmitSignalInput.safeParse(value);
-    if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+    if (parsed.success) return parsed.data;
+    for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+    return z.NEVER;
   })
-  // Only the known fields go on, as the schema would pass them.
-  .transform((value) => parseEmitInputFast(value) ?? EmitSignalInput.parse(value))
   .meta(emitSignalJsonSchema);
 
 const isShortText = (value: unknown): value is string =>
@@ -197,8 +199,11 @@ export interface Cursor {
 
 export const BEGINNING: Cursor = { txId: '0', seq: '0' };
 
+/** One half of a position: a decimal xid8 or sequence as 16 hex digits. */
+export const positionHalf = (decimal: string): string => BigInt(decimal).toString(16).padStart(16, '0');
+
 export function encodeCursor(cursor: Cursor): string {
-  return BigInt(cursor.txId).toString(16).padStart(16, '0') + BigInt(cursor.seq).toString(16).padStart(16, '0');
+  return positionHalf(cursor.txId) + positionHalf(cursor.seq);
 }
 
 /** Parses a client's cursor; `0` means the beginning of the stream. */
