@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.ts';
 import { addJobs, type JobSpec } from '../db/jobs.ts';
+import { withTransaction } from '../db/transaction.ts';
 import { newId } from '../core/ids.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { SignalRow } from '../signals/model.ts';
@@ -106,7 +107,7 @@ export async function dispatchOnce(
   if (handlers.length === 0) return { signals: 0, jobs: 0, full: false, heldBack: false };
   // Conditions read the signal's content; without any, type and subject decide.
   const needsPayload = handlers.some((handler) => handler.needsPayload);
-  return deps.sql.begin(async (sql) => {
+  return withTransaction(deps.sql, undefined, async ({ sql }) => {
     const subscriptions = await sql<{ handler: string; tx_id: string; seq: string }[]>`
       select handler, tx_id::text as tx_id, seq::text as seq from ${sql(`${tenant.schema}.subscriptions`)}
        where handler = any(${handlers.map((handler) => handler.id)}::text[])
