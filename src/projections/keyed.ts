@@ -7,7 +7,7 @@
 import type { Queryable } from '../db/client.ts';
 import type { SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
-import type { Projection } from './registry.ts';
+import type { Prefetched, Projection, SignalFacts } from './registry.ts';
 
 export interface KeyedProjectionSpec<Row extends { id: string }> {
   name: string;
@@ -15,8 +15,8 @@ export interface KeyedProjectionSpec<Row extends { id: string }> {
   /** Every column of the table, so the upsert writes whole rows. */
   columns: readonly (keyof Row & string)[];
   handles(type: string): boolean;
-  /** The row a signal is about, or null when it is about none. */
-  keyOf(signal: SignalRow): string | null;
+  /** The row a signal is about, or null when it is about none: known before it is appended. */
+  keyOf(signal: SignalFacts): string | null;
   /** Pure: the row after `signal`, given the row before it (null when absent). */
   evolve(row: Row | null, signal: SignalRow): Row | null;
   /**
@@ -24,7 +24,7 @@ export interface KeyedProjectionSpec<Row extends { id: string }> {
    * returns `row` unchanged whenever it exists. A batch of only such signals
    * is written without reading first (insert, or nothing when present).
    */
-  creates?(signal: SignalRow): boolean;
+  creates?(signal: SignalFacts): boolean;
 }
 
 export function keyedProjection<Row extends { id: string }>(spec: KeyedProjectionSpec<Row>): Projection {
@@ -32,27 +32,41 @@ export function keyedProjection<Row extends { id: string }>(spec: KeyedProjectio
     .filter((column) => column !== 'id')
     .map((column) => `${column} = excluded.${column}`)
     .join(', ');
+  const keysOf = (signals: SignalFacts[]) => [...new Set(signals.map(spec.keyOf).filter((key): key is string => key !== null))];
+  const onlyCreates = (signals: SignalFacts[], keys: string[]) => spec.creates !== undefined && keys.length === signals.length && signals.every(spec.creates);
+  // FOR UPDATE: two transactions folding into one row take turns, each
+  // starting from the other's committed result.
+  const readRows = async (db: Queryable, table: string, keys: string[]) => {
+    const current = await db<{ row: Row }[]>`
+      select to_jsonb(t) as row from ${db(table)} t where id = any(${keys}::text[]) order by id for update`;
+    return new Map<string, unknown>(current.map(({ row }) => [row.id, row]));
+  };
   return {
     name: spec.name,
     table: spec.table,
     handles: spec.handles,
-    async apply(db, tenant, signals) {
+    prefetch(db, tenant, signals) {
+      const keys = keysOf(signals);
+      if (keys.length === 0 || onlyCreates(signals, keys)) return undefined;
+      const rows = readRows(db, `${tenant.schema}.${spec.table}`, keys);
+      // Awaited by apply; should the transaction fail before, its error is reported there.
+      rows.catch(() => {});
+      return { keys: new Set(keys), rows };
+    },
+    async apply(db, tenant, signals, prefetched?: Prefetched) {
       const table = `${tenant.schema}.${spec.table}`;
-      const keys = [...new Set(signals.map(spec.keyOf).filter((key): key is string => key !== null))];
+      const keys = keysOf(signals);
       if (keys.length === 0) return;
-      if (spec.creates && keys.length === signals.length && signals.every(spec.creates)) {
-        const rows = signals.map((signal) => spec.evolve(null, signal)).filter((row): row is Row => row !== null);
+      if (onlyCreates(signals, keys)) {
+        const rows = signals.map((signal) => spec.evolve(null, signal as SignalRow)).filter((row): row is Row => row !== null);
         await db`
           insert into ${db(table)}
           select * from jsonb_populate_recordset(null::${db(table)}, ${JSON.stringify(rows)}::text::jsonb)
           on conflict (id) do nothing`;
         return;
       }
-      // FOR UPDATE: two transactions folding into one row take turns, each
-      // starting from the other's committed result.
-      const current = await db<{ row: Row }[]>`
-        select to_jsonb(t) as row from ${db(table)} t where id = any(${keys}::text[]) order by id for update`;
-      const state = new Map<string, Row | null>(current.map(({ row }) => [row.id, row]));
+      const covered = prefetched !== undefined && keys.every((key) => prefetched.keys.has(key));
+      const state = (await (covered ? prefetched.rows : readRows(db, table, keys))) as Map<string, Row | null>;
       const touched = new Set<string>();
       for (const signal of signals) {
         const key = spec.keyOf(signal);

@@ -7,20 +7,39 @@ import type { Queryable } from '../db/client.ts';
 import type { SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 
+/** What is known of a signal before it is appended. */
+export type SignalFacts = Pick<SignalRow, 'type' | 'payload'>;
+
+/** Rows a projection started reading before the append; `apply` uses them when they cover its keys. */
+export interface Prefetched {
+  keys: ReadonlySet<string>;
+  rows: Promise<Map<string, unknown>>;
+}
+
 export interface Projection {
   name: string;
   /** Its tables in the tenant schema: what rebuild empties and checksums. */
   table: string;
   /** Signal types this projection folds. */
   handles(type: string): boolean;
+  /**
+   * Starts reading, under lock, the rows that `signals` (about to be
+   * appended, handled types only) would fold into, so the read shares the
+   * append's round trip. Undefined when it would read nothing.
+   */
+  prefetch?(db: Queryable, tenant: TenantRef, signals: SignalFacts[]): Prefetched | undefined;
   /** Folds `signals` (position order, handled types only) into its table. */
-  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[]): Promise<void>;
+  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: Prefetched): Promise<void>;
 }
+
+/** Per projection, what `prefetch` started. */
+export type PrefetchedRows = Map<Projection, Prefetched>;
 
 export interface ProjectionRegistry {
   readonly projections: readonly Projection[];
   handlesAny(types: Iterable<string>): boolean;
-  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[]): Promise<void>;
+  prefetch(db: Queryable, tenant: TenantRef, signals: SignalFacts[]): PrefetchedRows;
+  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: PrefetchedRows): Promise<void>;
 }
 
 export function createProjectionRegistry(projections: Projection[]): ProjectionRegistry {
@@ -39,7 +58,18 @@ export function createProjectionRegistry(projections: Projection[]): ProjectionR
       for (const type of types) if (handledByAny(type)) return true;
       return false;
     },
-    async apply(db, tenant, signals) {
+    prefetch(db, tenant, signals) {
+      // In registry order, like apply: the order row locks are taken in.
+      const started: PrefetchedRows = new Map();
+      for (const projection of projections) {
+        if (!projection.prefetch) continue;
+        const mine = signals.filter((signal) => projection.handles(signal.type));
+        const prefetched = mine.length > 0 ? projection.prefetch(db, tenant, mine) : undefined;
+        if (prefetched) started.set(projection, prefetched);
+      }
+      return started;
+    },
+    async apply(db, tenant, signals, prefetched) {
       // Projections write disjoint tables, so they fold side by side: on one
       // transaction's connection their statements are pipelined, one socket
       // write for all their reads and one for all their writes. They start
@@ -48,7 +78,7 @@ export function createProjectionRegistry(projections: Projection[]): ProjectionR
       const applying: Promise<void>[] = [];
       for (const projection of projections) {
         const mine = signals.filter((signal) => projection.handles(signal.type));
-        if (mine.length > 0) applying.push(projection.apply(db, tenant, mine));
+        if (mine.length > 0) applying.push(projection.apply(db, tenant, mine, prefetched?.get(projection)));
       }
       await Promise.all(applying);
     },

@@ -69,9 +69,11 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
     return outcomes;
   }
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
+    // The projections' row reads go out with the INSERT: one round trip, not two.
+    const prefetched = deps.projections.prefetch(tx.sql, ctx.tenant, items);
     const { outcomes, inserted } = await appendSignals(tx.sql, ctx.tenant, items);
     if (inserted.length > 0) {
-      await deps.projections.apply(tx.sql, ctx.tenant, inserted);
+      await deps.projections.apply(tx.sql, ctx.tenant, inserted, prefetched);
       tx.afterCommit(() => deps.notifier.committed(ctx.tenant.id));
     }
     return outcomes;
