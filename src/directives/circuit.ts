@@ -129,11 +129,11 @@ export const circuitsProjection = keyedProjection<CircuitRow>({
   evolve: evolveCircuit,
 });
 
-function lockCircuits(db: Queryable, tenant: TenantRef, ids: string[]): Promise<CircuitRow[]> {
+function readCircuits(db: Queryable, tenant: TenantRef, ids: string[], { lock }: { lock: boolean }): Promise<CircuitRow[]> {
   return db<CircuitRow[]>`
     select id, state, failures, ${db.unsafe(isoTimestamp('retry_at'))} as retry_at, transition_position, healthy_position,
            fault_positions, position, ${db.unsafe(isoTimestamp('updated_at'))} as updated_at
-      from ${db(`${tenant.schema}.circuits`)} where id = any(${ids}::text[]) order by id for update`;
+      from ${db(`${tenant.schema}.circuits`)} where id = any(${ids}::text[]) order by id ${db.unsafe(lock ? 'for update' : '')}`;
 }
 
 export type Admission = { admitted: true; probing?: SystemSignal } | { admitted: false; until: Date; probing?: undefined };
@@ -147,11 +147,20 @@ export interface CircuitGate {
   admit(input: { endpoint: string; directiveId: string; policy: CircuitPolicy<unknown>; now: Date }): Admission;
 }
 
-/** Locks the circuits of `endpoints` (in id order) for a claiming transaction and decides admissions against them. */
+/**
+ * Decides admissions against the circuits of `endpoints` for a claiming
+ * transaction. A closed circuit admits without changing, so it is read
+ * without its lock: every outcome recorded for the endpoint writes its row,
+ * and waiting on that lock would serialize claims behind outcomes. Circuits
+ * not closed are locked (in id order) and read again, so one claimant alone
+ * becomes the probe.
+ */
 export async function circuitGate(tx: Tx, tenant: TenantRef, endpoints: string[]): Promise<CircuitGate> {
   const keys = [...new Set(endpoints)].sort();
-  const rows = keys.length === 0 ? [] : await lockCircuits(tx.sql, tenant, keys);
-  const state = new Map(rows.map((row) => [row.id, row]));
+  const read = keys.length === 0 ? [] : await readCircuits(tx.sql, tenant, keys, { lock: false });
+  const notClosed = read.filter((row) => row.state !== 'closed').map((row) => row.id);
+  const locked = notClosed.length === 0 ? [] : await readCircuits(tx.sql, tenant, notClosed, { lock: true });
+  const state = new Map([...read, ...locked].map((row) => [row.id, row]));
   return {
     admit({ endpoint, directiveId, policy, now }) {
       const row = state.get(endpoint);
@@ -183,7 +192,7 @@ export async function settleCircuit(
   tx: Tx,
   { endpoint, healthy, policy, now }: { endpoint: string; healthy: boolean; policy: CircuitPolicy<unknown>; now: Date },
 ): Promise<void> {
-  const [row] = await lockCircuits(tx.sql, ctx.tenant, [endpoint]);
+  const [row] = await readCircuits(tx.sql, ctx.tenant, [endpoint], { lock: true });
   if (!row) return;
   const subject = `endpoint:${endpoint}`;
   if (healthy) {

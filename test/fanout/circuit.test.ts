@@ -152,4 +152,30 @@ describe('an endpoint circuit', () => {
     const healthy = await finished(await deliver('https://healthy.example/b'));
     expect(healthy.status).toBe('succeeded');
   });
+
+  it("claims to a closed circuit do not wait on its row lock, which every recorded outcome takes", async () => {
+    const endpoint = 'https://busy.example/hook';
+    modes.set(endpoint, 'ok');
+    await finished(await deliver(endpoint));
+    expect((await circuit(endpoint))!.state).toBe('closed');
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    // Another transaction holds the row as an outcome being recorded would.
+    const holder = t.app.deps.sql.begin(async (tx) => {
+      await tx`select 1 from org_circuit.circuits where id = ${endpoint} for update`;
+      locked();
+      await released;
+    });
+    await isLocked;
+    const before = callsTo(endpoint).length;
+    try {
+      await deliver(endpoint);
+      await waitFor(() => callsTo(endpoint).length > before, 10_000, 'the call while the circuit row is locked');
+    } finally {
+      release();
+      await holder;
+    }
+  });
 });
