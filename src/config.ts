@@ -66,8 +66,14 @@ export const Config = z.object({
   SIGNALBUS_DB_WRITER_POOL_SIZE: z.coerce.number().int().min(1).max(50).default(2),
   /** Seconds between SSE heartbeat comments. */
   SIGNALBUS_SSE_HEARTBEAT_SECONDS: z.coerce.number().positive().default(15),
-  /** Jobs one worker process runs at once. */
+  /** Handler and other jobs one worker process runs at once. */
   SIGNALBUS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
+  /**
+   * Directive executions one worker process runs at once, beside those jobs.
+   * They mostly wait on providers, and more of them share each claiming and
+   * recording transaction.
+   */
+  SIGNALBUS_EXECUTOR_CONCURRENCY: z.coerce.number().int().min(1).max(500).default(64),
   /** Seconds between worker heartbeats (and sweeps for dead workers). */
   SIGNALBUS_WORKER_HEARTBEAT_SECONDS: z.coerce.number().positive().default(5),
   /** A worker silent this long is presumed dead and its jobs are released. */

@@ -24,6 +24,7 @@ if (process.env.BENCH_MODE === 'dispatch') {
   const worker = await startWorker(app, {
     databaseUrl,
     concurrency: config.SIGNALBUS_WORKER_CONCURRENCY,
+    executorConcurrency: config.SIGNALBUS_EXECUTOR_CONCURRENCY,
     heartbeatMs: 5000,
     staleAfterMs: 30_000,
   });

@@ -55,6 +55,7 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
       worker = await startWorker(app, {
         databaseUrl: database.url,
         concurrency: config.SIGNALBUS_WORKER_CONCURRENCY,
+        executorConcurrency: config.SIGNALBUS_EXECUTOR_CONCURRENCY,
         heartbeatMs: config.SIGNALBUS_WORKER_HEARTBEAT_SECONDS * 1000,
         staleAfterMs: config.SIGNALBUS_WORKER_STALE_SECONDS * 1000,
       });

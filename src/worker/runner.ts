@@ -120,7 +120,10 @@ export function createTaskList(app: SignalbusApp): TaskList {
 
 export interface WorkerOptions {
   databaseUrl: string;
+  /** Handler runs and expiries at once. */
   concurrency: number;
+  /** Directive executions at once (default: `concurrency`). */
+  executorConcurrency?: number;
   heartbeatMs: number;
   staleAfterMs: number;
   /** graphile-worker's poll for jobs scheduled later (retries); new jobs arrive by LISTEN. */
@@ -150,7 +153,8 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   // its error listeners without waiting for its clients to close, so the
   // database shutting down next raised an unhandled pool error. This one keeps
   // its listeners and is ended, awaited, after the runner stops.
-  const pgPool = new pg.Pool({ connectionString: options.databaseUrl, max: Math.max(10, options.concurrency + 2) });
+  const executorConcurrency = options.executorConcurrency ?? options.concurrency;
+  const pgPool = new pg.Pool({ connectionString: options.databaseUrl, max: Math.max(10, options.concurrency + 4) });
   const onPoolError = (error: Error) => deps.logger.warn({ err: error }, 'graphile-worker database client failed');
   pgPool.on('error', onPoolError);
   pgPool.on('connect', (client) => client.on('error', onPoolError));
@@ -181,8 +185,9 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
     runners.push(
       await run({
         ...common,
+        concurrency: executorConcurrency,
         taskList: { [EXECUTE_DIRECTIVE]: executeTask! },
-        preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: options.concurrency * 2 } } },
+        preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: executorConcurrency * 2 } } },
       }),
     );
   } catch (error) {
