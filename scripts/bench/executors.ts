@@ -2,14 +2,16 @@
  * Executors: `webhook.post` to a loopback sink against a bare `fetch` loop to
  * the same sink at the same concurrency, in the same run.
  *
- * 1. Throughput: a backlog of approved directives (proposed under a
- *    require-approval rule and approved before the worker starts) drained by
- *    one worker process running `SIGNALBUS_WORKER_CONCURRENCY` jobs, from its
- *    start to the last arrival — against `fetch` posting as many deliveries on
- *    as many loops.
+ * 1. Throughput, at each concurrency of `BENCH_CONCURRENCY` (a list): a
+ *    backlog of approved directives (proposed under a require-approval rule
+ *    and approved before the worker starts) drained by one worker process
+ *    running that many executions at once (`SIGNALBUS_EXECUTOR_CONCURRENCY`),
+ *    from the first arrival to the last — against `fetch` posting as many
+ *    deliveries on as many loops. CPU per delivery of each process shows
+ *    where the time goes.
  * 2. Latency: approvals at a steady `BENCH_RATE` per second with the worker
- *    running, from each approval's commit to its arrival at the sink (p50,
- *    p99) — against each `fetch`'s send → arrival.
+ *    running at the default concurrency, from each approval's commit to its
+ *    arrival at the sink (p50, p99) — against each `fetch`'s send → arrival.
  */
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
@@ -24,10 +26,10 @@ import { generateMasterKeys } from '../../src/secrets/keys.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
-import { benchDatabase, percentile, printTable, startWorkerProcess } from './support.ts';
+import { benchDatabase, percentile, postgresCpuMs, printTable, processCpuMs, startWorkerProcess } from './support.ts';
 
 const DELIVERIES = Number(process.env.BENCH_DELIVERIES ?? 2000);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
+const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '8,64').split(',').map(Number);
 const APPROVERS = 8;
 const RATE = Number(process.env.BENCH_RATE ?? 50);
 const LATENCY_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -65,13 +67,32 @@ async function startSink(): Promise<Sink> {
 
 const body = (index: number) => ({ type: 'order.paid', data: { order: `ord_${index}`, amount: 4200, currency: 'eur', note: 'x'.repeat(200) } });
 
-async function bareFetch(sink: Sink): Promise<{ rate: number; latencies: number[] }> {
+/** CPU µs per delivery: this process (load and sink), the worker, PostgreSQL. */
+interface CpuPerDelivery {
+  bench: number;
+  worker: number;
+  postgres: number;
+}
+
+async function cpuSnapshot(workerPid?: number) {
+  return { bench: process.cpuUsage(), worker: workerPid ? await processCpuMs(workerPid) : 0, postgres: await postgresCpuMs() };
+}
+
+async function cpuPerDelivery(before: Awaited<ReturnType<typeof cpuSnapshot>>, workerPid: number | undefined, deliveries: number): Promise<CpuPerDelivery> {
+  const after = await cpuSnapshot(workerPid);
+  const bench = process.cpuUsage(before.bench);
+  const perDelivery = (ms: number) => Math.round((ms * 1000) / deliveries);
+  return { bench: perDelivery((bench.user + bench.system) / 1000), worker: perDelivery(after.worker - before.worker), postgres: perDelivery(after.postgres - before.postgres) };
+}
+
+async function bareFetch(sink: Sink, concurrency: number): Promise<{ rate: number; latencies: number[]; cpu: CpuPerDelivery }> {
   sink.arrivals.clear();
   const latencies: number[] = [];
   let next = 0;
+  const cpuBefore = await cpuSnapshot();
   const started = Date.now();
   await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
+    Array.from({ length: concurrency }, async () => {
       for (let index = next++; index < DELIVERIES; index = next++) {
         const sent = Date.now();
         const response = await fetch(sink.url, {
@@ -86,18 +107,18 @@ async function bareFetch(sink: Sink): Promise<{ rate: number; latencies: number[
       }
     }),
   );
-  return { rate: (DELIVERIES * 1000) / (Date.now() - started), latencies };
+  const rate = (DELIVERIES * 1000) / (Date.now() - started);
+  return { rate, latencies, cpu: await cpuPerDelivery(cpuBefore, undefined, DELIVERIES) };
 }
 
 export async function runExecutorsBench(): Promise<void> {
   const database = await benchDatabase();
   await migratePublicSchema(database.url);
   const masterKeys = generateMasterKeys('bench');
-  const env = {
+  const env: Record<string, string> = {
     LOG_LEVEL: 'warn',
     SIGNALBUS_ENCRYPTION_KEYS: masterKeys,
     SIGNALBUS_ALLOW_PRIVATE_TARGETS: 'true',
-    SIGNALBUS_WORKER_CONCURRENCY: String(CONCURRENCY),
   };
   const config = parseConfig(env);
   const app = await createApp(config, { databaseUrl: database.url, logger: createLogger('warn') });
@@ -107,10 +128,6 @@ export async function runExecutorsBench(): Promise<void> {
     const ctx = { tenant, actor: PLATFORM_ACTOR, source: 'system' };
     await updatePolicy(app.deps.bus.emit, { ctx, input: { rules: [{ id: 'review-webhooks', match: 'webhook.*', effect: 'require_approval' }] } });
     await putSecret(app.deps.vault, { tenant, name: 'webhook_signing_secret', input: { value: SIGNING_SECRET } });
-
-    console.log(`bare fetch: ${DELIVERIES} POSTs on ${CONCURRENCY} loops…`);
-    await bareFetch(sink); // warm-up: sockets, JIT
-    const bare = await bareFetch(sink);
 
     const approve = async (id: string) => {
       await decideDirective(app.deps.bus.directives, { ctx, id, action: 'approve', reason: 'bench' });
@@ -140,17 +157,28 @@ export async function runExecutorsBench(): Promise<void> {
       }
     };
 
-    console.log(`webhook.post throughput: ${DELIVERIES} directives proposed and approved before the worker starts (untimed)…`);
-    const backlog = await propose(DELIVERIES, 'backlog');
-    for (let index = 0; index < backlog.length; index += APPROVERS) await Promise.all(backlog.slice(index, index + APPROVERS).map(approve));
-    sink.arrivals.clear();
-    const worker = await startWorkerProcess(database.url, env);
-    await arrived(backlog);
-    // From the first arrival, so the worker's start-up is not counted.
-    const arrivals = backlog.map((id) => sink.arrivals.get(id)!);
-    const rate = ((DELIVERIES - 1) * 1000) / (Math.max(...arrivals) - Math.min(...arrivals));
+    const rounds: Array<{ concurrency: number; bare: Awaited<ReturnType<typeof bareFetch>>; rate: number; cpu: CpuPerDelivery }> = [];
+    for (const concurrency of CONCURRENCIES) {
+      console.log(`bare fetch: ${DELIVERIES} POSTs on ${concurrency} loops…`);
+      await bareFetch(sink, concurrency); // warm-up: sockets, JIT
+      const bare = await bareFetch(sink, concurrency);
+
+      console.log(`webhook.post throughput at ${concurrency}: ${DELIVERIES} directives proposed and approved before the worker starts (untimed)…`);
+      const backlog = await propose(DELIVERIES, `backlog-${concurrency}`);
+      for (let index = 0; index < backlog.length; index += APPROVERS) await Promise.all(backlog.slice(index, index + APPROVERS).map(approve));
+      sink.arrivals.clear();
+      const worker = await startWorkerProcess(database.url, { ...env, SIGNALBUS_EXECUTOR_CONCURRENCY: String(concurrency) });
+      const cpuBefore = await cpuSnapshot(worker.child.pid);
+      await arrived(backlog);
+      const cpu = await cpuPerDelivery(cpuBefore, worker.child.pid, DELIVERIES);
+      await worker.stop();
+      // From the first arrival, so the worker's start-up is not counted.
+      const arrivals = backlog.map((id) => sink.arrivals.get(id)!);
+      rounds.push({ concurrency, bare, rate: ((DELIVERIES - 1) * 1000) / (Math.max(...arrivals) - Math.min(...arrivals)), cpu });
+    }
 
     console.log(`webhook.post latency: approvals at ${RATE}/s for ${LATENCY_SECONDS} s with the worker running…`);
+    const worker = await startWorkerProcess(database.url, env);
     const paced = await propose(RATE * LATENCY_SECONDS, 'paced');
     const approvedAt = new Map<string, number>();
     const pacingStarted = performance.now();
@@ -165,13 +193,25 @@ export async function runExecutorsBench(): Promise<void> {
     await worker.stop();
     const latencies = paced.map((id) => sink.arrivals.get(id)! - approvedAt.get(id)!);
 
-    printTable(`webhook.post vs bare fetch to a loopback sink, concurrency ${CONCURRENCY}`, [
-      { path: 'bare fetch → sink', 'deliveries/s': Math.round(bare.rate), 'p50 ms': percentile(bare.latencies, 50), 'p99 ms': percentile(bare.latencies, 99) },
-      { path: 'approved → webhook.post → sink', 'deliveries/s': Math.round(rate), 'p50 ms': percentile(latencies, 50), 'p99 ms': percentile(latencies, 99) },
+    printTable('webhook.post vs bare fetch to a loopback sink: throughput at the same concurrency', rounds.map(({ concurrency, bare, rate }) => ({
+      concurrency,
+      'bare fetch /s': Math.round(bare.rate),
+      'webhook.post /s': Math.round(rate),
+      ratio: +(rate / bare.rate).toFixed(2),
+    })));
+    printTable('CPU µs per delivery (bench = load and sink)', rounds.flatMap(({ concurrency, bare, cpu }) => [
+      { concurrency, path: 'bare fetch', bench: bare.cpu.bench, worker: '', postgres: '' },
+      { concurrency, path: 'webhook.post', bench: cpu.bench, worker: cpu.worker, postgres: cpu.postgres },
+    ]));
+    const bareLatencies = rounds[0]!.bare.latencies;
+    printTable(`latency at ${RATE}/s: webhook.post from approval commit to arrival; fetch (at ${rounds[0]!.concurrency}) from send to arrival`, [
+      { path: 'bare fetch → sink', 'p50 ms': percentile(bareLatencies, 50), 'p99 ms': percentile(bareLatencies, 99) },
+      { path: 'approved → webhook.post → sink', 'p50 ms': percentile(latencies, 50), 'p99 ms': percentile(latencies, 99) },
     ]);
-    console.log(`latency: webhook.post from approval commit to arrival at ${RATE}/s; fetch from send to arrival`);
-    const ratio = rate / bare.rate;
-    console.log(`throughput ratio (webhook.post / bare fetch): ${ratio.toFixed(2)} (target ≥ 0.5) ${ratio >= 0.5 ? 'met' : 'NOT met'}`);
+    for (const { concurrency, bare, rate } of rounds) {
+      const ratio = rate / bare.rate;
+      console.log(`throughput ratio at concurrency ${concurrency} (webhook.post / bare fetch): ${ratio.toFixed(2)} (target ≥ 0.5) ${ratio >= 0.5 ? 'met' : 'NOT met'}`);
+    }
   } finally {
     await sink.close();
     await app.close();

@@ -1,7 +1,7 @@
 /** Shared pieces of the benchmarks: an embedded database, a server process, reporting. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,8 +14,12 @@ export interface BenchDatabase {
   stop(): Promise<void>;
 }
 
-/** A fresh embedded PostgreSQL in a temp dir, removed afterwards. */
+/**
+ * A fresh embedded PostgreSQL in a temp dir, removed afterwards; or, with
+ * BENCH_DATABASE_URL, that database, which the bench expects empty.
+ */
 export async function benchDatabase(): Promise<BenchDatabase> {
+  if (process.env.BENCH_DATABASE_URL) return { url: process.env.BENCH_DATABASE_URL, stop: async () => {} };
   const dataDir = await mkdtemp(path.join(tmpdir(), 'signalbus-bench-'));
   const embedded: EmbeddedDatabase = await ensureEmbeddedDatabase(dataDir, { database: 'bench' });
   return {
@@ -152,4 +156,32 @@ export async function startWorkerProcess(databaseUrl: string, env: Record<string
       await exited;
     },
   };
+}
+
+/** Linux's USER_HZ: /proc counts CPU time in hundredths of a second. */
+const MS_PER_CLOCK_TICK = 10;
+
+/** CPU time (user + system) a process has used so far, in ms; 0 once it is gone. */
+export async function processCpuMs(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * MS_PER_CLOCK_TICK;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time used so far by every PostgreSQL process on the machine, in ms. */
+export async function postgresCpuMs(): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if ((await readFile(`/proc/${entry}/comm`, 'utf8')).trim() === 'postgres') total += await processCpuMs(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
 }
