@@ -7,17 +7,21 @@
  *    and approved before the worker starts) drained by one worker process
  *    running that many executions at once (`SIGNALBUS_EXECUTOR_CONCURRENCY`),
  *    from the first arrival to the last — against `fetch` posting as many
- *    deliveries on as many loops. CPU per delivery of each process shows
- *    where the time goes.
+ *    deliveries on as many loops, and against graphile-worker jobs that only
+ *    post (the job queue's own share). CPU per delivery of each process
+ *    shows where the time goes.
  * 2. Latency: approvals at a steady `BENCH_RATE` per second with the worker
  *    running at the default concurrency, from each approval's commit to its
  *    arrival at the sink (p50, p99) — against each `fetch`'s send → arrival.
  */
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
+import { Logger as GraphileLogger, run } from 'graphile-worker';
+import pg from 'pg';
 import { createApp } from '../../src/app.ts';
 import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
 import { parseConfig } from '../../src/config.ts';
+import { addJobs } from '../../src/db/jobs.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
@@ -85,6 +89,17 @@ async function cpuPerDelivery(before: Awaited<ReturnType<typeof cpuSnapshot>>, w
   return { bench: perDelivery((bench.user + bench.system) / 1000), worker: perDelivery(after.worker - before.worker), postgres: perDelivery(after.postgres - before.postgres) };
 }
 
+async function post(sink: Sink, index: number): Promise<void> {
+  const response = await fetch(sink.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body(index)),
+    redirect: 'manual',
+  });
+  await response.arrayBuffer();
+  if (response.status !== 204) throw new Error(`sink answered ${response.status}`);
+}
+
 async function bareFetch(sink: Sink, concurrency: number): Promise<{ rate: number; latencies: number[]; cpu: CpuPerDelivery }> {
   sink.arrivals.clear();
   const latencies: number[] = [];
@@ -95,20 +110,50 @@ async function bareFetch(sink: Sink, concurrency: number): Promise<{ rate: numbe
     Array.from({ length: concurrency }, async () => {
       for (let index = next++; index < DELIVERIES; index = next++) {
         const sent = Date.now();
-        const response = await fetch(sink.url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body(index)),
-          redirect: 'manual',
-        });
-        await response.arrayBuffer();
-        if (response.status !== 204) throw new Error(`sink answered ${response.status}`);
+        await post(sink, index);
         latencies.push(Date.now() - sent);
       }
     }),
   );
   const rate = (DELIVERIES * 1000) / (Date.now() - started);
   return { rate, latencies, cpu: await cpuPerDelivery(cpuBefore, undefined, DELIVERIES) };
+}
+
+const firstToLast = (arrivals: number[]) => ((arrivals.length - 1) * 1000) / (Math.max(...arrivals) - Math.min(...arrivals));
+
+/**
+ * The job queue's own share: graphile-worker jobs, fetched in batches as the
+ * executions' runner fetches them, each making one bare POST — no signals,
+ * no claim, no outcome. Runs in this process, beside the sink, as the bare
+ * loop does.
+ */
+async function queueAndFetch(databaseUrl: string, sql: Parameters<typeof addJobs>[0], sink: Sink, concurrency: number): Promise<number> {
+  await addJobs(sql, Array.from({ length: DELIVERIES }, (_, index) => ({ identifier: 'bench_bare_post', payload: { index } })));
+  sink.arrivals.clear();
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+  let done = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const runner = await run({
+    pgPool: pool,
+    concurrency,
+    noHandleSignals: true,
+    pollInterval: 1000,
+    parsedCronItems: [],
+    logger: new GraphileLogger(() => () => {}),
+    preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: concurrency * 2 } } },
+    taskList: {
+      bench_bare_post: async (payload) => {
+        await post(sink, (payload as { index: number }).index);
+        if (++done === DELIVERIES) finish();
+      },
+    },
+  });
+  await finished;
+  const rate = firstToLast([...sink.arrivals.values()]);
+  await runner.stop();
+  await pool.end();
+  return rate;
 }
 
 export async function runExecutorsBench(): Promise<void> {
@@ -157,11 +202,13 @@ export async function runExecutorsBench(): Promise<void> {
       }
     };
 
-    const rounds: Array<{ concurrency: number; bare: Awaited<ReturnType<typeof bareFetch>>; rate: number; cpu: CpuPerDelivery }> = [];
+    const rounds: Array<{ concurrency: number; bare: Awaited<ReturnType<typeof bareFetch>>; queued: number; rate: number; cpu: CpuPerDelivery }> = [];
     for (const concurrency of CONCURRENCIES) {
       console.log(`bare fetch: ${DELIVERIES} POSTs on ${concurrency} loops…`);
       await bareFetch(sink, concurrency); // warm-up: sockets, JIT
       const bare = await bareFetch(sink, concurrency);
+      console.log(`graphile-worker job → fetch: ${DELIVERIES} jobs at ${concurrency}…`);
+      const queued = await queueAndFetch(database.url, app.deps.sql, sink, concurrency);
 
       console.log(`webhook.post throughput at ${concurrency}: ${DELIVERIES} directives proposed and approved before the worker starts (untimed)…`);
       const backlog = await propose(DELIVERIES, `backlog-${concurrency}`);
@@ -173,12 +220,15 @@ export async function runExecutorsBench(): Promise<void> {
       const cpu = await cpuPerDelivery(cpuBefore, worker.child.pid, DELIVERIES);
       await worker.stop();
       // From the first arrival, so the worker's start-up is not counted.
-      const arrivals = backlog.map((id) => sink.arrivals.get(id)!);
-      rounds.push({ concurrency, bare, rate: ((DELIVERIES - 1) * 1000) / (Math.max(...arrivals) - Math.min(...arrivals)), cpu });
+      rounds.push({ concurrency, bare, queued, rate: firstToLast(backlog.map((id) => sink.arrivals.get(id)!)), cpu });
     }
 
     console.log(`webhook.post latency: approvals at ${RATE}/s for ${LATENCY_SECONDS} s with the worker running…`);
     const worker = await startWorkerProcess(database.url, env);
+    // Untimed: a fresh worker's first deliveries open its connections and warm its code.
+    const warmUp = await propose(100, 'warm-up');
+    await Promise.all(warmUp.map(approve));
+    await arrived(warmUp);
     const paced = await propose(RATE * LATENCY_SECONDS, 'paced');
     const approvedAt = new Map<string, number>();
     const pacingStarted = performance.now();
@@ -193,9 +243,11 @@ export async function runExecutorsBench(): Promise<void> {
     await worker.stop();
     const latencies = paced.map((id) => sink.arrivals.get(id)! - approvedAt.get(id)!);
 
-    printTable('webhook.post vs bare fetch to a loopback sink: throughput at the same concurrency', rounds.map(({ concurrency, bare, rate }) => ({
+    printTable('webhook.post vs bare fetch to a loopback sink: throughput at the same concurrency', rounds.map(({ concurrency, bare, queued, rate }) => ({
       concurrency,
       'bare fetch /s': Math.round(bare.rate),
+      'job → fetch /s': Math.round(queued),
+      'job → fetch ratio': +(queued / bare.rate).toFixed(2),
       'webhook.post /s': Math.round(rate),
       ratio: +(rate / bare.rate).toFixed(2),
     })));
