@@ -58,7 +58,7 @@ export function keyedProjection<Row extends { id: string }>(spec: KeyedProjectio
       const keys = keysOf(signals);
       if (keys.length === 0) return;
       if (onlyCreates(signals, keys)) {
-        const rows = signals.map((signal) => spec.evolve(null, signal as SignalRow)).filter((row): row is Row => row !== null);
+        const rows = signals.map((signal) => spec.evolve(null, signal)).filter((row): row is Row => row !== null);
         await db`
           insert into ${db(table)}
           select * from jsonb_populate_recordset(null::${db(table)}, ${JSON.stringify(rows)}::text::jsonb)
