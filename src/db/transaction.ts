@@ -13,14 +13,31 @@ export interface Tx {
 }
 
 /**
+ * Errors after which the session is gone, and its transaction with it:
+ * postgres.js's own, the socket's, and PostgreSQL's connection-exception
+ * (08) and operator-intervention (57P) classes.
+ */
+function lostSession(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return /^CONNECTION_|^ECONN|^EPIPE$|^08|^57P0[1-4]$/.test(code);
+}
+
+/**
  * BEGIN goes out in the same socket write as the transaction's first
  * statement instead of costing a round trip of its own (postgres.js's
  * `begin` awaits it): on a reserved connection, unawaited, it is pipelined.
+ *
+ * When the session is lost mid-transaction, PostgreSQL has already rolled it
+ * back, and nothing more is written to that connection nor is it handed back:
+ * postgres.js 3.4 throws an uncatchable TypeError for a write to a closed
+ * socket (porsager/postgres#1208), and retires the connection itself.
  */
 export async function withTransaction<T>(sql: Sql, tx: Tx | undefined, fn: (tx: Tx) => Promise<T>): Promise<T> {
   if (tx) return fn(tx);
   const hooks: Array<() => void> = [];
   const connection = await sql.reserve();
+  let sessionLost = false;
   let result: T;
   try {
     const begun = connection`begin`.execute();
@@ -30,14 +47,17 @@ export async function withTransaction<T>(sql: Sql, tx: Tx | undefined, fn: (tx: 
       result = await fn({ sql: connection as unknown as postgres.TransactionSql, afterCommit: (hook) => hooks.push(hook) });
       await begun;
     } catch (error) {
-      await connection`rollback`.catch(() => {});
+      if (!lostSession(error)) await connection`rollback`.catch(() => {});
       throw error;
     }
     // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error.
     const committed = await connection`commit`;
     if (committed.command !== 'COMMIT') throw new Error('the transaction was rolled back: a statement in it failed');
+  } catch (error) {
+    sessionLost = lostSession(error);
+    throw error;
   } finally {
-    connection.release();
+    if (!sessionLost) connection.release();
   }
   for (const hook of hooks) hook();
   return result;

@@ -93,3 +93,31 @@ describe('withTransaction', () => {
     expect(row![0]!.one).toBe(1);
   });
 });
+
+describe('withTransaction when its session dies', () => {
+  it('fails that transaction without crashing the process, and the pool serves the next ones', async () => {
+    const killer = createSql(database.url, { max: 1 });
+    let pid: number | undefined;
+    const dying = withTransaction(sql, undefined, async (tx) => {
+      await tx.sql`insert into ledger values (9, 'never')`;
+      pid = (await tx.sql<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+      // In flight when the backend is ended, as a failover or a restart would end it.
+      await tx.sql`select pg_sleep(5)`;
+    }).then(
+      () => undefined,
+      (error: { code?: string }) => error,
+    );
+    while (pid === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+    await killer`select pg_terminate_backend(${pid})`;
+    await killer.end({ timeout: 5 });
+    const failure = await dying;
+    expect(failure?.code).toMatch(/^57P01$|^CONNECTION_/);
+    // A write to the dead socket would have thrown from a timer and ended this process.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (let round = 0; round < 4; round++) {
+      await withTransaction(sql, undefined, async (tx) => tx.sql`select 1`);
+      expect((await sql<{ one: number }[]>`select 1 as one`)[0]!.one).toBe(1);
+    }
+    expect(await notes()).not.toContain(9);
+  });
+});
