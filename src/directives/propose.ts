@@ -152,17 +152,14 @@ export async function simulateDirective(
 ): Promise<Simulation> {
   const proposal = parseInput(deps, input);
   let simulation: Simulation | undefined;
-  await deps.sql
-    .begin(async (sql) => {
-      const tx: Tx = { sql, afterCommit: () => {} };
-      const policy = await loadPolicy(sql, ctx.tenant);
-      const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, proposal.idempotency_key ?? 'simulation', policy);
-      simulation = { decision: decision.effect, rule: decision.rule, reason: decision.reason, guards: decision.guards, estimated_cost_usd: estimated };
-      throw ROLLBACK;
-    })
-    .catch((error) => {
-      if (error !== ROLLBACK) throw error;
-    });
+  await withTransaction(deps.sql, undefined, async (tx) => {
+    const policy = await loadPolicy(tx.sql, ctx.tenant);
+    const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, proposal.idempotency_key ?? 'simulation', policy);
+    simulation = { decision: decision.effect, rule: decision.rule, reason: decision.reason, guards: decision.guards, estimated_cost_usd: estimated };
+    throw ROLLBACK;
+  }).catch((error) => {
+    if (error !== ROLLBACK) throw error;
+  });
   return simulation!;
 }
 

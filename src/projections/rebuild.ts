@@ -5,6 +5,7 @@
  * rows shows whether rebuilt state equals live state.
  */
 import type { Queryable, Sql } from '../db/client.ts';
+import { withTransaction } from '../db/transaction.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import type { Projection, ProjectionRegistry } from './registry.ts';
@@ -59,7 +60,7 @@ export async function rebuildProjections(
   { names, pageSize = 1000, onProgress }: { names?: readonly string[]; pageSize?: number; onProgress?: (processed: number) => void } = {},
 ): Promise<RebuildReport> {
   const projections = selectProjections(registry, names);
-  return sql.begin(async (tx) => {
+  return withTransaction(sql, undefined, async ({ sql: tx }) => {
     for (const projection of projections) {
       await tx`lock table ${tx(`${tenant.schema}.${projection.table}`)} in exclusive mode`;
     }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { DomainError, notFound } from '../core/errors.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 import type { Queryable, Sql } from '../db/client.ts';
+import { withTransaction } from '../db/transaction.ts';
 import { isoTimestamp } from '../signals/model.ts';
 import { schemaNameFor } from '../tenancy/tenant.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
@@ -117,7 +118,7 @@ export async function rotateEncryption(deps: VaultDeps): Promise<RotationReport>
   let rewrapped = 0;
   for (const org of orgs) {
     const tenant: TenantRef = { id: org.id, slug: org.slug, schema: schemaNameFor(org.slug) };
-    await deps.sql.begin(async (tx) => {
+    await withTransaction(deps.sql, undefined, async ({ sql: tx }) => {
       const rows = await tx<{ owner: string; name: string; kid: string; wrapped_key: Buffer; ciphertext: Buffer }[]>`
         select owner, name, kid, wrapped_key, ciphertext from ${tx(`${tenant.schema}.secrets`)}
          where kid <> ${keys.current.kid} for update`;

@@ -10,7 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type postgres from 'postgres';
 import type { Sql } from '../db/client.ts';
-import { quoteIdent } from '../db/transaction.ts';
+import { quoteIdent, withTransaction } from '../db/transaction.ts';
 
 export interface TenantMigration {
   version: number;
@@ -91,7 +91,7 @@ export async function migrateTenant(
   let current = 0;
   for (const migration of migrations) {
     try {
-      const applied = await sql.begin(async (tx) => {
+      const applied = await withTransaction(sql, undefined, async ({ sql: tx }) => {
         await lockTenant(tx, tenant);
         const [row] = await tx`select version from public.tenant_migrations where org_id = ${tenant.id}`;
         const version = (row?.version as number | undefined) ?? 0;
