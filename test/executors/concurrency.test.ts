@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
-import { getDirective } from '../../src/directives/store.ts';
 import type { ExecuteResult, Executor } from '../../src/executors/registry.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
 import type { Tenant } from '../../src/tenancy/tenant.ts';
+import { finishedDirective } from '../support/directives.ts';
+import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 const EXECUTOR_CONCURRENCY = 6;
@@ -39,10 +39,7 @@ let org: Tenant;
 beforeAll(async () => {
   t = await createTestApp({ executors: [heldExecutor] });
   org = await t.createOrg('exec_concurrency');
-  await updatePolicy(t.app.deps.bus.emit, {
-    ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' },
-    input: { rules: [{ id: 'allow', match: 'held.*', effect: 'allow' }] },
-  });
+  await setPolicy(t, org, { rules: [{ id: 'allow', match: 'held.*', effect: 'allow' }] });
   await t.startWorker({ concurrency: 1, executorConcurrency: EXECUTOR_CONCURRENCY });
 });
 afterAll(() => t.close());
@@ -62,9 +59,7 @@ describe('executor concurrency', () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(inFlight).toBe(EXECUTOR_CONCURRENCY);
     release();
-    for (const id of ids) {
-      await waitFor(async () => (await getDirective(t.app.deps.sql, org, id)).status === 'succeeded', 15_000, `${id} to succeed`);
-    }
+    for (const id of ids) expect((await finishedDirective(t, org, id, 15_000)).status).toBe('succeeded');
     expect(mostInFlight).toBe(EXECUTOR_CONCURRENCY);
   });
 });
