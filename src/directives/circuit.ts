@@ -129,7 +129,7 @@ export const circuitsProjection = keyedProjection<CircuitRow>({
   evolve: evolveCircuit,
 });
 
-function readCircuits(db: Queryable, tenant: TenantRef, ids: string[], { lock }: { lock: boolean }): Promise<CircuitRow[]> {
+export function readCircuits(db: Queryable, tenant: TenantRef, ids: string[], { lock }: { lock: boolean }): Promise<CircuitRow[]> {
   return db<CircuitRow[]>`
     select id, state, failures, ${db.unsafe(isoTimestamp('retry_at'))} as retry_at, transition_position, healthy_position,
            fault_positions, position, ${db.unsafe(isoTimestamp('updated_at'))} as updated_at

@@ -26,10 +26,11 @@ export const nowOf = (deps: Pick<DirectiveDeps, 'now'>) => (deps.now ? deps.now(
 export const EXECUTE_DIRECTIVE = 'execute_directive';
 export const EXPIRE_DIRECTIVE = 'expire_directive';
 
-export function executeJob(orgId: string, directiveId: string, traceparent: string | null, runAt?: Date) {
+/** `attempt` numbers a retry: a directive executed without claims does not count its attempts itself. */
+export function executeJob(orgId: string, directiveId: string, traceparent: string | null, runAt?: Date, attempt?: number) {
   return {
     identifier: EXECUTE_DIRECTIVE,
-    payload: { org_id: orgId, directive_id: directiveId, traceparent },
+    payload: { org_id: orgId, directive_id: directiveId, traceparent, ...(attempt ? { attempt } : {}) },
     job_key: `directive:${directiveId}`,
     ...(runAt ? { run_at: runAt.toISOString() } : {}),
   };

@@ -1,20 +1,28 @@
 /**
  * The execute job of a directive: the only path from an approved directive to
- * its executor. Two transactions bracket the executor call. The first claims
- * the attempt (`directive.executing`, `execution.started`) under the row
- * lock; the second records the outcome. Finding an attempt claimed but never
- * finished means a worker died mid-call with the outcome unknown: an executor
- * whose provider honours idempotency keys is simply called again with the
- * same key (or asked to look its effect up first); any other directive fails
- * as `needs_reconcile` rather than risk doing it twice. Under load the claims
- * and outcomes of concurrent jobs share transactions (group commit).
+ * its executor. A claimed attempt has two transactions around the executor
+ * call. The first claims the attempt (`directive.executing`,
+ * `execution.started`) under the row lock; the second records the outcome.
+ * Finding an attempt claimed but never finished means a worker died mid-call
+ * with the outcome unknown: an executor whose provider honours idempotency
+ * keys is simply called again with the same key (or asked to look its effect
+ * up first); any other directive fails as `needs_reconcile` rather than risk
+ * doing it twice.
+ *
+ * An executor whose provider deduplicates by the directive id for good
+ * (`claimBeforeCall: false`) is called on a read of the directive, without a
+ * claim: dying mid-call can only cause the same call again, so the attempt is
+ * recorded once, with its outcome. Such a directive takes the claimed path
+ * whenever there is more to decide — its endpoint's circuit is not closed, or
+ * an earlier attempt was claimed. Under load the reads, claims and outcomes
+ * of concurrent jobs share statements and transactions (group commit).
  */
 import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { CircuitPolicy, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
-import { circuitGate, settleCircuit, type CircuitOutcome } from './circuit.ts';
+import { circuitGate, readCircuits, settleCircuit, type CircuitOutcome } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
 import { ORG_OWNER } from '../secrets/vault.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
@@ -32,6 +40,8 @@ export const ExecuteDirectivePayload = z.object({
   org_id: z.string().min(1),
   directive_id: z.string().min(1),
   traceparent: z.string().nullish(),
+  /** The attempt a retry job makes first, for directives executed without claims. */
+  attempt: z.number().int().positive().optional(),
 });
 export type ExecuteDirectivePayload = z.infer<typeof ExecuteDirectivePayload>;
 
@@ -43,7 +53,7 @@ type Claim =
   | { kind: 'skip' }
   | { kind: 'deferred' }
   | { kind: 'run'; directive: Directive; attempt: number; startedAt: Date; firstAttemptAt: Date; priorOutcomeUnknown: boolean }
-  | { kind: 'unrecoverable'; directive: Directive; message: string };
+  | { kind: 'unrecoverable'; directive: Directive; message: string; attempt?: number };
 
 const NEEDS_RECONCILE = 'needs_reconcile';
 
@@ -51,6 +61,11 @@ interface ExecuteRequestRef {
   tenant: TenantRef;
   directiveId: string;
   traceparent: string | null;
+  /**
+   * Which attempt this run is, by its job: what a directive executed without
+   * claims goes by, as no claim counted the runs a worker died in.
+   */
+  attempt?: number | undefined;
 }
 
 interface Outcome {
@@ -78,7 +93,7 @@ function groupsOf(deps: DirectiveDeps): Groups {
   let groups = groupsByDeps.get(deps);
   if (!groups) {
     groups = {
-      claims: createGroupRunner((_key, requests) => claimGroup(deps, requests)),
+      claims: createGroupRunner((_key, requests) => startGroup(deps, requests)),
       outcomes: createGroupRunner(async (_key, items) => {
         await recordOutcomes(deps, items[0]!.ctx, items.map((item) => item.outcome));
         return items.map(() => undefined);
@@ -93,18 +108,18 @@ const groupKey = (tenant: TenantRef, traceparent: string | null | undefined) => 
 
 export async function executeDirective(
   deps: DirectiveDeps,
-  { tenant, directiveId, traceparent }: ExecuteRequestRef,
+  { tenant, directiveId, traceparent, attempt }: ExecuteRequestRef,
 ): Promise<void> {
   const ctx: LifecycleContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
   const groups = groupsOf(deps);
   const key = groupKey(tenant, traceparent);
-  const claim = await groups.claims.run(key, { tenant, directiveId, traceparent });
+  const claim = await groups.claims.run(key, { tenant, directiveId, traceparent, attempt });
 
   if (claim.kind === 'skip' || claim.kind === 'deferred') return;
   if (claim.kind === 'unrecoverable') {
     const outcome: Outcome = {
       directive: claim.directive,
-      attempt: claim.directive.attempts,
+      attempt: claim.attempt ?? claim.directive.attempts,
       startedAt: nowOf(deps),
       result: { outcome: 'permanent', error: { code: NEEDS_RECONCILE, message: claim.message } },
       called: false,
@@ -142,6 +157,55 @@ export async function executeDirective(
       : { outcome: 'retryable', error: { code: 'executor_error', message: error instanceof Error ? error.message.slice(0, 500) : 'executor threw' } };
   }
   await groups.outcomes.run(key, { ctx, outcome: { directive: claim.directive, attempt: claim.attempt, startedAt: claim.startedAt, result, called: true } });
+}
+
+/**
+ * Starts the requested executions: on one read, without a lock, those that
+ * may call without a claim; the rest through `claimGroup`. A directive that
+ * is neither approved nor executing is skipped here already.
+ */
+async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): Promise<Claim[]> {
+  const { tenant } = requests[0]!;
+  const ids = [...new Set(requests.map((request) => request.directiveId))];
+  const read = await deps.sql<Directive[]>`
+    select ${deps.sql.unsafe(DIRECTIVE_SELECT)} from ${deps.sql(`${tenant.schema}.directives`)} where id = any(${ids}::text[])`;
+  const byId = new Map(read.map((directive) => [directive.id, directive]));
+  const unclaimed = new Map<string, { directive: Directive; endpoint: string | null }>();
+  for (const directive of read) {
+    if (directive.status !== 'approved') continue;
+    const executor = deps.executors.require(directive.kind);
+    if (executor.claimBeforeCall === false) unclaimed.set(directive.id, { directive, endpoint: circuitKeyOf(executor, directive) });
+  }
+  // Only a closed circuit lets a call go without a claim: opening, probing and deferring are decided under its lock.
+  const endpoints = [...new Set([...unclaimed.values()].flatMap(({ endpoint }) => (endpoint ? [endpoint] : [])))];
+  if (endpoints.length > 0) {
+    const notClosed = new Set((await readCircuits(deps.sql, tenant, endpoints, { lock: false })).filter((row) => row.state !== 'closed').map((row) => row.id));
+    for (const [id, { endpoint }] of unclaimed) if (endpoint && notClosed.has(endpoint)) unclaimed.delete(id);
+  }
+
+  const startedAt = nowOf(deps);
+  const seen = new Set<string>();
+  const toClaim: ExecuteRequestRef[] = [];
+  const claims = requests.map((request): Claim | null => {
+    const directive = byId.get(request.directiveId);
+    if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
+    if (!unclaimed.has(directive.id)) {
+      toClaim.push(request);
+      return null;
+    }
+    // A second job of one directive in the same group: the first one runs it.
+    if (seen.has(directive.id)) return { kind: 'skip' };
+    seen.add(directive.id);
+    const attempt = Math.max(request.attempt ?? 1, directive.attempts + 1);
+    // Runs that never recorded an outcome count too: a directive that stops its worker every time stops here.
+    const maxAttempts = deps.executors.require(directive.kind).maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    if (attempt > maxAttempts) {
+      return { kind: 'unrecoverable', directive, attempt, message: `workers stopped during its execution ${attempt - 1} times; reconcile by hand` };
+    }
+    return { kind: 'run', directive, attempt, startedAt, firstAttemptAt: startedAt, priorOutcomeUnknown: false };
+  });
+  const claimed = toClaim.length === 0 ? [] : await claimGroup(deps, toClaim);
+  return claims.map((claim) => claim ?? claimed.shift()!);
 }
 
 /**
@@ -254,7 +318,7 @@ async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext, outcom
       const derived = outcome.result.outcome === 'succeeded' ? await recordResultSignals(deps, ctx, tx, outcome.directive, outcome.result.signals ?? []) : [];
       const recorded = outcomeSignals(deps, outcome, { executor, endpoint, finishedAt, derived });
       signals.push(...recorded.signals);
-      if (recorded.retryAt) retries.push(executeJob(ctx.tenant.id, outcome.directive.id, ctx.traceparent ?? null, recorded.retryAt));
+      if (recorded.retryAt) retries.push(executeJob(ctx.tenant.id, outcome.directive.id, ctx.traceparent ?? null, recorded.retryAt, outcome.attempt + 1));
     }
     // One append: its projections apply in registry order (directives, then
     // executions), the order a rebuild locks them in. Writing executions
@@ -302,7 +366,7 @@ function outcomeSignals(
         {
           type: 'directive.succeeded',
           subject,
-          payload: { directive_id: directive.id, execution_id: executionId, result: result.result, cost_usd: result.costUsd ?? null },
+          payload: { directive_id: directive.id, execution_id: executionId, attempt, result: result.result, cost_usd: result.costUsd ?? null },
           dedupe_key: `directive:${directive.id}:finished`,
           correlation_id,
         },
@@ -323,7 +387,7 @@ function outcomeSignals(
     {
       type: 'directive.failed',
       subject,
-      payload: { directive_id: directive.id, execution_id: executionId, error: { code, message: result.error.message } },
+      payload: { directive_id: directive.id, execution_id: executionId, attempt, error: { code, message: result.error.message } },
       dedupe_key: `directive:${directive.id}:finished`,
       correlation_id,
     },

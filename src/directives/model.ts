@@ -96,12 +96,15 @@ export interface DirectiveExecuting {
 export interface DirectiveSucceeded {
   directive_id: string;
   execution_id: string;
+  /** Absent from signals recorded before attempts travelled with outcomes. */
+  attempt?: number;
   result: unknown;
   cost_usd: number | null;
 }
 export interface DirectiveFailed {
   directive_id: string;
   execution_id: string | null;
+  attempt?: number;
   error: DirectiveError;
 }
 

@@ -76,12 +76,13 @@ export function evolveDirective(row: DirectiveRow | null, signal: SignalRow): Di
       return { ...row, status: 'executing', attempts: attempt, updated_at: at };
     }
     case 'directive.succeeded': {
-      const { result, cost_usd } = signal.payload as unknown as DirectiveSucceeded;
-      return { ...row, status: 'succeeded', result: result ?? null, cost_usd: cost_usd ?? null, error: null, updated_at: at };
+      const { result, cost_usd, attempt } = signal.payload as unknown as DirectiveSucceeded;
+      const attempts = Math.max(row.attempts, attempt ?? 0);
+      return { ...row, status: 'succeeded', attempts, result: result ?? null, cost_usd: cost_usd ?? null, error: null, updated_at: at };
     }
     case 'directive.failed': {
-      const { error } = signal.payload as unknown as DirectiveFailed;
-      return { ...row, status: 'failed', error, updated_at: at };
+      const { error, attempt } = signal.payload as unknown as DirectiveFailed;
+      return { ...row, status: 'failed', attempts: Math.max(row.attempts, attempt ?? 0), error, updated_at: at };
     }
     default:
       return row;

@@ -33,6 +33,10 @@ export async function decideDirective(
     const directive = await findDirective(tx.sql, ctx.tenant, id, { lock: true });
     if (!directive) throw notFound('directive');
     if (!rule.from.includes(directive.status)) throw invalid(directive, action);
+    if (directive.status === 'approved' && deps.executors.require(directive.kind).claimBeforeCall === false) {
+      // Its executor calls without a claim: the call may be under way, unseen.
+      throw invalid(directive, action, `cannot cancel an approved ${directive.kind} directive: it may already be executing`);
+    }
     const waiting = directive.status === 'awaiting_approval';
     if (waiting && directive.expires_at && new Date(directive.expires_at) <= nowOf(deps)) {
       throw invalid(directive, action, `the approval window closed at ${directive.expires_at}`);

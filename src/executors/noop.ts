@@ -7,6 +7,8 @@ export const noopExecutor: Executor<Record<string, unknown>> = {
   params: z.record(z.string(), z.unknown()),
   estimateCostUsd: () => 0,
   honorsIdempotencyKey: true,
+  // Nothing happens outside: a repeated run only records the same result.
+  claimBeforeCall: false,
   async execute({ params }) {
     return { outcome: 'succeeded', result: params };
   },

@@ -78,6 +78,16 @@ export interface Executor<Params = any> {
    * effect up at the provider and records it instead of repeating it.
    */
   looksUpPriorEffect?: boolean;
+  /**
+   * False when a call needs no durable claim before it: the provider
+   * deduplicates by the directive id for good, so a worker dying mid-call
+   * only means the same call again. The attempt is then recorded once, with
+   * its outcome — one transaction where a claimed attempt takes two — and an
+   * approved directive of its kind can no longer be cancelled, as its call
+   * may be under way unseen. Requires `honorsIdempotencyKey` and no
+   * `idempotencyWindowMs`. Default true.
+   */
+  claimBeforeCall?: boolean;
   /** How long the provider remembers an idempotency key; later attempts fail as `needs_reconcile`. */
   idempotencyWindowMs?: number;
   /** Attempts before a retryable failure becomes final. */
@@ -113,6 +123,9 @@ export function createExecutorRegistry(executors: readonly Executor<any>[]): Exe
     for (const kind of executor.kinds) {
       if (byKind.has(kind)) throw new Error(`two executors serve ${kind}`);
       schemaOf(executor, kind);
+      if (executor.claimBeforeCall === false && (!executor.honorsIdempotencyKey || executor.idempotencyWindowMs !== undefined)) {
+        throw new Error(`${kind} calls without a claim, so its provider must deduplicate by idempotency key for good`);
+      }
       byKind.set(kind, executor);
     }
   }

@@ -6,8 +6,12 @@
  * environment: the SIGNALBUS_* variables it is given configure it, and
  * CRASH_AFTER_EXECUTE=1 makes it SIGKILL itself right after an executor's
  * first call of a directive returns — after the provider acted, before the
- * outcome is recorded.
+ * outcome is recorded. The first call is marked by a file per directive in
+ * CRASH_MARKERS (all processes share it): an attempt number would not tell,
+ * as jobs a dying worker had fetched but not started count an attempt too.
  */
+import { openSync, closeSync } from 'node:fs';
+import path from 'node:path';
 import { createApp } from '../../src/app.ts';
 import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import { parseConfig } from '../../src/config.ts';
@@ -25,6 +29,18 @@ const config = parseConfig({
 });
 const logger = createLogger(config.LOG_LEVEL);
 const app = await createApp(config, { databaseUrl, handlers: crashHandlers, logger });
+/** True for the first caller of a directive across every worker process: exclusive creation of its marker. */
+function firstCall(directiveId: string): boolean {
+  const markers = process.env.CRASH_MARKERS;
+  if (!markers) throw new Error('CRASH_MARKERS is required with CRASH_AFTER_EXECUTE');
+  try {
+    closeSync(openSync(path.join(markers, directiveId), 'wx'));
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
 if (process.env.CRASH_AFTER_EXECUTE === '1') {
   for (const kind of app.deps.bus.executors.kinds()) {
     const executor = app.deps.bus.executors.require(kind);
@@ -34,7 +50,7 @@ if (process.env.CRASH_AFTER_EXECUTE === '1') {
       crashing: true,
       async execute(request: ExecuteRequest<unknown>) {
         const result = await execute(request);
-        if (request.attempt === 1) process.kill(process.pid, 'SIGKILL');
+        if (firstCall(request.directiveId)) process.kill(process.pid, 'SIGKILL');
         return result;
       },
     });

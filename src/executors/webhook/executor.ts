@@ -104,6 +104,8 @@ export function createWebhookExecutor(options: WebhookExecutorOptions): Executor
     params: WebhookPostParams,
     estimateCostUsd: () => 0,
     honorsIdempotencyKey: true,
+    // Standard Webhooks receivers deduplicate by webhook-id, the directive id.
+    claimBeforeCall: false,
     circuit: {
       key: (_kind, params) => originOf(params.url),
       failureThreshold: circuitFailureThreshold,
