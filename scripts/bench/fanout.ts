@@ -34,7 +34,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
 import { graphileLogger } from '../../src/worker/runner.ts';
 import { BENCH_HANDLERS } from './fanout-handlers.ts';
-import { benchDatabase, percentile, printTable, startServer, startWorkerProcess } from './support.ts';
+import { benchDatabase, median, percentile, printTable, startServer, startWorkerProcess } from './support.ts';
 
 const RATE = 200;
 const LATENCY_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -44,8 +44,6 @@ const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 50_000);
 const PIPELINE_SIGNALS = 5000;
 /** `BENCH_PHASES=latency,ingest,dispatch,pipeline` (default all) runs a subset. */
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'latency,ingest,dispatch,pipeline').split(','));
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 /** Calls `fire` `rate` times a second for `seconds`, on schedule, without waiting for answers. */
 async function openLoop(rate: number, seconds: number, fire: (index: number) => Promise<unknown>): Promise<void> {

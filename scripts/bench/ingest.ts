@@ -15,7 +15,7 @@ import { createSql, type Sql } from '../../src/db/client.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
-import { benchDatabase, closedLoop, printTable, startServer } from './support.ts';
+import { benchDatabase, closedLoop, median, printTable, startServer } from './support.ts';
 
 const SINGLE_CONCURRENCY = 16;
 const BATCH_CONCURRENCY = 4;
@@ -69,7 +69,6 @@ async function httpLoad(options: autocannon.Options): Promise<autocannon.Result>
 }
 
 const perSecond = (count: number, ms: number) => Math.round((count / ms) * 1000);
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 export async function runIngestBench(): Promise<void> {
   const database = await benchDatabase();
