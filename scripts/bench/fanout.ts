@@ -128,17 +128,17 @@ export async function runFanoutBench(): Promise<void> {
         with runs as (
           select extract(epoch from s.recorded_at) * 1000 - (s.payload->>'sent_at')::float8 as emit,
                  extract(epoch from p.recorded_at - s.recorded_at) * 1000 as to_proposed,
-                 extract(epoch from e.recorded_at - p.recorded_at) * 1000 as to_claimed,
-                 extract(epoch from d.recorded_at - e.recorded_at) * 1000 as to_executed
+                 extract(epoch from (e.payload->>'started_at')::timestamptz - p.recorded_at) * 1000 as to_started,
+                 extract(epoch from d.recorded_at - (e.payload->>'started_at')::timestamptz) * 1000 as to_executed
             from org_bench.signals s
             join org_bench.directives dir on dir.causation_id = s.id
             join org_bench.signals p on p.type = 'directive.proposed' and p.payload->>'directive_id' = dir.id
-            join org_bench.signals e on e.type = 'directive.executing' and e.payload->>'directive_id' = dir.id
+            join org_bench.signals e on e.type = 'execution.succeeded' and e.payload->>'directive_id' = dir.id
             join org_bench.signals d on d.type = 'directive.succeeded' and d.payload->>'directive_id' = dir.id
            where s.type = 'shop.order.placed' and s.payload->>'phase' = 'latency_low')
         select round(percentile_cont(0.5) within group (order by emit)::numeric, 1)::float8 as emit_ms,
                round(percentile_cont(0.5) within group (order by to_proposed)::numeric, 1)::float8 as to_proposed_ms,
-               round(percentile_cont(0.5) within group (order by to_claimed)::numeric, 1)::float8 as to_claimed_ms,
+               round(percentile_cont(0.5) within group (order by to_started)::numeric, 1)::float8 as to_started_ms,
                round(percentile_cont(0.5) within group (order by to_executed)::numeric, 1)::float8 as to_executed_ms
           from runs`;
       await worker.stop();
