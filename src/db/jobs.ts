@@ -4,6 +4,7 @@
  * in one `add_jobs` call: one statement however many jobs.
  */
 import type { Queryable } from './client.ts';
+import type { Tx } from './transaction.ts';
 
 export interface JobSpec {
   /** Task name, snake_case. */
@@ -18,10 +19,16 @@ export interface JobSpec {
   priority?: number | null;
 }
 
+const addJobsStatement = (db: Queryable, specs: JobSpec[]) => db`
+  select 1 from graphile_worker.add_jobs(array(
+    select json_populate_record(null::graphile_worker.job_spec, spec)
+      from json_array_elements(${JSON.stringify(specs)}::text::json) as spec))`;
+
 export async function addJobs(db: Queryable, specs: JobSpec[]): Promise<void> {
-  if (specs.length === 0) return;
-  await db`
-    select 1 from graphile_worker.add_jobs(array(
-      select json_populate_record(null::graphile_worker.job_spec, spec)
-        from json_array_elements(${JSON.stringify(specs)}::text::json) as spec))`;
+  if (specs.length > 0) await addJobsStatement(db, specs);
+}
+
+/** Enqueues with `tx`'s other deferred writes: sent now, awaited with its COMMIT. */
+export function deferJobs(tx: Tx, specs: JobSpec[]): void {
+  if (specs.length > 0) tx.defer(addJobsStatement(tx.sql, specs));
 }

@@ -10,6 +10,13 @@ import type { Sql } from './client.ts';
 export interface Tx {
   sql: postgres.TransactionSql;
   afterCommit(hook: () => void): void;
+  /**
+   * Sends a write whose result nobody reads and lets the transaction go on
+   * without waiting for it: later statements queue behind it on the
+   * connection, COMMIT goes out without a round trip of its own, and its
+   * failure fails the transaction, reported as the error.
+   */
+  defer(write: postgres.PendingQuery<postgres.Row[]>): void;
 }
 
 /**
@@ -36,22 +43,43 @@ function lostSession(error: unknown): boolean {
 export async function withTransaction<T>(sql: Sql, tx: Tx | undefined, fn: (tx: Tx) => Promise<T>): Promise<T> {
   if (tx) return fn(tx);
   const hooks: Array<() => void> = [];
+  const deferred: Promise<unknown>[] = [];
   const connection = await sql.reserve();
   let sessionLost = false;
   let result: T;
+  /** A deferred write's failure is the cause of whatever failed after it in the transaction. */
+  const firstCause = async (error: unknown) => {
+    for (const settled of await Promise.allSettled(deferred)) if (settled.status === 'rejected') return settled.reason as unknown;
+    return error;
+  };
   try {
     const begun = connection`begin`.execute();
     // Its failure also fails every statement after it; it is reported through them or below.
     begun.catch(() => {});
+    let commit: Promise<postgres.RowList<postgres.Row[]>>;
     try {
-      result = await fn({ sql: connection as unknown as postgres.TransactionSql, afterCommit: (hook) => hooks.push(hook) });
+      result = await fn({
+        sql: connection as unknown as postgres.TransactionSql,
+        afterCommit: (hook) => hooks.push(hook),
+        defer(write) {
+          const sent = write.execute();
+          // Awaited below; a failure before then is reported there.
+          sent.catch(() => {});
+          deferred.push(sent);
+        },
+      });
+      // Pipelined behind the deferred writes: they and COMMIT share a round trip.
+      commit = connection`commit`.execute();
+      commit.catch(() => {});
       await begun;
+      await Promise.all(deferred);
     } catch (error) {
-      if (!lostSession(error)) await connection`rollback`.catch(() => {});
-      throw error;
+      const cause = await firstCause(error);
+      if (!lostSession(cause)) await connection`rollback`.catch(() => {});
+      throw cause;
     }
     // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error.
-    const committed = await connection`commit`;
+    const committed = await commit;
     if (committed.command !== 'COMMIT') throw new Error('the transaction was rolled back: a statement in it failed');
   } catch (error) {
     sessionLost = lostSession(error);

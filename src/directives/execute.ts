@@ -19,7 +19,7 @@
  */
 import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
-import { addJobs } from '../db/jobs.ts';
+import { deferJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { CircuitPolicy, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
 import { circuitGate, readCircuits, settleCircuit, type CircuitOutcome } from './circuit.ts';
@@ -294,7 +294,7 @@ async function claimGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
       return { kind: 'run', directive, attempt, startedAt, firstAttemptAt, priorOutcomeUnknown };
     });
     if (signals.length > 0) await emitSystem(deps.emit, ctx, tx, signals);
-    if (deferred.length > 0) await addJobs(tx.sql, deferred);
+    deferJobs(tx, deferred);
     return claims;
   });
 }
@@ -324,7 +324,7 @@ async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext, outcom
     // executions), the order a rebuild locks them in. Writing executions
     // first deadlocked with a rebuild waiting between the two tables.
     await emitSystem(deps.emit, ctx, tx, signals);
-    if (retries.length > 0) await addJobs(tx.sql, retries);
+    deferJobs(tx, retries);
     // In id order, as every transaction takes circuit locks.
     for (const [endpoint, { healthy, policy }] of [...endpoints].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       await settleCircuit(deps.emit, ctx, tx, { endpoint, healthy, policy, now: finishedAt });

@@ -7,7 +7,7 @@
 import { canonicalJson } from '../core/canonical-json.ts';
 import { DomainError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import { addJobs } from '../db/jobs.ts';
+import { deferJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import { decide } from '../policy/evaluate.ts';
 import { compiledPolicy, guardUsage, loadPolicy, POLICY_ROW_JSON, type PolicyRowData, type StoredPolicy } from '../policy/store.ts';
@@ -126,9 +126,9 @@ export async function proposeDirective(
       causation_id: ctx.cause?.signalId ?? null,
       correlation_id: ctx.cause?.correlationId ?? null,
     });
-    if (status === 'approved') await addJobs(tx.sql, [executeJob(ctx.tenant.id, id, ctx.traceparent ?? null)]);
+    if (status === 'approved') deferJobs(tx, [executeJob(ctx.tenant.id, id, ctx.traceparent ?? null)]);
     if (expiresAt) {
-      await addJobs(tx.sql, [
+      deferJobs(tx, [
         { identifier: EXPIRE_DIRECTIVE, payload: { org_id: ctx.tenant.id, directive_id: id }, run_at: expiresAt.toISOString() },
       ]);
     }

@@ -7,7 +7,7 @@
  * second writer that skipped the lock could not record two.
  */
 import { DomainError, notFound } from '../core/errors.ts';
-import { addJobs } from '../db/jobs.ts';
+import { deferJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import type { DirectiveStatus } from './model.ts';
@@ -50,7 +50,7 @@ export async function decideDirective(
       causation_id: null,
       correlation_id: directive.correlation_id,
     });
-    if (action === 'approve') await addJobs(tx.sql, [executeJob(ctx.tenant.id, id, ctx.traceparent ?? null)]);
+    if (action === 'approve') deferJobs(tx, [executeJob(ctx.tenant.id, id, ctx.traceparent ?? null)]);
     return (await findDirective(tx.sql, ctx.tenant, id))!;
   });
 }

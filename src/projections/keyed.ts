@@ -4,7 +4,9 @@
  * signals costs two statements — read the touched rows, write them back —
  * whether it holds one signal (live) or a thousand (rebuild).
  */
+import type postgres from 'postgres';
 import type { Queryable } from '../db/client.ts';
+import type { Tx } from '../db/transaction.ts';
 import type { SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import type { Prefetched, Projection, SignalFacts } from './registry.ts';
@@ -53,16 +55,17 @@ export function keyedProjection<Row extends { id: string }>(spec: KeyedProjectio
       rows.catch(() => {});
       return { keys: new Set(keys), rows };
     },
-    async apply(db, tenant, signals, prefetched?: Prefetched) {
+    async apply(db, tenant, signals, prefetched?: Prefetched, defer?: Tx['defer']) {
       const table = `${tenant.schema}.${spec.table}`;
       const keys = keysOf(signals);
       if (keys.length === 0) return;
+      const write = async (statement: postgres.PendingQuery<postgres.Row[]>) => (defer ? defer(statement) : void (await statement));
       if (onlyCreates(signals, keys)) {
         const rows = signals.map((signal) => spec.evolve(null, signal)).filter((row): row is Row => row !== null);
-        await db`
+        await write(db`
           insert into ${db(table)}
           select * from jsonb_populate_recordset(null::${db(table)}, ${JSON.stringify(rows)}::text::jsonb)
-          on conflict (id) do nothing`;
+          on conflict (id) do nothing`);
         return;
       }
       const covered = prefetched !== undefined && keys.every((key) => prefetched.keys.has(key));
@@ -81,12 +84,12 @@ export function keyedProjection<Row extends { id: string }>(spec: KeyedProjectio
       const rows = [...touched].map((key) => state.get(key)).filter((row): row is Row => row !== null && row !== undefined);
       const removed = [...touched].filter((key) => state.get(key) === null);
       if (rows.length > 0) {
-        await db`
+        await write(db`
           insert into ${db(table)}
           select * from jsonb_populate_recordset(null::${db(table)}, ${JSON.stringify(rows)}::text::jsonb)
-          on conflict (id) do update set ${db.unsafe(updates)}`;
+          on conflict (id) do update set ${db.unsafe(updates)}`);
       }
-      if (removed.length > 0) await db`delete from ${db(table)} where id = any(${removed}::text[])`;
+      if (removed.length > 0) await write(db`delete from ${db(table)} where id = any(${removed}::text[])`);
     },
   };
 }

@@ -4,6 +4,7 @@
  * opens a transaction only when some projection handles a signal's type.
  */
 import type { Queryable } from '../db/client.ts';
+import type { Tx } from '../db/transaction.ts';
 import type { SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 
@@ -28,8 +29,12 @@ export interface Projection {
    * append's round trip. Undefined when it would read nothing.
    */
   prefetch?(db: Queryable, tenant: TenantRef, signals: SignalFacts[]): Prefetched | undefined;
-  /** Folds `signals` (position order, handled types only) into its table. */
-  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: Prefetched): Promise<void>;
+  /**
+   * Folds `signals` (position order, handled types only) into its table.
+   * With `defer`, its writes are handed to the transaction instead of
+   * awaited: it resolves once they are sent.
+   */
+  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: Prefetched, defer?: Tx['defer']): Promise<void>;
 }
 
 /** Per projection, what `prefetch` started. */
@@ -39,7 +44,7 @@ export interface ProjectionRegistry {
   readonly projections: readonly Projection[];
   handlesAny(types: Iterable<string>): boolean;
   prefetch(db: Queryable, tenant: TenantRef, signals: SignalFacts[]): PrefetchedRows;
-  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: PrefetchedRows): Promise<void>;
+  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: PrefetchedRows, defer?: Tx['defer']): Promise<void>;
 }
 
 export function createProjectionRegistry(projections: Projection[]): ProjectionRegistry {
@@ -69,7 +74,7 @@ export function createProjectionRegistry(projections: Projection[]): ProjectionR
       }
       return started;
     },
-    async apply(db, tenant, signals, prefetched) {
+    async apply(db, tenant, signals, prefetched, defer) {
       // Projections write disjoint tables, so they fold side by side: on one
       // transaction's connection their statements are pipelined, one socket
       // write for all their reads and one for all their writes. They start
@@ -78,7 +83,7 @@ export function createProjectionRegistry(projections: Projection[]): ProjectionR
       const applying: Promise<void>[] = [];
       for (const projection of projections) {
         const mine = signals.filter((signal) => projection.handles(signal.type));
-        if (mine.length > 0) applying.push(projection.apply(db, tenant, mine, prefetched?.get(projection)));
+        if (mine.length > 0) applying.push(projection.apply(db, tenant, mine, prefetched?.get(projection), defer));
       }
       await Promise.all(applying);
     },

@@ -73,7 +73,8 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
     const prefetched = deps.projections.prefetch(tx.sql, ctx.tenant, items);
     const { outcomes, inserted } = await appendSignals(tx.sql, ctx.tenant, items);
     if (inserted.length > 0) {
-      await deps.projections.apply(tx.sql, ctx.tenant, inserted, prefetched);
+      // The writes go out behind the append; the transaction awaits them, with its COMMIT.
+      await deps.projections.apply(tx.sql, ctx.tenant, inserted, prefetched, tx.defer);
       tx.afterCommit(() => deps.notifier.committed(ctx.tenant.id));
     }
     return outcomes;

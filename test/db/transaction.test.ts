@@ -73,6 +73,32 @@ describe('withTransaction', () => {
     expect(await notes()).toEqual([1, 2]);
   });
 
+  it('commits deferred writes with the transaction, and later statements see them', async () => {
+    const seen = await withTransaction(sql, undefined, async (tx) => {
+      tx.defer(tx.sql`insert into ledger values (6, 'deferred')`);
+      // Sent after the deferred write, on the same connection: it runs after it.
+      return (await tx.sql<{ n: number }[]>`select count(*)::int as n from ledger where id = 6`)[0]!.n;
+    });
+    expect(seen).toBe(1);
+    expect(await notes()).toEqual([1, 2, 6]);
+  });
+
+  it("fails with the deferred write's own error, writing nothing, whether or not later statements ran", async () => {
+    const failures = await Promise.all([
+      withTransaction(sql, undefined, async (tx) => {
+        await tx.sql`insert into ledger values (7, 'lost')`;
+        tx.defer(tx.sql`insert into ledger values (1, 'duplicate')`);
+      }).then(() => undefined, (error: { code?: string }) => error),
+      withTransaction(sql, undefined, async (tx) => {
+        tx.defer(tx.sql`insert into ledger values (1, 'duplicate')`);
+        // Aborted by the deferred failure (25P02): the deferred write's error is the one reported.
+        await tx.sql`insert into ledger values (8, 'lost')`;
+      }).then(() => undefined, (error: { code?: string }) => error),
+    ]);
+    expect(failures.map((failure) => failure?.code)).toEqual(['23505', '23505']);
+    expect(await notes()).toEqual([1, 2, 6]);
+  });
+
   it('joins a transaction it is given instead of opening another', async () => {
     await withTransaction(sql, undefined, async (outer) => {
       const [before] = await outer.sql<{ id: string }[]>`select pg_current_xact_id()::text as id`;
