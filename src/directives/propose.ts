@@ -88,8 +88,9 @@ export async function proposeDirective(
     const id = newId('directive');
     const idempotencyKey = proposal.idempotency_key ?? `directive:${id}`;
     // One proposal per key at a time: the second waits, then finds the first.
-    await tx.sql`select pg_advisory_xact_lock(hashtextextended(${`signalbus:directive-key:${ctx.tenant.schema}:${idempotencyKey}`}, 0))`;
-    // The key's directive and the policy, in one round trip.
+    // The read below queues behind the lock on the connection: one round trip for both.
+    tx.defer(tx.sql`select pg_advisory_xact_lock(hashtextextended(${`signalbus:directive-key:${ctx.tenant.schema}:${idempotencyKey}`}, 0))`);
+    // The key's directive and the policy.
     const [state] = await tx.sql<{ existing: { id: string; kind: string; params: unknown } | null; policy: PolicyRowData | null }[]>`
       select (select json_build_object('id', id, 'kind', kind, 'params', params)
                 from ${tx.sql(`${ctx.tenant.schema}.directives`)} where idempotency_key = ${idempotencyKey}) as existing,
