@@ -129,11 +129,17 @@ export const circuitsProjection = keyedProjection<CircuitRow>({
   evolve: evolveCircuit,
 });
 
-export function readCircuits(db: Queryable, tenant: TenantRef, ids: string[], { lock }: { lock: boolean }): Promise<CircuitRow[]> {
+function readCircuits(db: Queryable, tenant: TenantRef, ids: string[], { lock }: { lock: boolean }): Promise<CircuitRow[]> {
   return db<CircuitRow[]>`
     select id, state, failures, ${db.unsafe(isoTimestamp('retry_at'))} as retry_at, transition_position, healthy_position,
            fault_positions, position, ${db.unsafe(isoTimestamp('updated_at'))} as updated_at
       from ${db(`${tenant.schema}.circuits`)} where id = any(${ids}::text[]) order by id ${db.unsafe(lock ? 'for update' : '')}`;
+}
+
+/** The ids of the tenant's circuits that are open or half-open. */
+export async function circuitsNotClosed(db: Queryable, tenant: TenantRef): Promise<Set<string>> {
+  const rows = await db<{ id: string }[]>`select id from ${db(`${tenant.schema}.circuits`)} where state <> 'closed'`;
+  return new Set(rows.map((row) => row.id));
 }
 
 export type Admission = { admitted: true; probing?: SystemSignal } | { admitted: false; until: Date; probing?: undefined };

@@ -22,7 +22,7 @@ import { backoffMs } from '../core/backoff.ts';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { CircuitPolicy, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
-import { circuitGate, readCircuits, settleCircuit, type CircuitOutcome } from './circuit.ts';
+import { circuitGate, circuitsNotClosed, settleCircuit, type CircuitOutcome } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
 import { ORG_OWNER } from '../secrets/vault.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
@@ -167,20 +167,21 @@ export async function executeDirective(
 async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): Promise<Claim[]> {
   const { tenant } = requests[0]!;
   const ids = [...new Set(requests.map((request) => request.directiveId))];
-  const read = await deps.sql<Directive[]>`
-    select ${deps.sql.unsafe(DIRECTIVE_SELECT)} from ${deps.sql(`${tenant.schema}.directives`)} where id = any(${ids}::text[])`;
+  // Both reads at once: which circuits are not closed need not wait for the directives' endpoints.
+  const [read, notClosed] = await Promise.all([
+    deps.sql<Directive[]>`
+      select ${deps.sql.unsafe(DIRECTIVE_SELECT)} from ${deps.sql(`${tenant.schema}.directives`)} where id = any(${ids}::text[])`,
+    circuitsNotClosed(deps.sql, tenant),
+  ]);
   const byId = new Map(read.map((directive) => [directive.id, directive]));
-  const unclaimed = new Map<string, { directive: Directive; endpoint: string | null }>();
+  const unclaimed = new Map<string, Directive>();
   for (const directive of read) {
     if (directive.status !== 'approved') continue;
     const executor = deps.executors.require(directive.kind);
-    if (executor.claimBeforeCall === false) unclaimed.set(directive.id, { directive, endpoint: circuitKeyOf(executor, directive) });
-  }
-  // Only a closed circuit lets a call go without a claim: opening, probing and deferring are decided under its lock.
-  const endpoints = [...new Set([...unclaimed.values()].flatMap(({ endpoint }) => (endpoint ? [endpoint] : [])))];
-  if (endpoints.length > 0) {
-    const notClosed = new Set((await readCircuits(deps.sql, tenant, endpoints, { lock: false })).filter((row) => row.state !== 'closed').map((row) => row.id));
-    for (const [id, { endpoint }] of unclaimed) if (endpoint && notClosed.has(endpoint)) unclaimed.delete(id);
+    if (executor.claimBeforeCall !== false) continue;
+    // Only a closed circuit lets a call go without a claim: opening, probing and deferring are decided under its lock.
+    const endpoint = circuitKeyOf(executor, directive);
+    if (endpoint === null || !notClosed.has(endpoint)) unclaimed.set(directive.id, directive);
   }
 
   const startedAt = nowOf(deps);
