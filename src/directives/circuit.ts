@@ -10,12 +10,12 @@
  */
 import type { Queryable } from '../db/client.ts';
 import type { Tx } from '../db/transaction.ts';
-import type { CircuitPolicy } from '../executors/registry.ts';
+import type { CircuitPolicy, Executor } from '../executors/registry.ts';
 import { keyedProjection } from '../projections/keyed.ts';
 import { isoTimestamp, type SignalRow } from '../signals/model.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import type { EmitDeps } from '../signals/emit.ts';
-import { emitSystem, type LifecycleContext, type SystemSignal } from './store.ts';
+import { emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 
@@ -219,4 +219,14 @@ export async function settleCircuit(
     payload: { endpoint, failures: row.failures, retry_at: new Date(now.getTime() + policy.cooldownMs).toISOString() },
     dedupe_key: `endpoint:${endpoint}:disabled:${row.position}`,
   });
+}
+
+/** The circuit a directive's endpoint belongs to, when its executor declares one and its params name one. */
+export function circuitKeyOf(executor: Executor, directive: Directive): string | null {
+  if (!executor.circuit) return null;
+  try {
+    return executor.circuit.key(directive.kind, directive.params);
+  } catch {
+    return null;
+  }
 }

@@ -18,22 +18,18 @@
  * of concurrent jobs share statements and transactions (group commit).
  */
 import { z } from 'zod';
-import { backoffMs } from '../core/backoff.ts';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import type { CircuitPolicy, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
-import { circuitGate, circuitsNotClosed, settleCircuit, type CircuitOutcome } from './circuit.ts';
+import type { ExecuteResult } from '../executors/registry.ts';
+import { circuitGate, circuitKeyOf, circuitsNotClosed } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
-import { ORG_OWNER } from '../secrets/vault.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
-import { emitBatch } from '../signals/emit.ts';
-import { DomainError } from '../core/errors.ts';
-import type { Tx } from '../db/transaction.ts';
-import type { ExecutionFailed, ExecutionStarted, ExecutionSucceeded } from '../handlers/execution-model.ts';
+import type { ExecutionStarted } from '../handlers/execution-model.ts';
 import { PLATFORM_ACTOR } from '../auth/actor.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
+import { DEFAULT_MAX_ATTEMPTS, executionIdOfDirective, recordOutcomes, type Outcome } from './outcomes.ts';
 import { DIRECTIVE_SELECT, emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
 
 export const ExecuteDirectivePayload = z.object({
@@ -45,9 +41,7 @@ export const ExecuteDirectivePayload = z.object({
 });
 export type ExecuteDirectivePayload = z.infer<typeof ExecuteDirectivePayload>;
 
-export const executionIdOfDirective = (directiveId: string) => `exe_${directiveId.slice(directiveId.indexOf('_') + 1)}`;
-const DEFAULT_MAX_ATTEMPTS = 5;
-const MAX_BACKOFF_MS = 10 * 60_000;
+export { executionIdOfDirective } from './outcomes.ts';
 
 type Claim =
   | { kind: 'skip' }
@@ -66,15 +60,6 @@ interface ExecuteRequestRef {
    * claims goes by, as no claim counted the runs a worker died in.
    */
   attempt?: number | undefined;
-}
-
-interface Outcome {
-  directive: Directive;
-  attempt: number;
-  startedAt: Date;
-  result: ExecuteResult;
-  /** False when the executor was not called: nothing was learnt about its endpoint. */
-  called: boolean;
 }
 
 /**
@@ -298,146 +283,4 @@ async function claimGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
     deferJobs(tx, deferred);
     return claims;
   });
-}
-
-/**
- * Records outcomes in one transaction: the execution and directive signals
- * (with a retry job where attempts remain), the executors' result signals,
- * and the verdict on each endpoint's circuit.
- */
-async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext, outcomes: Outcome[]): Promise<void> {
-  const finishedAt = nowOf(deps);
-  await withTransaction(deps.sql, undefined, async (tx) => {
-    const signals: SystemSignal[] = [];
-    const retries: ReturnType<typeof executeJob>[] = [];
-    /** Per endpoint, whether its last answer in this group showed it healthy. */
-    const endpoints = new Map<string, { healthy: boolean; policy: CircuitPolicy<unknown> }>();
-    for (const outcome of outcomes) {
-      const executor = deps.executors.require(outcome.directive.kind);
-      const endpoint = outcome.called ? circuitKeyOf(executor, outcome.directive) : null;
-      if (endpoint) endpoints.set(endpoint, { healthy: outcome.result.outcome !== 'retryable', policy: executor.circuit! });
-      const derived = outcome.result.outcome === 'succeeded' ? await recordResultSignals(deps, ctx, tx, outcome.directive, outcome.result.signals ?? []) : [];
-      const recorded = outcomeSignals(deps, outcome, { executor, endpoint, finishedAt, derived });
-      signals.push(...recorded.signals);
-      if (recorded.retryAt) retries.push(executeJob(ctx.tenant.id, outcome.directive.id, ctx.traceparent ?? null, recorded.retryAt, outcome.attempt + 1));
-    }
-    // One append: its projections apply in registry order (directives, then
-    // executions), the order a rebuild locks them in. Writing executions
-    // first deadlocked with a rebuild waiting between the two tables.
-    await emitSystem(deps.emit, ctx, tx, signals);
-    deferJobs(tx, retries);
-    // In id order, as every transaction takes circuit locks.
-    for (const [endpoint, { healthy, policy }] of [...endpoints].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      await settleCircuit(deps.emit, ctx, tx, { endpoint, healthy, policy, now: finishedAt });
-    }
-  });
-}
-
-/** The signals that record one outcome, and when to try again if attempts remain. */
-function outcomeSignals(
-  deps: DirectiveDeps,
-  { directive, attempt, startedAt, result }: Outcome,
-  { executor, endpoint, finishedAt, derived }: { executor: Executor; endpoint: string | null; finishedAt: Date; derived: string[] },
-): { signals: SystemSignal[]; retryAt: Date | null } {
-  const executionId = executionIdOfDirective(directive.id);
-  const timing = {
-    execution_id: executionId,
-    handler: `executor:${directive.kind}`,
-    signal_id: null,
-    directive_id: directive.id,
-    attempt,
-    started_at: startedAt.toISOString(),
-    finished_at: finishedAt.toISOString(),
-    duration_ms: Math.max(0, finishedAt.getTime() - startedAt.getTime()),
-  };
-  const subject = `directive:${directive.id}`;
-  const correlation_id = directive.correlation_id;
-  const circuit: CircuitOutcome = endpoint ? { circuit: endpoint, endpoint_fault: result.outcome === 'retryable' } : {};
-  if (result.outcome === 'succeeded') {
-    const succeeded: ExecutionSucceeded & CircuitOutcome = {
-      ...timing,
-      ...circuit,
-      outputs: { signals: derived, directives: [directive.id] },
-      usage: { ...result.usage, ...(result.costUsd !== undefined ? { cost_usd: result.costUsd } : {}) },
-    };
-    return {
-      retryAt: null,
-      signals: [
-        { type: 'execution.succeeded', subject, payload: succeeded, dedupe_key: `execution:${executionId}:succeeded`, correlation_id },
-        {
-          type: 'directive.succeeded',
-          subject,
-          payload: { directive_id: directive.id, execution_id: executionId, attempt, result: result.result, cost_usd: result.costUsd ?? null },
-          dedupe_key: `directive:${directive.id}:finished`,
-          correlation_id,
-        },
-      ],
-    };
-  }
-  const maxAttempts = executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-  const retry = result.outcome === 'retryable' && attempt < maxAttempts;
-  const retryAt = retry
-    ? new Date(finishedAt.getTime() + backoffMs(attempt, { baseMs: deps.retryBaseMs, maxMs: MAX_BACKOFF_MS, retryAfterMs: result.retryAfterMs }))
-    : null;
-  const failed: ExecutionFailed & CircuitOutcome = { ...timing, ...circuit, error: result.error, final: !retry, retry_at: retryAt?.toISOString() ?? null };
-  const executionFailed: SystemSignal = { type: 'execution.failed', subject, payload: failed, dedupe_key: `execution:${executionId}:failed:${attempt}`, correlation_id };
-  if (retryAt) return { signals: [executionFailed], retryAt };
-  const code = result.outcome === 'needs_reauthorization' ? 'needs_reauthorization' : result.error.code;
-  const signals: SystemSignal[] = [
-    executionFailed,
-    {
-      type: 'directive.failed',
-      subject,
-      payload: { directive_id: directive.id, execution_id: executionId, attempt, error: { code, message: result.error.message } },
-      dedupe_key: `directive:${directive.id}:finished`,
-      correlation_id,
-    },
-  ];
-  if (result.outcome === 'needs_reauthorization') {
-    const owner = directive.installation_id ?? ORG_OWNER;
-    signals.push({
-      type: 'secret.reauthorization_required',
-      subject: `secret:${owner}/${result.credential}`,
-      payload: { name: result.credential, owner, directive_id: directive.id, kind: directive.kind, error: result.error },
-      dedupe_key: `directive:${directive.id}:reauthorization`,
-      correlation_id,
-    });
-  }
-  return { signals, retryAt: null };
-}
-
-/**
- * An executor's result signals, recorded with its outcome under keys derived
- * from the directive, so a repeated recording adds nothing. Caused by the
- * directive's proposal, they carry its correlation.
- */
-async function recordResultSignals(deps: DirectiveDeps, ctx: LifecycleContext, tx: Tx, directive: Directive, signals: ResultSignal[]): Promise<string[]> {
-  if (signals.length === 0) return [];
-  const results = await emitBatch(deps.emit, {
-    ctx: { ...ctx, system: true, tx },
-    inputs: signals.map((signal, index) => ({
-      type: signal.type,
-      subject: signal.subject ?? `directive:${directive.id}`,
-      payload: signal.payload,
-      dedupe_key: `directive:${directive.id}:result:${index}`,
-      causation_id: directive.causation_id,
-      correlation_id: directive.correlation_id,
-    })),
-  });
-  // A conflict is a second recording of this outcome with other content: the first stands.
-  return results.flatMap((result) => {
-    if ('signal' in result) return [result.signal.id];
-    if (result.status === 'conflict') return [];
-    throw new DomainError('validation_failed', `a result signal of ${directive.kind} is not valid: ${result.error.message}`);
-  });
-}
-
-/** The circuit a directive's endpoint belongs to, when its executor declares one and its params name one. */
-function circuitKeyOf(executor: Executor, directive: Directive): string | null {
-  if (!executor.circuit) return null;
-  try {
-    return executor.circuit.key(directive.kind, directive.params);
-  } catch {
-    return null;
-  }
 }
