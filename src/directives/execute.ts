@@ -20,7 +20,7 @@
 import { z } from 'zod';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import type { ExecuteResult } from '../executors/registry.ts';
+import type { ExecuteResult, Executor } from '../executors/registry.ts';
 import { circuitGate, circuitKeyOf, circuitsNotClosed } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
@@ -159,14 +159,15 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
     circuitsNotClosed(deps.sql, tenant),
   ]);
   const byId = new Map(read.map((directive) => [directive.id, directive]));
-  const unclaimed = new Map<string, Directive>();
+  /** The executors of the directives that may be called without a claim, by directive id. */
+  const unclaimed = new Map<string, Executor>();
   for (const directive of read) {
     if (directive.status !== 'approved') continue;
     const executor = deps.executors.require(directive.kind);
     if (executor.claimBeforeCall !== false) continue;
     // Only a closed circuit lets a call go without a claim: opening, probing and deferring are decided under its lock.
     const endpoint = circuitKeyOf(executor, directive);
-    if (endpoint === null || !notClosed.has(endpoint)) unclaimed.set(directive.id, directive);
+    if (endpoint === null || !notClosed.has(endpoint)) unclaimed.set(directive.id, executor);
   }
 
   const startedAt = nowOf(deps);
@@ -175,7 +176,8 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
   const claims = requests.map((request): Claim | null => {
     const directive = byId.get(request.directiveId);
     if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
-    if (!unclaimed.has(directive.id)) {
+    const executor = unclaimed.get(directive.id);
+    if (!executor) {
       toClaim.push(request);
       return null;
     }
@@ -184,8 +186,7 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
     seen.add(directive.id);
     const attempt = Math.max(request.attempt ?? 1, directive.attempts + 1);
     // Runs that never recorded an outcome count too: a directive that stops its worker every time stops here.
-    const maxAttempts = deps.executors.require(directive.kind).maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    if (attempt > maxAttempts) {
+    if (attempt > (executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
       return { kind: 'unrecoverable', directive, attempt, message: `workers stopped during its execution ${attempt - 1} times; reconcile by hand` };
     }
     return { kind: 'run', directive, attempt, startedAt, firstAttemptAt: startedAt, priorOutcomeUnknown: false };
