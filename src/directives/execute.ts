@@ -20,7 +20,7 @@
 import { z } from 'zod';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import type { ExecuteResult, Executor } from '../executors/registry.ts';
+import type { ExecuteResult } from '../executors/registry.ts';
 import { circuitGate, circuitKeyOf, circuitsNotClosed } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
@@ -29,7 +29,7 @@ import { PLATFORM_ACTOR } from '../auth/actor.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
-import { DEFAULT_MAX_ATTEMPTS, executionIdOfDirective, recordOutcomes, type Outcome } from './outcomes.ts';
+import { executionIdOfDirective, recordOutcomes, type Outcome } from './outcomes.ts';
 import { DIRECTIVE_SELECT, emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
 
 export const ExecuteDirectivePayload = z.object({
@@ -47,7 +47,7 @@ type Claim =
   | { kind: 'skip' }
   | { kind: 'deferred' }
   | { kind: 'run'; directive: Directive; attempt: number; startedAt: Date; firstAttemptAt: Date; priorOutcomeUnknown: boolean }
-  | { kind: 'unrecoverable'; directive: Directive; message: string; attempt?: number };
+  | { kind: 'unrecoverable'; directive: Directive; message: string };
 
 const NEEDS_RECONCILE = 'needs_reconcile';
 
@@ -55,10 +55,7 @@ interface ExecuteRequestRef {
   tenant: TenantRef;
   directiveId: string;
   traceparent: string | null;
-  /**
-   * Which attempt this run is, by its job: what a directive executed without
-   * claims goes by, as no claim counted the runs a worker died in.
-   */
+  /** The attempt its job makes: a directive executed without claims counts its attempts by its retry jobs. */
   attempt?: number | undefined;
 }
 
@@ -104,7 +101,7 @@ export async function executeDirective(
   if (claim.kind === 'unrecoverable') {
     const outcome: Outcome = {
       directive: claim.directive,
-      attempt: claim.attempt ?? claim.directive.attempts,
+      attempt: claim.directive.attempts,
       startedAt: nowOf(deps),
       result: { outcome: 'permanent', error: { code: NEEDS_RECONCILE, message: claim.message } },
       called: false,
@@ -159,15 +156,15 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
     circuitsNotClosed(deps.sql, tenant),
   ]);
   const byId = new Map(read.map((directive) => [directive.id, directive]));
-  /** The executors of the directives that may be called without a claim, by directive id. */
-  const unclaimed = new Map<string, Executor>();
+  /** The directives that may be called without a claim. */
+  const unclaimed = new Set<string>();
   for (const directive of read) {
     if (directive.status !== 'approved') continue;
     const executor = deps.executors.require(directive.kind);
     if (executor.claimBeforeCall !== false) continue;
     // Only a closed circuit lets a call go without a claim: opening, probing and deferring are decided under its lock.
     const endpoint = circuitKeyOf(executor, directive);
-    if (endpoint === null || !notClosed.has(endpoint)) unclaimed.set(directive.id, executor);
+    if (endpoint === null || !notClosed.has(endpoint)) unclaimed.add(directive.id);
   }
 
   const startedAt = nowOf(deps);
@@ -176,19 +173,17 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
   const claims = requests.map((request): Claim | null => {
     const directive = byId.get(request.directiveId);
     if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
-    const executor = unclaimed.get(directive.id);
-    if (!executor) {
+    if (!unclaimed.has(directive.id)) {
       toClaim.push(request);
       return null;
     }
     // A second job of one directive in the same group: the first one runs it.
     if (seen.has(directive.id)) return { kind: 'skip' };
     seen.add(directive.id);
+    // A run its worker died in is not counted: nothing recorded it, and a
+    // job fetched by a dying worker need not have started. graphile-worker's
+    // job attempts bound a directive that stops its worker every time.
     const attempt = Math.max(request.attempt ?? 1, directive.attempts + 1);
-    // Runs that never recorded an outcome count too: a directive that stops its worker every time stops here.
-    if (attempt > (executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
-      return { kind: 'unrecoverable', directive, attempt, message: `workers stopped during its execution ${attempt - 1} times; reconcile by hand` };
-    }
     return { kind: 'run', directive, attempt, startedAt, firstAttemptAt: startedAt, priorOutcomeUnknown: false };
   });
   const claimed = toClaim.length === 0 ? [] : await claimGroup(deps, toClaim);

@@ -17,7 +17,7 @@ import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
 
 export const executionIdOfDirective = (directiveId: string) => `exe_${directiveId.slice(directiveId.indexOf('_') + 1)}`;
-export const DEFAULT_MAX_ATTEMPTS = 5;
+const DEFAULT_MAX_ATTEMPTS = 5;
 const MAX_BACKOFF_MS = 10 * 60_000;
 
 /** What one attempt came to. */

@@ -44,7 +44,7 @@ export function createTaskList(app: SignalbusApp): TaskList {
     <T extends { org_id: string; traceparent?: string | null | undefined }>(
       name: string,
       schema: z.ZodType<T>,
-      body: (tenant: TenantRef, payload: T, job: { attempts: number }) => Promise<void>,
+      body: (tenant: TenantRef, payload: T) => Promise<void>,
       onMalformed?: (raw: unknown) => Promise<void>,
     ): Task =>
     async (raw, helpers) => {
@@ -61,7 +61,7 @@ export function createTaskList(app: SignalbusApp): TaskList {
         deps.logger.warn({ task: name, job_id: helpers.job.id, org: parsed.data.org_id }, 'job for an unknown organization; completed');
         return;
       }
-      const run = () => body(tenant, parsed.data, helpers.job);
+      const run = () => body(tenant, parsed.data);
       let outcome = 'ok';
       try {
         if (deps.tracer) await inSpan(deps.tracer, `job ${name}`, { traceparent: parsed.data.traceparent ?? null, attributes: { 'signalbus.org': tenant.slug, 'signalbus.task': name } }, run);
@@ -109,14 +109,8 @@ export function createTaskList(app: SignalbusApp): TaskList {
       (tenant, job) => runHandleSignal(bus.runtime, { tenant, job: { ...job, traceparent: job.traceparent ?? null } }),
       recordMalformedRun,
     ),
-    [EXECUTE_DIRECTIVE]: task(EXECUTE_DIRECTIVE, ExecuteDirectivePayload, (tenant, payload, job) =>
-      executeDirective(bus.directives, {
-        tenant,
-        directiveId: payload.directive_id,
-        traceparent: payload.traceparent ?? null,
-        // Every fetch of the job is an attempt, one a worker died in too.
-        attempt: (payload.attempt ?? 1) + Math.max(0, job.attempts - 1),
-      }),
+    [EXECUTE_DIRECTIVE]: task(EXECUTE_DIRECTIVE, ExecuteDirectivePayload, (tenant, payload) =>
+      executeDirective(bus.directives, { tenant, directiveId: payload.directive_id, traceparent: payload.traceparent ?? null, attempt: payload.attempt }),
     ),
     [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, ExpireDirectivePayload, async (tenant, job) => {
       await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, id: job.directive_id });

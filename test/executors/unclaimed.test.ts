@@ -2,8 +2,7 @@
  * Executors that call without a claim (`claimBeforeCall: false`): their
  * providers deduplicate by the directive id, so an attempt is recorded once,
  * with its outcome. The execute path runs here without a worker, so each
- * test decides which runs happen; the job's run count is what numbers an
- * attempt.
+ * test decides which runs happen.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -84,27 +83,19 @@ describe('an executor whose provider deduplicates for good', () => {
     expect(relay.calls.get(directive.id)).toBe(1);
   });
 
-  it('numbers attempts by the job: a retry after a failure, and a run a worker died in', async () => {
+  it('numbers attempts by its retry jobs', async () => {
     const directive = await propose('relay.send');
     relay.next.push({ outcome: 'retryable', error: { code: 'unavailable', message: 'try later' } });
     await run(directive.id);
     expect((await getDirective(t.app.deps.sql, org, directive.id)).status).toBe('approved');
-    // The retry job's second run: its first run died with the worker, unrecorded.
-    await run(directive.id, 3);
+    // The retry job carries the attempt it makes.
+    await run(directive.id, 2);
     expect(relay.calls.get(directive.id)).toBe(2);
     const attempts = await t.app.deps.sql<{ type: string; attempt: number }[]>`
       select type, (payload->>'attempt')::int as attempt from org_unclaimed.signals
        where subject = ${`directive:${directive.id}`} and type like 'execution.%' order by tx_id, seq`;
-    expect(attempts).toEqual([{ type: 'execution.failed', attempt: 1 }, { type: 'execution.succeeded', attempt: 3 }]);
-    expect(await getDirective(t.app.deps.sql, org, directive.id)).toMatchObject({ status: 'succeeded', attempts: 3 });
-  });
-
-  it('fails a directive whose runs never finished past its attempts, without calling again', async () => {
-    const directive = await propose('relay.send');
-    await run(directive.id, 4);
-    expect(relay.calls.get(directive.id)).toBeUndefined();
-    expect(await getDirective(t.app.deps.sql, org, directive.id)).toMatchObject({ status: 'failed', attempts: 4, error: { code: 'needs_reconcile' } });
-    expect(await lifecycle(directive.id)).toEqual(['directive.proposed', 'execution.failed', 'directive.failed']);
+    expect(attempts).toEqual([{ type: 'execution.failed', attempt: 1 }, { type: 'execution.succeeded', attempt: 2 }]);
+    expect(await getDirective(t.app.deps.sql, org, directive.id)).toMatchObject({ status: 'succeeded', attempts: 2 });
   });
 
   it('refuses to cancel an approved directive, as its call may be under way; one awaiting approval still cancels', async () => {

@@ -8,7 +8,7 @@
  * first call of a directive returns — after the provider acted, before the
  * outcome is recorded. The first call is marked by a file per directive in
  * CRASH_MARKERS (all processes share it): an attempt number would not tell,
- * as jobs a dying worker had fetched but not started count an attempt too.
+ * as an executor called without a claim does not count a run it died in.
  */
 import { openSync, closeSync } from 'node:fs';
 import path from 'node:path';
