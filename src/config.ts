@@ -69,9 +69,9 @@ export const Config = z.object({
   /** Handler and other jobs one worker process runs at once. */
   SIGNALBUS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   /**
-   * Directive executions one worker process runs at once, beside those jobs.
-   * They mostly wait on providers, and more of them share each claiming and
-   * recording transaction.
+   * Provider calls one worker process makes at once, beside those jobs. More
+   * executions than this are held: those reading their directives or
+   * recording outcomes share transactions and need no call slot.
    */
   SIGNALBUS_EXECUTOR_CONCURRENCY: z.coerce.number().int().min(1).max(500).default(64),
   /** Seconds between worker heartbeats (and sweeps for dead workers). */

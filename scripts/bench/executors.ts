@@ -6,7 +6,7 @@
  *    `BENCH_ROUNDS` rounds whose paired ratios' median is reported: a
  *    backlog of approved directives (proposed under a require-approval rule
  *    and approved before the worker starts) drained by one worker process
- *    running that many executions at once (`SIGNALBUS_EXECUTOR_CONCURRENCY`),
+ *    making that many provider calls at once (`SIGNALBUS_EXECUTOR_CONCURRENCY`),
  *    from the first arrival to the last — against `fetch` posting as many
  *    deliveries on as many loops, and against graphile-worker jobs that only
  *    post (the job queue's own share). CPU per delivery of each process

@@ -16,6 +16,13 @@
  * whenever there is more to decide — its endpoint's circuit is not closed, or
  * an earlier attempt was claimed. Under load the reads, claims and outcomes
  * of concurrent jobs share statements and transactions (group commit).
+ *
+ * A worker bounds its provider calls in flight (`callSlots`), not its
+ * executions: an execution holds a slot from its claim (or, unclaimed, from
+ * its call) until the call returns, and records its outcome without one. So
+ * recording never holds back calls, and more executions waiting to record
+ * make larger, cheaper groups. A claim waits for its slot first, so a
+ * worker dying in that wait leaves no attempt with an unknown outcome.
  */
 import { z } from 'zod';
 import { deferJobs } from '../db/jobs.ts';
@@ -43,6 +50,12 @@ export type ExecuteDirectivePayload = z.infer<typeof ExecuteDirectivePayload>;
 
 export { executionIdOfDirective } from './outcomes.ts';
 
+/** What a read of the directive decides: to skip it, to claim it first, or to call without a claim. */
+type Start =
+  | { kind: 'skip' }
+  | { kind: 'claim' }
+  | { kind: 'unclaimed'; directive: Directive; attempt: number };
+
 type Claim =
   | { kind: 'skip' }
   | { kind: 'deferred' }
@@ -60,12 +73,13 @@ interface ExecuteRequestRef {
 }
 
 /**
- * Claims and outcomes of one tenant's executions are group-committed: under
- * load, the directives a worker runs at once share one claiming and one
- * recording transaction. Only signals of one trace share a group, so each
+ * Reads, claims and outcomes of one tenant's executions are group-committed:
+ * under load, the directives a worker runs at once share one read, one
+ * claiming and one recording transaction. Only signals of one trace share a group, so each
  * keeps its traceparent.
  */
 interface Groups {
+  starts: GroupRunner<ExecuteRequestRef, Start>;
   claims: GroupRunner<ExecuteRequestRef, Claim>;
   outcomes: GroupRunner<{ ctx: LifecycleContext; outcome: Outcome }, void>;
 }
@@ -75,7 +89,8 @@ function groupsOf(deps: DirectiveDeps): Groups {
   let groups = groupsByDeps.get(deps);
   if (!groups) {
     groups = {
-      claims: createGroupRunner((_key, requests) => startGroup(deps, requests)),
+      starts: createGroupRunner((_key, requests) => startGroup(deps, requests)),
+      claims: createGroupRunner((_key, requests) => claimGroup(deps, requests)),
       outcomes: createGroupRunner(async (_key, items) => {
         await recordOutcomes(deps, items[0]!.ctx, items.map((item) => item.outcome));
         return items.map(() => undefined);
@@ -88,30 +103,45 @@ function groupsOf(deps: DirectiveDeps): Groups {
 
 const groupKey = (tenant: TenantRef, traceparent: string | null | undefined) => `${tenant.schema} ${traceparent ?? ''}`;
 
+/** Runs `work` once a provider-call slot is free (a `p-limit` limiter); without slots, at once. */
+export type CallSlots = <T>(work: () => Promise<T>) => Promise<T>;
+
+/**
+ * One execute job: read the directive; in a call slot, claim its attempt
+ * unless it may go unclaimed, and call its executor; then, out of the slot,
+ * record the outcome.
+ */
 export async function executeDirective(
   deps: DirectiveDeps,
-  { tenant, directiveId, traceparent, attempt }: ExecuteRequestRef,
+  request: ExecuteRequestRef,
+  callSlots: CallSlots = (work) => work(),
 ): Promise<void> {
+  const { tenant, traceparent } = request;
   const ctx: LifecycleContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
   const groups = groupsOf(deps);
   const key = groupKey(tenant, traceparent);
-  const claim = await groups.claims.run(key, { tenant, directiveId, traceparent, attempt });
+  const start = await groups.starts.run(key, request);
+  if (start.kind === 'skip') return;
+  const outcome = await callSlots(async (): Promise<Outcome | null> => {
+    const claim: Claim = start.kind === 'claim' ? await groups.claims.run(key, request) : unclaimedRun(deps, start);
+    if (claim.kind === 'skip' || claim.kind === 'deferred') return null;
+    if (claim.kind === 'unrecoverable') {
+      const result: ExecuteResult = { outcome: 'permanent', error: { code: NEEDS_RECONCILE, message: claim.message } };
+      return { directive: claim.directive, attempt: claim.directive.attempts, startedAt: nowOf(deps), result, called: false };
+    }
+    return { directive: claim.directive, attempt: claim.attempt, startedAt: claim.startedAt, result: await call(deps, request, claim), called: true };
+  });
+  if (outcome) await groups.outcomes.run(key, { ctx, outcome });
+}
 
-  if (claim.kind === 'skip' || claim.kind === 'deferred') return;
-  if (claim.kind === 'unrecoverable') {
-    const outcome: Outcome = {
-      directive: claim.directive,
-      attempt: claim.directive.attempts,
-      startedAt: nowOf(deps),
-      result: { outcome: 'permanent', error: { code: NEEDS_RECONCILE, message: claim.message } },
-      called: false,
-    };
-    await groups.outcomes.run(key, { ctx, outcome });
-    return;
-  }
+/** An unclaimed attempt starts when its call slot is free, not when its directive was read. */
+function unclaimedRun(deps: DirectiveDeps, { directive, attempt }: Extract<Start, { kind: 'unclaimed' }>): Claim {
+  const startedAt = nowOf(deps);
+  return { kind: 'run', directive, attempt, startedAt, firstAttemptAt: startedAt, priorOutcomeUnknown: false };
+}
 
+async function call(deps: DirectiveDeps, { tenant, directiveId }: ExecuteRequestRef, claim: Extract<Claim, { kind: 'run' }>): Promise<ExecuteResult> {
   const executor = deps.executors.require(claim.directive.kind);
-  let result: ExecuteResult;
   try {
     const request = {
       directiveId,
@@ -125,7 +155,7 @@ export async function executeDirective(
       orgId: tenant.id,
       credentials: credentialsFor(deps, tenant, claim.directive.installation_id),
     };
-    result = deps.tracer
+    return deps.tracer
       ? await inSpan(deps.tracer, `executor ${claim.directive.kind}`, { attributes: { 'signalbus.directive': directiveId, 'signalbus.attempt': claim.attempt } }, async (span) => {
           const outcome = await executor.execute(request);
           span.setAttribute('signalbus.outcome', outcome.outcome);
@@ -134,19 +164,18 @@ export async function executeDirective(
       : await executor.execute(request);
   } catch (error) {
     // An executor should return failures; a throw is a bug or an unexpected fault, retried.
-    result = error instanceof CredentialUnreadableError
+    return error instanceof CredentialUnreadableError
       ? { outcome: 'permanent', error: { code: 'credential_unreadable', message: error.message } }
       : { outcome: 'retryable', error: { code: 'executor_error', message: error instanceof Error ? error.message.slice(0, 500) : 'executor threw' } };
   }
-  await groups.outcomes.run(key, { ctx, outcome: { directive: claim.directive, attempt: claim.attempt, startedAt: claim.startedAt, result, called: true } });
 }
 
 /**
- * Starts the requested executions: on one read, without a lock, those that
- * may call without a claim; the rest through `claimGroup`. A directive that
- * is neither approved nor executing is skipped here already.
+ * Starts the requested executions on one read, without a lock: those that
+ * may call without a claim run; the rest are left to `claimGroup`. A
+ * directive that is neither approved nor executing is skipped here already.
  */
-async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): Promise<Claim[]> {
+async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): Promise<Start[]> {
   const { tenant } = requests[0]!;
   const ids = [...new Set(requests.map((request) => request.directiveId))];
   // Both reads at once: which circuits are not closed need not wait for the directives' endpoints.
@@ -167,16 +196,11 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
     if (endpoint === null || !notClosed.has(endpoint)) unclaimed.add(directive.id);
   }
 
-  const startedAt = nowOf(deps);
   const seen = new Set<string>();
-  const toClaim: ExecuteRequestRef[] = [];
-  const claims = requests.map((request): Claim | null => {
+  return requests.map((request): Start => {
     const directive = byId.get(request.directiveId);
     if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
-    if (!unclaimed.has(directive.id)) {
-      toClaim.push(request);
-      return null;
-    }
+    if (!unclaimed.has(directive.id)) return { kind: 'claim' };
     // A second job of one directive in the same group: the first one runs it.
     if (seen.has(directive.id)) return { kind: 'skip' };
     seen.add(directive.id);
@@ -184,10 +208,8 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
     // job fetched by a dying worker need not have started. graphile-worker's
     // job attempts bound a directive that stops its worker every time.
     const attempt = Math.max(request.attempt ?? 1, directive.attempts + 1);
-    return { kind: 'run', directive, attempt, startedAt, firstAttemptAt: startedAt, priorOutcomeUnknown: false };
+    return { kind: 'unclaimed', directive, attempt };
   });
-  const claimed = toClaim.length === 0 ? [] : await claimGroup(deps, toClaim);
-  return claims.map((claim) => claim ?? claimed.shift()!);
 }
 
 /**

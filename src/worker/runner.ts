@@ -13,7 +13,7 @@ import type { SignalbusApp } from '../app.ts';
 import { newId } from '../core/ids.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE } from '../directives/deps.ts';
-import { executeDirective, ExecuteDirectivePayload } from '../directives/execute.ts';
+import { executeDirective, ExecuteDirectivePayload, type CallSlots } from '../directives/execute.ts';
 import { emitSystem } from '../directives/store.ts';
 import { expireDirective } from '../directives/transitions.ts';
 import { PLATFORM_ACTOR } from '../auth/actor.ts';
@@ -22,6 +22,7 @@ import { HandleSignalPayload, runHandleSignal } from '../handlers/runtime.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { TenantRef } from '../tenancy/tenant-migrations.ts';
 import { startLiveness, type Liveness } from './liveness.ts';
+import pLimit from 'p-limit';
 import pg from 'pg';
 import { z } from 'zod';
 
@@ -34,7 +35,7 @@ export function graphileLogger(logger: Logger): GraphileLogger {
 
 const ExpireDirectivePayload = z.object({ org_id: z.string().min(1), directive_id: z.string().min(1) });
 
-export function createTaskList(app: SignalbusApp): TaskList {
+export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: CallSlots } = {}): TaskList {
   const { deps } = app;
   const { bus } = deps;
   const tenantOf = async (orgId: string): Promise<TenantRef | undefined> => deps.tenants.find(orgId);
@@ -110,7 +111,7 @@ export function createTaskList(app: SignalbusApp): TaskList {
       recordMalformedRun,
     ),
     [EXECUTE_DIRECTIVE]: task(EXECUTE_DIRECTIVE, ExecuteDirectivePayload, (tenant, payload) =>
-      executeDirective(bus.directives, { tenant, directiveId: payload.directive_id, traceparent: payload.traceparent ?? null, attempt: payload.attempt }),
+      executeDirective(bus.directives, { tenant, directiveId: payload.directive_id, traceparent: payload.traceparent ?? null, attempt: payload.attempt }, callSlots),
     ),
     [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, ExpireDirectivePayload, async (tenant, job) => {
       await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, id: job.directive_id });
@@ -118,11 +119,19 @@ export function createTaskList(app: SignalbusApp): TaskList {
   };
 }
 
+/**
+ * Executions a worker holds beyond its provider calls: those reading their
+ * directives, waiting for a call slot, or recording outcomes. Their database
+ * work is group-committed, so more of them make larger groups rather than
+ * more statements, and calls go on while earlier outcomes are recorded.
+ */
+export const RECORDING_EXECUTIONS = 128;
+
 export interface WorkerOptions {
   databaseUrl: string;
   /** Handler runs and expiries at once. */
   concurrency: number;
-  /** Directive executions at once (default: `concurrency`). */
+  /** Provider calls at once (default: `concurrency`); up to `RECORDING_EXECUTIONS` more executions read or record around them. */
   executorConcurrency?: number;
   heartbeatMs: number;
   staleAfterMs: number;
@@ -158,7 +167,8 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   const onPoolError = (error: Error) => deps.logger.warn({ err: error }, 'graphile-worker database client failed');
   pgPool.on('error', onPoolError);
   pgPool.on('connect', (client) => client.on('error', onPoolError));
-  const tasks = createTaskList(app);
+  const tasks = createTaskList(app, { callSlots: pLimit(executorConcurrency) });
+  const executionsInFlight = executorConcurrency + RECORDING_EXECUTIONS;
   const { [EXECUTE_DIRECTIVE]: executeTask, ...otherTasks } = tasks;
   const common = {
     events,
@@ -185,9 +195,9 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
     runners.push(
       await run({
         ...common,
-        concurrency: executorConcurrency,
+        concurrency: executionsInFlight,
         taskList: { [EXECUTE_DIRECTIVE]: executeTask! },
-        preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: executorConcurrency * 2 } } },
+        preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: executionsInFlight } } },
       }),
     );
   } catch (error) {

@@ -2,11 +2,13 @@
  * One effect per directive under crashes: worker processes that SIGKILL
  * themselves right after each directive's first provider call returns —
  * the provider acted, the outcome was never recorded — 20 times per
- * executor. A surviving worker's sweeper releases the dead one's job; the
- * next attempt knows the outcome is unknown, and the provider sees exactly
- * one effect per directive: Stripe through the directive's idempotency key,
- * Gmail through the Message-ID lookup, webhooks through the same
- * `webhook-id` on redelivery.
+ * executor. Each worker makes one provider call at a time while it records
+ * earlier outcomes, so a death can also take down the recording of the
+ * directive called just before. A surviving worker's sweeper releases the
+ * dead one's jobs; the next attempt knows the outcome is unknown, and the
+ * provider sees exactly one effect per directive: Stripe through the
+ * directive's idempotency key, Gmail through the Message-ID lookup, webhooks
+ * through the same `webhook-id` on redelivery.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -61,7 +63,7 @@ beforeAll(async () => {
     SIGNALBUS_EXECUTOR_RETRY_BASE_MS: '50',
     CRASH_AFTER_EXECUTE: '1',
     CRASH_MARKERS: markers,
-    // One job at a time: each death interrupts exactly the directive that caused it.
+    // One provider call at a time: each death follows its directive's first call.
     WORKER_CONCURRENCY: '1',
     WORKER_HEARTBEAT_MS: '250',
     WORKER_STALE_AFTER_MS: '1500',
@@ -111,7 +113,9 @@ describe('one effect per directive when the worker dies right after the provider
     const { deaths, directives } = await runThroughCrashes(ids);
     expect(deaths).toBeGreaterThanOrEqual(DIRECTIVES);
     for (const directive of directives) {
-      expect(directive, directive.id).toMatchObject({ status: 'succeeded', attempts: 2 });
+      // Its first attempt's outcome was lost; so was a later one's if the next directive's death came first.
+      expect(directive, directive.id).toMatchObject({ status: 'succeeded' });
+      expect(directive.attempts, directive.id).toBeGreaterThanOrEqual(2);
       expect(stripe.effects.filter((effect) => effect.idempotencyKey === directive.id), directive.id).toHaveLength(1);
       // The repeat reached Stripe and was answered from its idempotency store.
       expect(stripe.calls.filter((call) => call.idempotencyKey === directive.id && call.replayed).length, directive.id).toBeGreaterThanOrEqual(1);
@@ -125,11 +129,11 @@ describe('one effect per directive when the worker dies right after the provider
     const { deaths, directives } = await runThroughCrashes(ids);
     expect(deaths).toBeGreaterThanOrEqual(DIRECTIVES);
     for (const directive of directives) {
-      // Delivered without a claim, the call its worker died in was never recorded: one attempt, two deliveries.
+      // Delivered without a claim, the calls its workers died after were never recorded: one attempt.
       expect(directive, directive.id).toMatchObject({ status: 'succeeded', attempts: 1 });
       const deliveries = sink.deliveries.filter((delivery) => delivery.webhookId === directive.id && delivery.status >= 200 && delivery.status < 300);
       // Delivered again after the crash, under the same id, so the receiver counts it once.
-      expect(deliveries.length, directive.id).toBe(2);
+      expect(deliveries.length, directive.id).toBeGreaterThanOrEqual(2);
     }
     expect(new Set(sink.deliveries.map((delivery) => delivery.webhookId)).size).toBe(DIRECTIVES);
     expect(sink.calls.effects).toBe(DIRECTIVES);
@@ -143,7 +147,8 @@ describe('one effect per directive when the worker dies right after the provider
     const { deaths, directives } = await runThroughCrashes(ids);
     expect(deaths).toBeGreaterThanOrEqual(DIRECTIVES);
     for (const directive of directives) {
-      expect(directive, directive.id).toMatchObject({ status: 'succeeded', attempts: 2, result: { recovered: true } });
+      expect(directive, directive.id).toMatchObject({ status: 'succeeded', result: { recovered: true } });
+      expect(directive.attempts, directive.id).toBeGreaterThanOrEqual(2);
       const messageId = (directive.result as { rfc822_message_id: string }).rfc822_message_id;
       expect(messageId).toContain(directive.id);
       expect(gmail.sentCount(messageId), directive.id).toBe(1);
