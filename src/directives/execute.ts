@@ -75,8 +75,8 @@ interface ExecuteRequestRef {
 /**
  * Reads, claims and outcomes of one tenant's executions are group-committed:
  * under load, the directives a worker runs at once share one read, one
- * claiming and one recording transaction. Only signals of one trace share a group, so each
- * keeps its traceparent.
+ * claiming and one recording transaction. Only signals of one trace share a
+ * group, so each keeps its traceparent.
  */
 interface Groups {
   starts: GroupRunner<ExecuteRequestRef, Start>;

@@ -125,13 +125,13 @@ export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: C
  * work is group-committed, so more of them make larger groups rather than
  * more statements, and calls go on while earlier outcomes are recorded.
  */
-export const RECORDING_EXECUTIONS = 128;
+const EXECUTIONS_BEYOND_CALLS = 128;
 
 export interface WorkerOptions {
   databaseUrl: string;
   /** Handler runs and expiries at once. */
   concurrency: number;
-  /** Provider calls at once (default: `concurrency`); up to `RECORDING_EXECUTIONS` more executions read or record around them. */
+  /** Provider calls at once (default: `concurrency`); up to `EXECUTIONS_BEYOND_CALLS` more executions read or record around them. */
   executorConcurrency?: number;
   heartbeatMs: number;
   staleAfterMs: number;
@@ -168,7 +168,7 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   pgPool.on('error', onPoolError);
   pgPool.on('connect', (client) => client.on('error', onPoolError));
   const tasks = createTaskList(app, { callSlots: pLimit(executorConcurrency) });
-  const executionsInFlight = executorConcurrency + RECORDING_EXECUTIONS;
+  const executionsInFlight = executorConcurrency + EXECUTIONS_BEYOND_CALLS;
   const { [EXECUTE_DIRECTIVE]: executeTask, ...otherTasks } = tasks;
   const common = {
     events,
