@@ -187,38 +187,43 @@ export async function circuitGate(tx: Tx, tenant: TenantRef, endpoints: string[]
   };
 }
 
+/** What the outcomes recorded in one transaction showed of an endpoint: whether its last answer was healthy. */
+export interface EndpointVerdict {
+  endpoint: string;
+  healthy: boolean;
+  policy: CircuitPolicy<unknown>;
+}
+
 /**
- * After an outcome naming the circuit was recorded in `tx`: opens it when
- * the run of faults reaches the threshold or a probe failed, closes it when
- * the endpoint answered (`healthy`) while it was not closed.
+ * After outcomes naming circuits were recorded in `tx`: opens each circuit
+ * whose run of faults reached the threshold or whose probe failed, closes
+ * each whose endpoint answered (`healthy`) while it was not closed. The
+ * circuits are read and locked in one statement, in id order.
  */
-export async function settleCircuit(
-  emit: EmitDeps,
-  ctx: LifecycleContext,
-  tx: Tx,
-  { endpoint, healthy, policy, now }: { endpoint: string; healthy: boolean; policy: CircuitPolicy<unknown>; now: Date },
-): Promise<void> {
-  const [row] = await readCircuits(tx.sql, ctx.tenant, [endpoint], { lock: true });
-  if (!row) return;
-  const subject = `endpoint:${endpoint}`;
-  if (healthy) {
-    if (row.state === 'closed') return;
-    await emitSystem(emit, ctx, tx, {
-      type: 'webhook.endpoint.enabled',
+export async function settleCircuits(emit: EmitDeps, ctx: LifecycleContext, tx: Tx, verdicts: EndpointVerdict[], now: Date): Promise<void> {
+  if (verdicts.length === 0) return;
+  const rows = await readCircuits(tx.sql, ctx.tenant, verdicts.map((verdict) => verdict.endpoint), { lock: true });
+  const verdictOf = new Map(verdicts.map((verdict) => [verdict.endpoint, verdict]));
+  const transitions: SystemSignal[] = [];
+  for (const row of rows) {
+    const { endpoint, healthy, policy } = verdictOf.get(row.id)!;
+    const subject = `endpoint:${endpoint}`;
+    if (healthy) {
+      if (row.state !== 'closed') {
+        transitions.push({ type: 'webhook.endpoint.enabled', subject, payload: { endpoint }, dedupe_key: `endpoint:${endpoint}:enabled:${row.position}` });
+      }
+      continue;
+    }
+    const tripped = row.state === 'half_open' || (row.state === 'closed' && row.failures >= policy.failureThreshold);
+    if (!tripped || row.failures === 0) continue;
+    transitions.push({
+      type: 'webhook.endpoint.disabled',
       subject,
-      payload: { endpoint },
-      dedupe_key: `endpoint:${endpoint}:enabled:${row.position}`,
+      payload: { endpoint, failures: row.failures, retry_at: new Date(now.getTime() + policy.cooldownMs).toISOString() },
+      dedupe_key: `endpoint:${endpoint}:disabled:${row.position}`,
     });
-    return;
   }
-  const tripped = row.state === 'half_open' || (row.state === 'closed' && row.failures >= policy.failureThreshold);
-  if (!tripped || row.failures === 0) return;
-  await emitSystem(emit, ctx, tx, {
-    type: 'webhook.endpoint.disabled',
-    subject,
-    payload: { endpoint, failures: row.failures, retry_at: new Date(now.getTime() + policy.cooldownMs).toISOString() },
-    dedupe_key: `endpoint:${endpoint}:disabled:${row.position}`,
-  });
+  if (transitions.length > 0) await emitSystem(emit, ctx, tx, transitions);
 }
 
 /** The circuit a directive's endpoint belongs to, when its executor declares one and its params name one. */

@@ -8,11 +8,11 @@ import { backoffMs } from '../core/backoff.ts';
 import { DomainError } from '../core/errors.ts';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
-import type { CircuitPolicy, ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
+import type { ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
 import type { ExecutionFailed, ExecutionSucceeded } from '../handlers/execution-model.ts';
 import { ORG_OWNER } from '../secrets/vault.ts';
 import { emitBatch } from '../signals/emit.ts';
-import { circuitKeyOf, settleCircuit, type CircuitOutcome } from './circuit.ts';
+import { circuitKeyOf, settleCircuits, type CircuitOutcome, type EndpointVerdict } from './circuit.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
 
@@ -41,11 +41,11 @@ export async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext,
     const signals: SystemSignal[] = [];
     const retries: ReturnType<typeof executeJob>[] = [];
     /** Per endpoint, whether its last answer in this group showed it healthy. */
-    const endpoints = new Map<string, { healthy: boolean; policy: CircuitPolicy<unknown> }>();
+    const endpoints = new Map<string, EndpointVerdict>();
     for (const outcome of outcomes) {
       const executor = deps.executors.require(outcome.directive.kind);
       const endpoint = outcome.called ? circuitKeyOf(executor, outcome.directive) : null;
-      if (endpoint) endpoints.set(endpoint, { healthy: outcome.result.outcome !== 'retryable', policy: executor.circuit! });
+      if (endpoint) endpoints.set(endpoint, { endpoint, healthy: outcome.result.outcome !== 'retryable', policy: executor.circuit! });
       const derived = outcome.result.outcome === 'succeeded' ? await recordResultSignals(deps, ctx, tx, outcome.directive, outcome.result.signals ?? []) : [];
       const recorded = outcomeSignals(deps, outcome, { executor, endpoint, finishedAt, derived });
       signals.push(...recorded.signals);
@@ -56,10 +56,7 @@ export async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext,
     // first deadlocked with a rebuild waiting between the two tables.
     await emitSystem(deps.emit, ctx, tx, signals);
     deferJobs(tx, retries);
-    // In id order, as every transaction takes circuit locks.
-    for (const [endpoint, { healthy, policy }] of [...endpoints].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      await settleCircuit(deps.emit, ctx, tx, { endpoint, healthy, policy, now: finishedAt });
-    }
+    await settleCircuits(deps.emit, ctx, tx, [...endpoints.values()], finishedAt);
   });
 }
 
