@@ -40,9 +40,10 @@ function positionEncoder(): (appended: Appended) => string {
   };
 }
 
-const COLUMNS = `id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id,
+const COLUMNS = `id, type, schema_version, subject, payload, dedupe_key, payload_hash, request_hash, correlation_id,
   causation_id, causation_depth, occurred_at, actor, source, installation_id, trace, recorded_at`;
-const FACT_FIELDS = 'id, type, schema_version, subject, payload, dedupe_key, payload_hash, correlation_id, causation_id, occurred_at';
+const FACT_FIELDS =
+  'id, type, schema_version, subject, payload, dedupe_key, payload_hash, request_hash, correlation_id, causation_id, occurred_at';
 const ORIGIN_FIELDS = 'actor, source, installation_id, trace';
 
 const sameOrigin = (a: Prepared, b: Prepared) =>
@@ -68,7 +69,7 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
   const texts = (values: Array<string | null>) => db`json_array_elements_text(${JSON.stringify(values)}::text::json)`;
   const source = one
     ? db`(values (${first.id}, ${first.type}, ${first.schemaVersion}::int, ${first.subject}::text, ${first.payloadJson},
-                  ${first.dedupeKey}, ${first.payloadHash}, ${first.correlationId}::text, ${first.causationId}::text,
+                  ${first.dedupeKey}, ${first.payloadHash}, ${first.requestHash}, ${first.correlationId}::text, ${first.causationId}::text,
                   ${first.occurredAt}::timestamptz)) as i(${db.unsafe(FACT_FIELDS)})`
     : // ROWS FROM zips the columns. Each travels as one JSON array, which
       // Node writes natively; a text[] would have postgres.js escape every
@@ -78,6 +79,7 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
            unnest(${column((item) => item.schemaVersion)}::int[]), ${texts(column((item) => item.subject))},
            jsonb_array_elements(${`[${column((item) => item.payloadJson).join(',')}]`}::text::jsonb),
            ${texts(column((item) => item.dedupeKey))}, ${texts(column((item) => item.payloadHash))},
+           ${texts(column((item) => item.requestHash))},
            ${texts(column((item) => item.correlationId))}, ${texts(column((item) => item.causationId))},
            ${texts(column((item) => item.occurredAt))}
            ${
@@ -94,7 +96,7 @@ async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]
   const caused = items.some((item) => item.causationId !== null);
   return db<Appended[]>`
     insert into ${table} (${db.unsafe(COLUMNS)})
-    select i.id, i.type, i.schema_version, i.subject, i.payload::jsonb, i.dedupe_key, i.payload_hash,
+    select i.id, i.type, i.schema_version, i.subject, i.payload::jsonb, i.dedupe_key, i.payload_hash, i.request_hash,
            ${caused ? db`coalesce(i.correlation_id, c.correlation_id, i.id)` : db`coalesce(i.correlation_id, i.id)`},
            i.causation_id, ${caused ? db`coalesce(c.causation_depth + 1, 0)` : db`0`}, i.occurred_at::timestamptz, ${origin}, statement_timestamp()
       from ${source}
@@ -117,6 +119,7 @@ function toRow(item: Prepared, appended: Appended, position: string): SignalRow 
     source: item.source,
     dedupe_key: item.dedupeKey,
     payload_hash: item.payloadHash,
+    request_hash: item.requestHash,
     correlation_id: appended.correlation_id ?? item.correlationId ?? item.id,
     causation_id: item.causationId,
     causation_depth: appended.causation_depth ?? 0,
@@ -129,7 +132,7 @@ function toRow(item: Prepared, appended: Appended, position: string): SignalRow 
 
 async function findByDedupeKeys(db: Queryable, tenant: TenantRef, keys: string[]): Promise<Map<string, SignalRow>> {
   const rows = await db<SignalRow[]>`
-    select ${db.unsafe(SIGNAL_COLUMNS)} from ${db(`${tenant.schema}.signals`)} where dedupe_key = any(${keys}::text[])`;
+    select ${db.unsafe(SIGNAL_COLUMNS)}, request_hash from ${db(`${tenant.schema}.signals`)} where dedupe_key = any(${keys}::text[])`;
   return new Map(rows.map((row) => [row.dedupe_key, row]));
 }
 

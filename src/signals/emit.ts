@@ -19,7 +19,7 @@ import { appendSignals, type Outcome } from './append.ts';
 import type { AppendBatcher } from './append-batcher.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { toSignal, type Signal } from './model.ts';
-import { prepare, sameContent, type Prepared } from './prepare.ts';
+import { prepare, sameRequest, type Prepared } from './prepare.ts';
 
 export interface EmitDeps {
   sql: Sql;
@@ -57,7 +57,7 @@ export type BatchItemResult =
   | { status: 'conflict' | 'invalid'; error: { code: string; message: string; errors?: FieldError[] } };
 
 const conflictError = (key: string) =>
-  new DomainError('idempotency_conflict', `dedupe key ${JSON.stringify(key)} was already used for a different signal`);
+  new DomainError('idempotency_conflict', `dedupe key ${JSON.stringify(key)} was already used for a different request`);
 
 /** Appends `items` atomically and resolves each to its stored row. */
 async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promise<Outcome[]> {
@@ -89,7 +89,7 @@ function traced<T>(deps: EmitDeps, ctx: EmitContext, name: string, fn: (ctx: Emi
   );
 }
 
-/** Emits one signal. Throws `idempotency_conflict` when its key holds another payload. */
+/** Emits one signal. Throws `idempotency_conflict` when its key holds another request (any client-supplied field). */
 export function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: unknown }): Promise<EmitResult> {
   return traced(deps, ctx, 'signals.emit', (ctx) => emitOne(deps, ctx, input));
 }
@@ -99,7 +99,7 @@ async function emitOne(deps: EmitDeps, ctx: EmitContext, input: unknown): Promis
   const [outcome] = await write(deps, ctx, [item]);
   if (outcome!.created) deps.observer?.emitted(item.type);
   else deps.observer?.deduplicated();
-  if (!outcome!.created && !sameContent(outcome!.row, item)) throw conflictError(item.dedupeKey);
+  if (!outcome!.created && !sameRequest(outcome!.row, item)) throw conflictError(item.dedupeKey);
   return { signal: toSignal(outcome!.row), deduplicated: !outcome!.created };
 }
 
@@ -134,7 +134,7 @@ async function emitMany(deps: EmitDeps, ctx: EmitContext, inputs: unknown[]): Pr
     if (created) deps.observer?.emitted(item.type);
     else deps.observer?.deduplicated();
     if (created) results[index] = { status: 'created', signal: toSignal(row) };
-    else if (sameContent(row, item)) results[index] = { status: 'deduplicated', signal: toSignal(row) };
+    else if (sameRequest(row, item)) results[index] = { status: 'deduplicated', signal: toSignal(row) };
     else {
       const error = conflictError(item.dedupeKey);
       results[index] = { status: 'conflict', error: { code: error.code, message: error.message } };

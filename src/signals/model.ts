@@ -157,6 +157,8 @@ export interface SignalRow {
   source: string;
   dedupe_key: string;
   payload_hash: string;
+  /** Read only to resolve a repeated dedupe key; null on signals stored before requests were hashed. */
+  request_hash?: string | null;
   correlation_id: string | null;
   causation_id: string | null;
   causation_depth: number;
@@ -167,8 +169,8 @@ export interface SignalRow {
   recorded_at: string;
 }
 
-/** A signal as the API shows it: the causation depth stays internal. */
-export type Signal = Omit<SignalRow, 'causation_depth'>;
+/** A signal as the API shows it: the causation depth and the request hash stay internal. */
+export type Signal = Omit<SignalRow, 'causation_depth' | 'request_hash'>;
 
 export function toSignal(row: SignalRow): Signal {
   return {
