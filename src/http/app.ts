@@ -13,6 +13,17 @@ import { registerOperations } from './routes/index.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Every tag an operation uses, described for the reference and for client generators. */
+const TAGS: Array<{ name: string; description: string }> = [
+  { name: 'Organizations', description: 'Tenants: each organization owns its own log and state.' },
+  { name: 'API keys', description: 'Keys bound to an organization, each acting as one actor with one role.' },
+  { name: 'Signals', description: 'The log: emit, list, trace and stream signals in commit order.' },
+  { name: 'Directives', description: 'Intents to cause a side effect, decided by policy and, where required, approval.' },
+  { name: 'Executions', description: 'Durable records of handler runs and directive runs.' },
+  { name: 'Policies', description: "The organization's rules and guards that decide directives." },
+  { name: 'Secrets', description: 'The credentials vault: values encrypted at rest, never returned.' },
+];
+
 export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
   const app = new OpenAPIHono<ApiEnv>({
     defaultHook: (result, c) => {
@@ -77,7 +88,11 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
       title: 'signalbus',
       version: '1',
       description: 'Event-sourced, multi-tenant signal bus. Errors are RFC 9457 problem details with a stable `code`.',
+      contact: { name: 'signalbus' },
     },
+    // Relative: the document describes the server that serves it.
+    servers: [{ url: '/', description: 'This signalbus server' }],
+    tags: TAGS,
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' });
   app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'signalbus API' }));

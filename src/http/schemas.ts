@@ -56,6 +56,20 @@ export const ApiKeySchema = z
 
 const problemContent = { 'application/problem+json': { schema: ProblemSchema } };
 
+const seconds = (description: string) => ({ description, schema: { type: 'integer' as const, minimum: 0 } });
+
+/** Every authenticated operation is rate-limited per key and per org (API.md, Rate limits). */
+const rateLimited = {
+  description: 'Rate limited (`rate_limited`): wait `Retry-After` seconds',
+  headers: {
+    'Retry-After': seconds('Seconds until a request may succeed'),
+    'RateLimit-Limit': seconds('Requests the bucket holds'),
+    'RateLimit-Remaining': seconds('Requests left in the bucket'),
+    'RateLimit-Reset': seconds('Seconds until the bucket is full again'),
+  },
+  content: problemContent,
+};
+
 /** The error responses an authenticated operation can give, for the OpenAPI document. */
 export function errorResponses(...statuses: number[]) {
   const descriptions: Record<number, string> = {
@@ -69,9 +83,12 @@ export function errorResponses(...statuses: number[]) {
     422: 'Validation failed',
     503: 'A dependency is not configured or not reachable',
   };
-  return Object.fromEntries(
-    [401, 403, 404, ...statuses].map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),
-  );
+  return {
+    ...Object.fromEntries(
+      [401, 403, 404, ...statuses].map((status) => [status, { description: descriptions[status] ?? 'Error', content: problemContent }]),
+    ),
+    429: rateLimited,
+  };
 }
 
 export function jsonBody<T extends z.ZodType>(schema: T) {

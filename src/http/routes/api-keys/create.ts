@@ -7,8 +7,10 @@ import { ApiKeySchema, errorResponses, jsonBody, jsonResponse, OrgParams } from 
 export const createApiKeyRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/api-keys',
+  operationId: 'createApiKey',
   tags: ['API keys'],
   summary: 'Create an API key for the organization; the secret is shown once',
+  description: 'Role: admin. The key acts as the given actor; its secret (`sbk_…`) is in this response only and is stored as a hash.',
   middleware: [requireAccess('org:admin'), limitBody(() => 64 * 1024)] as const,
   request: { params: OrgParams, body: jsonBody(CreateApiKeyInput) },
   responses: {

@@ -6,8 +6,10 @@ import { ApiKeySchema, errorResponses, jsonResponse, OrgParams } from '../../sch
 export const revokeApiKeyRoute = createRoute({
   method: 'delete',
   path: '/v1/orgs/{org}/api-keys/{id}',
+  operationId: 'revokeApiKey',
   tags: ['API keys'],
   summary: 'Revoke an API key',
+  description: 'Role: admin. The key stops authenticating at once.',
   middleware: [requireAccess('org:admin')] as const,
   request: { params: OrgParams.extend({ id: z.string().max(64) }) },
   responses: {

@@ -10,8 +10,10 @@ import { DecisionReasonInput, DirectiveSchema, OrgIdParams } from '../../schemas
 export const approveDirectiveRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/directives/{id}/approve',
+  operationId: 'approveDirective',
   tags: ['Directives'],
   summary: 'Approve a directive awaiting approval; it is then executed',
+  description: 'Role: operator or above. Recorded as a `directive.approved` signal by the key\'s actor; a directive not awaiting approval is 409 `invalid_transition`.',
   middleware: [requireAccess('org:operate'), limitBody(() => 64 * 1024)] as const,
   request: { params: OrgIdParams, body: optionalJsonBody(DecisionReasonInput) },
   responses: {

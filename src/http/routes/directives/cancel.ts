@@ -10,8 +10,10 @@ import { DecisionReasonInput, DirectiveSchema, OrgIdParams } from '../../schemas
 export const cancelDirectiveRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/directives/{id}/cancel',
+  operationId: 'cancelDirective',
   tags: ['Directives'],
   summary: 'Cancel a directive awaiting approval or approved but not yet executing',
+  description: 'Role: operator or above. Recorded as a `directive.cancelled` signal; a directive that can no longer be cancelled is 409 `invalid_transition`.',
   middleware: [requireAccess('org:operate'), limitBody(() => 64 * 1024)] as const,
   request: { params: OrgIdParams, body: optionalJsonBody(DecisionReasonInput) },
   responses: {

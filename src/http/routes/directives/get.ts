@@ -9,8 +9,10 @@ import { DirectiveSchema, OrgIdParams } from '../../schemas-directives.ts';
 export const getDirectiveRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/directives/{id}',
+  operationId: 'getDirective',
   tags: ['Directives'],
   summary: 'Get one directive with its decision and status',
+  description: 'Role: viewer or above. The directive with its params, decision and status.',
   middleware: [requireAccess('org:read')] as const,
   request: { params: OrgIdParams },
   responses: { 200: jsonResponse(z.object({ directive: DirectiveSchema }), 'The directive'), ...errorResponses() },

@@ -8,8 +8,10 @@ import { DirectiveSchema, PageQuery } from '../../schemas-directives.ts';
 export const listDirectivesRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/directives',
+  operationId: 'listDirectives',
   tags: ['Directives'],
   summary: 'List directives in proposal order',
+  description: 'Role: viewer or above. Filter by `status` and `kind`; pages by cursor.',
   middleware: [requireAccess('org:read')] as const,
   request: {
     params: OrgParams,

@@ -11,8 +11,10 @@ const DirectiveResponse = z.object({ directive: DirectiveSchema });
 export const proposeDirectiveRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/directives',
+  operationId: 'proposeDirective',
   tags: ['Directives'],
   summary: 'Propose a directive; policy decides it at once (allow, deny or require approval)',
+  description: 'Role: operator or above. Policy applies exactly as for directives proposed by handlers; a repeated `idempotency_key` refers to the same directive.',
   middleware: [requireAccess('org:operate'), limitBody((deps) => deps.maxPayloadBytes + 64 * 1024)] as const,
   request: {
     params: OrgParams,

@@ -10,8 +10,10 @@ import { DecisionReasonInput, DirectiveSchema, OrgIdParams } from '../../schemas
 export const rejectDirectiveRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/directives/{id}/reject',
+  operationId: 'rejectDirective',
   tags: ['Directives'],
   summary: 'Reject a directive awaiting approval',
+  description: 'Role: operator or above. Recorded as a `directive.rejected` signal with the optional reason; a directive not awaiting approval is 409 `invalid_transition`.',
   middleware: [requireAccess('org:operate'), limitBody(() => 64 * 1024)] as const,
   request: { params: OrgIdParams, body: optionalJsonBody(DecisionReasonInput) },
   responses: {

@@ -9,8 +9,10 @@ import { ExecutionSchema, OrgIdParams } from '../../schemas-directives.ts';
 export const getExecutionRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/executions/{id}',
+  operationId: 'getExecution',
   tags: ['Executions'],
   summary: 'Get one execution',
+  description: 'Role: viewer or above. The execution as recorded by its signals.',
   middleware: [requireAccess('org:read')] as const,
   request: { params: OrgIdParams },
   responses: { 200: jsonResponse(z.object({ execution: ExecutionSchema }), 'The execution'), ...errorResponses() },

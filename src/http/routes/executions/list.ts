@@ -8,8 +8,10 @@ import { ExecutionSchema, PageQuery } from '../../schemas-directives.ts';
 export const listExecutionsRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/executions',
+  operationId: 'listExecutions',
   tags: ['Executions'],
   summary: 'List executions (handler runs and directive runs) in creation order',
+  description: 'Role: viewer or above. Filter by `status` and `handler`; pages by cursor.',
   middleware: [requireAccess('org:read')] as const,
   request: {
     params: OrgParams,

@@ -10,8 +10,10 @@ import { DecisionReasonInput, ExecutionSchema, OrgIdParams } from '../../schemas
 export const retryExecutionRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/executions/{id}/retry',
+  operationId: 'retryExecution',
   tags: ['Executions'],
   summary: 'Run a failed handler execution once more',
+  description: 'Role: operator or above. An execution that cannot run again is 409; outputs keep their deterministic keys, so a retried run writes nothing twice.',
   middleware: [requireAccess('org:operate'), limitBody(() => 64 * 1024)] as const,
   request: { params: OrgIdParams, body: optionalJsonBody(DecisionReasonInput) },
   responses: {

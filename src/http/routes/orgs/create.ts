@@ -11,8 +11,10 @@ const OrgResponse = z.object({ org: OrgSchema });
 export const createOrgRoute = createRoute({
   method: 'post',
   path: '/v1/orgs',
+  operationId: 'createOrg',
   tags: ['Organizations'],
   summary: 'Create an organization and provision its schema',
+  description: 'Role: platform_admin. Idempotent: the same slug and name again answers 200 with the existing organization; another name for the slug is 409.',
   middleware: [requireAccess('platform:admin'), limitBody(() => 64 * 1024)] as const,
   request: { body: jsonBody(CreateOrgInput) },
   responses: {

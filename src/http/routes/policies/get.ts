@@ -7,8 +7,10 @@ import { policyResponse, PolicySchema } from '../../schemas-directives.ts';
 export const getPolicyRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/policies',
+  operationId: 'getPolicy',
   tags: ['Policies'],
   summary: "The organization's policy: ordered rules and guards",
+  description: 'Role: viewer or above. The current version of the ordered rules and the guards.',
   middleware: [requireAccess('org:read')] as const,
   request: { params: OrgParams },
   responses: { 200: jsonResponse(PolicySchema, 'The current policy'), ...errorResponses() },

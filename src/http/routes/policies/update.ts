@@ -9,8 +9,10 @@ import { policyResponse, PolicySchema } from '../../schemas-directives.ts';
 export const updatePolicyRoute = createRoute({
   method: 'put',
   path: '/v1/orgs/{org}/policies',
+  operationId: 'updatePolicy',
   tags: ['Policies'],
   summary: 'Replace the policy; every CEL condition is compiled first (422 with its position)',
+  description: 'Role: admin. Replaces rules and guards as a whole, one version up; with no matching allow rule a directive is denied.',
   middleware: [requireAccess('org:admin'), limitBody(() => 4 * 1024 * 1024)] as const,
   request: { params: OrgParams, body: jsonBody(PolicyDocument) },
   responses: { 200: jsonResponse(PolicySchema, 'The new policy, one version up'), ...errorResponses(400, 413, 415, 422) },

@@ -7,8 +7,10 @@ import { SecretParams, SecretSchema } from '../../schemas-secrets.ts';
 export const deleteSecretRoute = createRoute({
   method: 'delete',
   path: '/v1/orgs/{org}/secrets/{name}',
+  operationId: 'deleteSecret',
   tags: ['Secrets'],
   summary: 'Remove a credential',
+  description: 'Role: admin. Removes the encrypted value; the name can be stored again later.',
   middleware: [requireAccess('org:admin')] as const,
   request: { params: SecretParams },
   responses: { 200: jsonResponse(z.object({ secret: SecretSchema.extend({ deleted: z.literal(true) }) }), 'Removed'), ...errorResponses(422) },

@@ -7,8 +7,10 @@ import { SecretSchema } from '../../schemas-secrets.ts';
 export const listSecretsRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/secrets',
+  operationId: 'listSecrets',
   tags: ['Secrets'],
   summary: "The org's secrets: names, fingerprints and last four characters",
+  description: 'Role: admin. Names, fingerprints and last four characters; never values.',
   middleware: [requireAccess('org:admin')] as const,
   request: { params: OrgParams },
   responses: { 200: jsonResponse(z.object({ data: z.array(SecretSchema), next_cursor: z.null() }), 'Secrets by name'), ...errorResponses() },

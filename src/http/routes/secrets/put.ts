@@ -9,8 +9,10 @@ import { PutSecretInput } from '../../../secrets/vault.ts';
 export const putSecretRoute = createRoute({
   method: 'put',
   path: '/v1/orgs/{org}/secrets/{name}',
+  operationId: 'putSecret',
   tags: ['Secrets'],
   summary: 'Store a credential, encrypted at rest; the value is never returned',
+  description: 'Role: admin. Creates or replaces the named secret; the answer carries its fingerprint and last four characters, never the value.',
   middleware: [requireAccess('org:admin'), limitBody(() => 128 * 1024)] as const,
   request: { params: SecretParams, body: jsonBody(PutSecretInput) },
   responses: { 200: jsonResponse(z.object({ secret: SecretSchema }), 'Stored'), ...errorResponses(400, 413, 415, 422, 503) },

@@ -24,8 +24,10 @@ const BatchResult = z.object({
 export const emitBatchRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/signals/batch',
+  operationId: 'emitSignalBatch',
   tags: ['Signals'],
   summary: 'Emit up to 1000 signals; created ones commit together',
+  description: 'Role: operator or above. Each item is created, deduplicated, a conflict or invalid, reported in input order; the created signals commit in one transaction.',
   middleware: [requireAccess('org:operate'), limitBody((deps) => deps.maxBatchBytes)] as const,
   request: { params: OrgParams, body: jsonBody(BatchInput) },
   responses: {

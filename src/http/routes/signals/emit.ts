@@ -10,8 +10,10 @@ const EmitResponse = z.object({ signal: SignalSchema, deduplicated: z.boolean() 
 export const emitSignalRoute = createRoute({
   method: 'post',
   path: '/v1/orgs/{org}/signals',
+  operationId: 'emitSignal',
   tags: ['Signals'],
   summary: 'Emit a signal (deduplicated by dedupe_key or Idempotency-Key)',
+  description: 'Role: operator or above. 201 with the new signal; the same key and content again answers 200 with the original and `deduplicated: true`; the same key with other content is 409 `idempotency_conflict`. System types are 422 `reserved_type`.',
   middleware: [requireAccess('org:operate'), limitBody((deps) => deps.maxPayloadBytes + 64 * 1024)] as const,
   request: {
     params: OrgParams,

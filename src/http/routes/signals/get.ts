@@ -8,8 +8,10 @@ import { errorResponses, jsonResponse, OrgParams, SignalSchema } from '../../sch
 export const getSignalRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/signals/{id}',
+  operationId: 'getSignal',
   tags: ['Signals'],
   summary: 'Get one signal',
+  description: 'Role: viewer or above. The signal with every stored field.',
   middleware: [requireAccess('org:read')] as const,
   request: { params: OrgParams.extend({ id: z.string().max(64) }) },
   responses: { 200: jsonResponse(z.object({ signal: SignalSchema }), 'The signal'), ...errorResponses() },

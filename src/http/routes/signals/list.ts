@@ -7,8 +7,10 @@ import { errorResponses, jsonResponse, OrgParams, SignalSchema } from '../../sch
 export const listSignalsRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/signals',
+  operationId: 'listSignals',
   tags: ['Signals'],
   summary: 'List signals in stream order',
+  description: 'Role: viewer or above. Pages by the opaque `after` cursor in commit order; `next_cursor` continues the listing, also at the end of the log, so a poller sees nothing twice.',
   middleware: [requireAccess('org:read')] as const,
   request: {
     params: OrgParams,

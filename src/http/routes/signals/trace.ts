@@ -9,8 +9,10 @@ import { OrgIdParams, TraceSchema } from '../../schemas-directives.ts';
 export const traceSignalRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/signals/{id}/trace',
+  operationId: 'traceSignal',
   tags: ['Signals'],
   summary: 'The causation tree of a signal: handler runs, derived signals, directives with decision and status',
+  description: 'Role: viewer or above. Follows causation from the signal: the handler executions it started, the signals they derived and the directives they proposed, recursively.',
   middleware: [requireAccess('org:read')] as const,
   request: { params: OrgIdParams },
   responses: { 200: jsonResponse(z.object({ trace: TraceSchema }), 'The trace'), ...errorResponses() },

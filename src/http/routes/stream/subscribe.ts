@@ -9,6 +9,7 @@ import { errorResponses, OrgParams } from '../../schemas.ts';
 export const streamRoute = createRoute({
   method: 'get',
   path: '/v1/orgs/{org}/stream',
+  operationId: 'streamSignals',
   tags: ['Signals'],
   summary: 'Server-Sent Events: each signal once, in stream order, resumable',
   description:
