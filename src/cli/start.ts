@@ -63,7 +63,7 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
     if (options.http) {
       const listening = await listen(app, config, logger);
       server = listening.server;
-      announce(listening.url, adminKey, config);
+      announce(listening.url, adminKey, database.pgData);
     }
   } catch (error) {
     await stop();
@@ -115,14 +115,15 @@ async function embeddedAdminKey(app: SignalbusApp, config: Config): Promise<{ se
   return { secret, file };
 }
 
-function announce(url: string, adminKey: { secret: string; file: string } | undefined, config: Config) {
+function announce(url: string, adminKey: { secret: string; file: string } | undefined, pgData: string | undefined) {
   const lines = [
     '',
-    `signalbus is running${config.DATABASE_URL ? '' : ' on the embedded PostgreSQL'}`,
+    `signalbus is running${pgData ? ' on the embedded PostgreSQL' : ''}`,
     `  API:                 ${url}/v1`,
     `  Docs:                ${url}/docs`,
     `  OpenAPI:             ${url}/openapi.json`,
   ];
+  if (pgData) lines.push(`  PostgreSQL data:     ${pgData}`);
   if (adminKey) lines.push(`  platform admin key:  ${adminKey.secret}`, `  (kept in ${adminKey.file})`);
   lines.push('  Ctrl-C stops everything.', '');
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -8,6 +8,9 @@
  * The server is spawned detached so a Ctrl-C in the terminal reaches signalbus
  * alone; signalbus then closes the HTTP server and the worker before it stops
  * the database, instead of racing them.
+ *
+ * As root the cluster runs as `postgres`; `embedded-placement.ts` decides
+ * where that user can reach its binaries and data.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,12 +20,15 @@ import { createServer } from 'node:net';
 import { arch, platform, userInfo } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
+import { newClusterDirectory, runnableBinaries, type Binaries, type PostgresUser } from './embedded-placement.ts';
 
 export interface EmbeddedDatabase {
   url: string;
   /** True when this process started the cluster and must stop it. */
   owned: boolean;
   dataDir: string;
+  /** The cluster directory: `<dataDir>/pg`, or a folder the postgres user can reach when run as root. */
+  pgData: string;
   stop(): Promise<void>;
 }
 
@@ -30,11 +36,8 @@ interface EmbeddedState {
   user: string;
   password: string;
   port: number;
-}
-
-interface Binaries {
-  initdb: string;
-  postgres: string;
+  /** Set when the cluster lives outside the data dir (see `embedded-placement.ts`). */
+  pgData?: string;
 }
 
 type Log = (message: string) => void;
@@ -51,7 +54,7 @@ async function loadBinaries(): Promise<Binaries> {
 }
 
 /** Postgres refuses to run as root; when we are root, run it as the `postgres` user. */
-function postgresUser(): { uid: number; gid: number } | undefined {
+function postgresUser(): PostgresUser | undefined {
   if (userInfo().uid !== 0) return undefined;
   const lookup = () => ({
     uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
@@ -127,7 +130,12 @@ async function waitUntilReady(url: string, child: { exited: boolean }, timeoutMs
   }
 }
 
-async function initialise(pgData: string, binaries: Binaries, owner: ReturnType<typeof postgresUser>, log: Log) {
+/** Spawn options running a cluster binary as `owner`, from a directory it can enter. */
+function runAs(owner: PostgresUser | undefined, pgData: string) {
+  return owner ? { ...owner, cwd: path.dirname(pgData) } : {};
+}
+
+async function initialise(pgData: string, binaries: Binaries, owner: PostgresUser | undefined, log: Log) {
   const state: EmbeddedState = {
     user: 'signalbus',
     password: randomBytes(18).toString('base64url'),
@@ -152,7 +160,7 @@ async function initialise(pgData: string, binaries: Binaries, owner: ReturnType<
         '--encoding=UTF8',
         '--locale=C',
       ],
-      { stdio: 'pipe', ...(owner ?? {}) },
+      { stdio: 'pipe', ...runAs(owner, pgData) },
     );
   } catch (error) {
     await rm(pgData, { recursive: true, force: true });
@@ -173,27 +181,31 @@ export async function ensureEmbeddedDatabase(
   { log = () => {}, database = 'signalbus' }: { log?: Log; database?: string } = {},
 ): Promise<EmbeddedDatabase> {
   const dataDir = path.resolve(dataDirInput);
-  const pgData = path.join(dataDir, 'pg');
   const statePath = path.join(dataDir, 'embedded.json');
+  const inPlace = path.join(dataDir, 'pg');
   mkdirSync(dataDir, { recursive: true });
   const owner = postgresUser();
-  // The postgres user must be able to reach its data directory.
-  if (owner) chmodSync(dataDir, 0o755);
+  const binaries = owner ? runnableBinaries(await loadBinaries(), owner, log) : await loadBinaries();
 
-  const binaries = await loadBinaries();
+  const saved = existsSync(statePath) ? (JSON.parse(await readFile(statePath, 'utf8')) as EmbeddedState) : undefined;
+  let pgData = saved?.pgData ?? inPlace;
   let state: EmbeddedState;
-  if (existsSync(path.join(pgData, 'PG_VERSION')) && existsSync(statePath)) {
-    state = JSON.parse(await readFile(statePath, 'utf8')) as EmbeddedState;
+  if (saved && existsSync(path.join(pgData, 'PG_VERSION'))) {
+    state = saved;
+    // The postgres user must be able to reach a data dir that holds its cluster.
+    if (owner && pgData === inPlace) chmodSync(dataDir, 0o755);
   } else {
+    pgData = newClusterDirectory(dataDir, owner);
     await rm(pgData, { recursive: true, force: true });
-    state = await initialise(pgData, binaries, owner, log);
+    state = { ...(await initialise(pgData, binaries, owner, log)), ...(pgData === inPlace ? {} : { pgData }) };
     await writeFile(statePath, JSON.stringify(state, null, 2), { mode: 0o600 });
   }
+  if (pgData !== inPlace) log(`the postgres user cannot reach ${dataDir}; the embedded PostgreSQL keeps its data in ${pgData}`);
 
   const attach = async (port: number): Promise<EmbeddedDatabase> => {
     const url = urlFor(state, port, database);
     await waitUntilReady(urlFor(state, port), { exited: false }, 15_000);
-    return { url, owned: false, dataDir, stop: async () => {} };
+    return { url, owned: false, dataDir, pgData, stop: async () => {} };
   };
 
   const running = await runningCluster(pgData);
@@ -208,7 +220,7 @@ export async function ensureEmbeddedDatabase(
   const child = spawn(
     binaries.postgres,
     ['-D', pgData, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    { detached: true, stdio: ['ignore', logFd, logFd], ...(owner ?? {}) },
+    { detached: true, stdio: ['ignore', logFd, logFd], ...runAs(owner, pgData) },
   );
   closeSync(logFd);
   const status = { exited: false };
@@ -232,6 +244,7 @@ export async function ensureEmbeddedDatabase(
     url: urlFor(state, port, database),
     owned: true,
     dataDir,
+    pgData,
     async stop() {
       if (!isAlive(pid)) return;
       process.kill(pid, 'SIGINT'); // fast shutdown: roll back open transactions, then exit

@@ -1,9 +1,20 @@
 /**
- * pino, one JSON line per event. Redaction is by construction — secrets are
- * never put into logged objects — with `redact` as a second net for the
- * header names that carry them.
+ * pino, one JSON line per event — or, when stdout is a terminal, the same
+ * events as readable lines (pino-pretty), so a first `npm start` is legible.
+ * Redaction is by construction — secrets are never put into logged objects —
+ * with `redact` as a second net for the header names that carry them.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+/** Readable lines for a person at a terminal; JSON for everything else (files, pipes, collectors). */
+export function logFormat(stdout: { isTTY?: boolean }): 'pretty' | 'json' {
+  return stdout.isTTY ? 'pretty' : 'json';
+}
+
+function prettyStdout(): DestinationStream {
+  return pretty({ destination: 1, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' });
+}
 
 /**
  * Logs to stdout asynchronously in blocks of up to 4 KiB, flushed at least
@@ -27,6 +38,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         censor: '[redacted]',
       },
     },
-    destination ?? bufferedStdout(),
+    destination ?? (logFormat(process.stdout) === 'pretty' ? prettyStdout() : bufferedStdout()),
   );
 }

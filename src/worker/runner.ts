@@ -26,9 +26,17 @@ import pLimit from 'p-limit';
 import pg from 'pg';
 import { z } from 'zod';
 
+/**
+ * The worker's pool is smaller than its concurrency on purpose: tasks do their
+ * database work on signalbus's own pools, graphile-worker's clients only fetch
+ * and complete jobs (in batches). Its warning about that is not for the reader.
+ */
+const POOL_SIZE_WARNING = /^WARNING: having maxPoolSize \(\d+\) smaller than concurrency/;
+
 export function graphileLogger(logger: Logger): GraphileLogger {
   return new GraphileLogger((scope) => (level, message, meta) => {
-    const method = level === 'error' ? 'error' : level === 'warning' ? 'warn' : level === 'info' ? 'info' : 'debug';
+    const method =
+      level === 'error' ? 'error' : level === 'warning' && !POOL_SIZE_WARNING.test(message) ? 'warn' : level === 'info' ? 'info' : 'debug';
     logger[method]({ worker: scope, ...(meta ?? {}) }, message);
   });
 }

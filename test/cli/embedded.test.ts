@@ -208,6 +208,9 @@ describe('signalbus with the embedded PostgreSQL', () => {
       first = await start(dataDir);
       expect(first.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(first.stdout).toContain('on the embedded PostgreSQL');
+      expect(first.stdout).toContain(`PostgreSQL data:     ${path.join(dataDir, 'pg')}`);
+      // A clean first screen: no warning a newcomer cannot act on.
+      expect(first.stdout + first.stderr).not.toMatch(/"level":40|WARNING/);
       expect((await readFile(path.join(dataDir, 'platform-admin-key'), 'utf8')).trim()).toBe(first.adminKey);
 
       const ready = await fetch(`${first.url}/readyz`);
