@@ -20,7 +20,7 @@ import { once } from 'node:events';
 import { Logger as GraphileLogger, run } from 'graphile-worker';
 import pg from 'pg';
 import { createApp } from '../../src/app.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { parseConfig } from '../../src/config.ts';
 import { addJobs } from '../../src/db/jobs.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';

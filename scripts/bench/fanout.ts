@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { run } from 'graphile-worker';
 import { createApp } from '../../src/app.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { parseConfig } from '../../src/config.ts';
 import { newId } from '../../src/core/ids.ts';

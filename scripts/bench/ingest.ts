@@ -6,7 +6,7 @@
  */
 import autocannon from 'autocannon';
 import { createApp } from '../../src/app.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { parseConfig } from '../../src/config.ts';
 import { canonicalJson, sha256Hex } from '../../src/core/canonical-json.ts';

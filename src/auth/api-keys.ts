@@ -13,8 +13,8 @@ import { newId } from '../core/ids.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
-import type { Tenant } from '../tenancy/tenant.ts';
-import { Actor } from './actor.ts';
+import type { Tenant } from '../core/tenant.ts';
+import { Actor } from '../signals/actor.ts';
 import { isPlatformRole, OrgRole, type Role } from './roles.ts';
 
 const secretBody = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 40);

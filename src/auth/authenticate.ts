@@ -5,7 +5,7 @@
  * `last_used_at` is written at most once per `touchIntervalMs` per key.
  */
 import type { Sql } from '../db/client.ts';
-import type { Actor } from './actor.ts';
+import type { Actor } from '../signals/actor.ts';
 import { hashSecret, KEY_PREFIX } from './api-keys.ts';
 import type { Role } from './roles.ts';
 

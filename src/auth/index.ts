@@ -3,7 +3,6 @@
  * exist only in the creating call's answer; the table keeps their sha256.
  * Called by http (authentication, key routes) and cli (keys create).
  */
-export { Actor, PLATFORM_ACTOR } from './actor.ts';
 export { createApiKey, CreateApiKeyInput, revokeApiKey, type ApiKeyView } from './api-keys.ts';
 export { createKeyAuthenticator, type KeyAuthenticator, type Principal } from './authenticate.ts';
 export { PERMISSIONS, Role, OrgRole, roleHolds, type Permission } from './roles.ts';

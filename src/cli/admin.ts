@@ -1,5 +1,5 @@
 /** `orgs create`, `keys create` and `keys rotate-encryption`: the same verbs the HTTP API calls, with platform authority. */
-import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { createApiKey } from '../auth/api-keys.ts';
 import { Role } from '../auth/roles.ts';
 import { createApp, type SignalbusApp } from '../app.ts';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { createApp, type SignalbusApp } from '../app.ts';
-import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { createApiKey } from '../auth/api-keys.ts';
 import type { Config } from '../config.ts';
 import { createLogger } from '../telemetry/logger.ts';

@@ -13,9 +13,10 @@ import type { Tx } from '../db/transaction.ts';
 import type { CircuitPolicy, Executor } from '../executors/registry.ts';
 import { keyedProjection } from '../projections/keyed.ts';
 import { isoTimestamp, type SignalRow } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { EmitDeps } from '../signals/emit.ts';
-import { emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
+import { type Directive } from './store.ts';
+import { emitSystem, type LifecycleContext, type SystemSignal } from '../signals/system.ts';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 
@@ -129,7 +130,7 @@ export const circuitsProjection = keyedProjection<CircuitRow>({
   evolve: evolveCircuit,
 });
 
-function readCircuits(db: Queryable, tenant: TenantRef, ids: string[], { lock }: { lock: boolean }): Promise<CircuitRow[]> {
+function readCircuits(db: Queryable, tenant: Tenant, ids: string[], { lock }: { lock: boolean }): Promise<CircuitRow[]> {
   return db<CircuitRow[]>`
     select id, state, failures, ${db.unsafe(isoTimestamp('retry_at'))} as retry_at, transition_position, healthy_position,
            fault_positions, position, ${db.unsafe(isoTimestamp('updated_at'))} as updated_at
@@ -137,7 +138,7 @@ function readCircuits(db: Queryable, tenant: TenantRef, ids: string[], { lock }:
 }
 
 /** The ids of the tenant's circuits that are open or half-open. */
-export async function circuitsNotClosed(db: Queryable, tenant: TenantRef): Promise<Set<string>> {
+export async function circuitsNotClosed(db: Queryable, tenant: Tenant): Promise<Set<string>> {
   const rows = await db<{ id: string }[]>`select id from ${db(`${tenant.schema}.circuits`)} where state <> 'closed'`;
   return new Set(rows.map((row) => row.id));
 }
@@ -161,7 +162,7 @@ export interface CircuitGate {
  * not closed are locked (in id order) and read again, so one claimant alone
  * becomes the probe.
  */
-export async function circuitGate(tx: Tx, tenant: TenantRef, endpoints: string[]): Promise<CircuitGate> {
+export async function circuitGate(tx: Tx, tenant: Tenant, endpoints: string[]): Promise<CircuitGate> {
   const keys = [...new Set(endpoints)].sort();
   const read = keys.length === 0 ? [] : await readCircuits(tx.sql, tenant, keys, { lock: false });
   const notClosed = read.filter((row) => row.state !== 'closed').map((row) => row.id);

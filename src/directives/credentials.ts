@@ -7,7 +7,7 @@
 import type { Credentials } from '../executors/registry.ts';
 import { UnknownMasterKeyError, VaultIntegrityError } from '../secrets/envelope.ts';
 import { readSecret } from '../secrets/vault.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { DirectiveDeps } from './deps.ts';
 
 /** A stored credential that cannot be opened: no retry can help, so the directive fails at once. */
@@ -26,7 +26,7 @@ export class CredentialUnreadableError extends Error {
  */
 const inFlightByVault = new WeakMap<DirectiveDeps['vault'], Map<string, Promise<string | undefined>>>();
 
-function readShared(deps: DirectiveDeps, tenant: TenantRef, name: string, installationId: string | null): Promise<string | undefined> {
+function readShared(deps: DirectiveDeps, tenant: Tenant, name: string, installationId: string | null): Promise<string | undefined> {
   let inFlight = inFlightByVault.get(deps.vault);
   if (!inFlight) inFlightByVault.set(deps.vault, (inFlight = new Map()));
   const key = `${tenant.schema}\u0000${installationId ?? ''}\u0000${name}`;
@@ -38,7 +38,7 @@ function readShared(deps: DirectiveDeps, tenant: TenantRef, name: string, instal
   return read;
 }
 
-export function credentialsFor(deps: DirectiveDeps, tenant: TenantRef, installationId: string | null): Credentials {
+export function credentialsFor(deps: DirectiveDeps, tenant: Tenant, installationId: string | null): Credentials {
   return {
     async get(name) {
       try {

@@ -32,12 +32,13 @@ import { circuitGate, circuitKeyOf, circuitsNotClosed } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
 import type { ExecutionStarted } from '../handlers/execution-model.ts';
-import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { inSpan } from '../telemetry/tracing.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { executionIdOfDirective, recordOutcomes, type Outcome } from './outcomes.ts';
-import { DIRECTIVE_SELECT, emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
+import { DIRECTIVE_SELECT, type Directive } from './store.ts';
+import { emitSystem, type LifecycleContext, type SystemSignal } from '../signals/system.ts';
 
 export const ExecuteDirectivePayload = z.object({
   org_id: z.string().min(1),
@@ -65,7 +66,7 @@ type Claim =
 const NEEDS_RECONCILE = 'needs_reconcile';
 
 interface ExecuteRequestRef {
-  tenant: TenantRef;
+  tenant: Tenant;
   directiveId: string;
   traceparent: string | null;
   /** The attempt its job makes: a directive executed without claims counts its attempts by its retry jobs. */
@@ -101,7 +102,7 @@ function groupsOf(deps: DirectiveDeps): Groups {
   return groups;
 }
 
-const groupKey = (tenant: TenantRef, traceparent: string | null | undefined) => `${tenant.schema} ${traceparent ?? ''}`;
+const groupKey = (tenant: Tenant, traceparent: string | null | undefined) => `${tenant.schema} ${traceparent ?? ''}`;
 
 /** Runs `work` once a provider-call slot is free (a `p-limit` limiter); without slots, at once. */
 export type CallSlots = <T>(work: () => Promise<T>) => Promise<T>;

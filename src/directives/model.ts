@@ -4,7 +4,7 @@
  * names the directive; the row is the fold of those signals.
  */
 import { z } from 'zod';
-import type { Actor } from '../auth/actor.ts';
+import type { Actor } from '../signals/actor.ts';
 import type { Decision } from '../policy/model.ts';
 import { EmitSignalInput } from '../signals/model.ts';
 

@@ -14,7 +14,8 @@ import { ORG_OWNER } from '../secrets/vault.ts';
 import { emitBatch } from '../signals/emit.ts';
 import { circuitKeyOf, settleCircuits, type CircuitOutcome, type EndpointVerdict } from './circuit.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
-import { emitSystem, type Directive, type LifecycleContext, type SystemSignal } from './store.ts';
+import { type Directive } from './store.ts';
+import { emitSystem, type LifecycleContext, type SystemSignal } from '../signals/system.ts';
 
 export const executionIdOfDirective = (directiveId: string) => `exe_${directiveId.slice(directiveId.indexOf('_') + 1)}`;
 const DEFAULT_MAX_ATTEMPTS = 5;

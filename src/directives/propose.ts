@@ -14,7 +14,8 @@ import { compiledPolicy, guardUsage, loadPolicy, POLICY_ROW_JSON, type PolicyRow
 import type { Decision } from '../policy/model.ts';
 import { executeJob, EXPIRE_DIRECTIVE, nowOf, type DirectiveDeps } from './deps.ts';
 import { ProposeDirectiveInput, statusAfterDecision, type DirectiveProposed } from './model.ts';
-import { emitSystem, findDirective, type Directive, type LifecycleContext } from './store.ts';
+import { findDirective, type Directive } from './store.ts';
+import { emitSystem, type LifecycleContext } from '../signals/system.ts';
 
 export interface ProposeContext extends LifecycleContext {
   tx?: Tx;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Actor } from '../auth/actor.ts';
+import type { Actor } from '../signals/actor.ts';
 import type { Decision } from '../policy/model.ts';
 import type { SignalRow } from '../signals/model.ts';
 import { signalRow } from '../../test/support/signal-row.ts';

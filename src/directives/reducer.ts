@@ -3,7 +3,7 @@
  * would refuse are ignored here rather than thrown, so a fold never stops on
  * a signal the log already holds.
  */
-import type { Actor } from '../auth/actor.ts';
+import type { Actor } from '../signals/actor.ts';
 import type { SignalRow } from '../signals/model.ts';
 import {
   statusAfterDecision,

@@ -11,7 +11,8 @@ import { deferJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import type { DirectiveStatus } from './model.ts';
-import { emitSystem, findDirective, type Directive, type LifecycleContext } from './store.ts';
+import { findDirective, type Directive } from './store.ts';
+import { emitSystem, type LifecycleContext } from '../signals/system.ts';
 
 export type DirectiveAction = 'approve' | 'reject' | 'cancel';
 

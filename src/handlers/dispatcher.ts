@@ -21,7 +21,7 @@ import { newId } from '../core/ids.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { SignalRow } from '../signals/model.ts';
 import { schemaNameFor } from '../tenancy/tenant.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
 import { ensureSubscriptions } from './subscriptions.ts';
 
@@ -100,7 +100,7 @@ function microsecondIso(us: bigint): string {
 /** One dispatch transaction for `tenant`. Exported for tests and benchmarks. */
 export async function dispatchOnce(
   deps: Pick<DispatcherDeps, 'sql' | 'handlers'>,
-  tenant: TenantRef,
+  tenant: Tenant,
   { pageSize = 1000 }: { pageSize?: number } = {},
 ): Promise<DispatchResult> {
   const handlers = deps.handlers.list();
@@ -209,11 +209,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   let unsubscribe: (() => void) | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
 
-  const tenantOf = async (orgId: string): Promise<TenantRef | undefined> => {
+  const tenantOf = async (orgId: string): Promise<Tenant | undefined> => {
     const [row] = await deps.sql<{ id: string; slug: string }[]>`select id, slug from public.organizations where id = ${orgId}`;
     return row ? { id: row.id, slug: row.slug, schema: schemaNameFor(row.slug) } : undefined;
   };
-  const tenants = new Map<string, TenantRef>();
+  const tenants = new Map<string, Tenant>();
 
   const run = async (orgId: string) => {
     const state = states.get(orgId)!;

@@ -8,9 +8,9 @@ import { DomainError, notFound } from '../core/errors.ts';
 import type { Queryable } from '../db/client.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { emitSystem, type LifecycleContext } from '../directives/store.ts';
+import { emitSystem, type LifecycleContext } from '../signals/system.ts';
 import { isoTimestamp } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { Bus } from '../bus.ts';
 import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
 import type { ExecutionRetryRequested, ExecutionRow, ExecutionStatus } from './execution-model.ts';
@@ -22,13 +22,13 @@ const EXECUTION_SELECT = `
   ${isoTimestamp('finished_at')} as finished_at, duration_ms, error, outputs, tokens_in, tokens_out,
   cost_usd::float8 as cost_usd, ${isoTimestamp('updated_at')} as updated_at`;
 
-export async function findExecution(db: Queryable, tenant: TenantRef, id: string, { lock = false } = {}): Promise<Execution | undefined> {
+export async function findExecution(db: Queryable, tenant: Tenant, id: string, { lock = false } = {}): Promise<Execution | undefined> {
   const [row] = await db<Execution[]>`
     select ${db.unsafe(EXECUTION_SELECT)} from ${db(`${tenant.schema}.executions`)} where id = ${id} ${lock ? db`for update` : db``}`;
   return row;
 }
 
-export async function getExecution(db: Queryable, tenant: TenantRef, id: string): Promise<Execution> {
+export async function getExecution(db: Queryable, tenant: Tenant, id: string): Promise<Execution> {
   const row = await findExecution(db, tenant, id);
   if (!row) throw notFound('execution');
   return row;
@@ -36,7 +36,7 @@ export async function getExecution(db: Queryable, tenant: TenantRef, id: string)
 
 export async function listExecutions(
   db: Queryable,
-  tenant: TenantRef,
+  tenant: Tenant,
   { status, handler, signalId, after, limit }: { status?: ExecutionStatus; handler?: string; signalId?: string; after?: string; limit: number },
 ): Promise<{ data: Execution[]; next_cursor: string | null }> {
   const rows = await db<Execution[]>`

@@ -21,11 +21,11 @@ import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { DirectiveDeps } from '../directives/deps.ts';
 import { proposeDirective } from '../directives/propose.ts';
-import { emitSystem, type LifecycleContext } from '../directives/store.ts';
+import { emitSystem, type LifecycleContext } from '../signals/system.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
 import type { ExecutionError, ExecutionFailed, ExecutionSucceeded } from './execution-model.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
@@ -85,7 +85,7 @@ function errorOf(error: unknown): ExecutionError {
   return { code: 'handler_error', message: error instanceof Error ? error.message.slice(0, 1000) : 'the handler failed' };
 }
 
-export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tenant: TenantRef; job: HandleSignalJob }): Promise<void> {
+export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tenant: Tenant; job: HandleSignalJob }): Promise<void> {
   const now = () => (deps.now ? deps.now() : new Date());
   const ctx: LifecycleContext = {
     tenant,

@@ -7,7 +7,7 @@
  */
 import type { Queryable } from '../db/client.ts';
 import type { Cursor } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 
 export type SubscriptionStart = 'now' | 'beginning' | Cursor;
 
@@ -20,7 +20,7 @@ function startPosition(db: Queryable, from: SubscriptionStart) {
 /** Creates the missing subscriptions of `handlers`, each at its declared start; existing ones are kept. */
 export async function ensureSubscriptions(
   db: Queryable,
-  tenant: TenantRef,
+  tenant: Tenant,
   handlers: ReadonlyArray<{ id: string; start?: 'now' | 'beginning' }>,
 ): Promise<void> {
   for (const from of ['now', 'beginning'] as const) {
@@ -34,7 +34,7 @@ export async function ensureSubscriptions(
 }
 
 /** Starts (or restarts) `handler`'s subscription at `from`: a backfill when that lies in the past. */
-export async function subscribe(db: Queryable, tenant: TenantRef, handler: string, from: SubscriptionStart): Promise<void> {
+export async function subscribe(db: Queryable, tenant: Tenant, handler: string, from: SubscriptionStart): Promise<void> {
   await db`
     insert into ${db(`${tenant.schema}.subscriptions`)} (handler, tx_id, seq)
     values (${handler}, ${startPosition(db, from)})

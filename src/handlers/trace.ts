@@ -8,7 +8,7 @@ import type { Queryable } from '../db/client.ts';
 import { getDirective } from '../directives/store.ts';
 import { getSignal } from '../signals/read.ts';
 import type { Signal } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { executionIdOfDirective } from '../directives/execute.ts';
 import { findExecution, listExecutions, type Execution } from './executions.ts';
 
@@ -30,7 +30,7 @@ export interface Trace {
   truncated: boolean;
 }
 
-export async function traceSignal(db: Queryable, tenant: TenantRef, id: string, { maxNodes = 500, maxDepth = 32 } = {}): Promise<Trace> {
+export async function traceSignal(db: Queryable, tenant: Tenant, id: string, { maxNodes = 500, maxDepth = 32 } = {}): Promise<Trace> {
   let nodes = 0;
   let truncated = false;
   const visit = async (signal: Signal, depth: number): Promise<TraceNode> => {

@@ -21,13 +21,13 @@ import type { ProjectionRegistry } from '../projections/registry.ts';
 import type { AppendBatcher } from '../signals/append-batcher.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { TenantDirectory } from '../tenancy/directory.ts';
-import type { Tenant } from '../tenancy/tenant.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { TenantMigration } from '../tenancy/tenant-migrations.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { cleanTraceparent } from '../signals/model.ts';
 import { currentTraceparent } from '../telemetry/tracing.ts';
 import type { EmitContext, EmitDeps } from '../signals/emit.ts';
-import type { LifecycleContext } from '../directives/store.ts';
+import type { LifecycleContext } from '../signals/system.ts';
 
 export interface HttpDeps {
   sql: Sql;

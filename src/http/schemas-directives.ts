@@ -3,7 +3,7 @@
  * executions, policies, traces; they generate /openapi.json like schemas.ts.
  */
 import { z } from '@hono/zod-openapi';
-import { Actor } from '../auth/actor.ts';
+import { Actor } from '../signals/actor.ts';
 import { DIRECTIVE_STATUSES } from '../directives/model.ts';
 import { EXECUTION_STATUSES } from '../handlers/execution-model.ts';
 import type { TraceNode } from '../handlers/trace.ts';

@@ -1,6 +1,6 @@
 /** Response and parameter schemas shared by route modules; they generate /openapi.json. */
 import { z } from '@hono/zod-openapi';
-import { Actor } from '../auth/actor.ts';
+import { Actor } from '../signals/actor.ts';
 
 export const ProblemSchema = z
   .object({

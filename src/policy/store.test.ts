@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Actor } from '../auth/actor.ts';
+import type { Actor } from '../signals/actor.ts';
 import type { SignalRow } from '../signals/model.ts';
 import { evolvePolicy, type PolicyRow, type PolicyUpdated } from './store.ts';
 import { signalRow } from '../../test/support/signal-row.ts';

@@ -5,14 +5,14 @@
  * lock per guard, held until the proposal commits, so concurrent proposals
  * count one another: a rate limit of N admits exactly N.
  */
-import type { Actor } from '../auth/actor.ts';
+import type { Actor } from '../signals/actor.ts';
 import type { Queryable } from '../db/client.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { emitSystem, type LifecycleContext } from '../directives/store.ts';
+import { emitSystem, type LifecycleContext } from '../signals/system.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 import { keyedProjection } from '../projections/keyed.ts';
 import type { SignalRow } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { compilePolicy, EMPTY_POLICY, type CompiledPolicy } from './compile.ts';
 import { applicableGuards } from './evaluate.ts';
 import type { GuardUsage } from './model.ts';
@@ -65,7 +65,7 @@ export interface PolicyRowData {
 }
 
 /** The org's policy row, compiled (cached per org and version); null = no policy yet: deny everything. */
-export function compiledPolicy(tenant: TenantRef, row: PolicyRowData | null | undefined): StoredPolicy {
+export function compiledPolicy(tenant: Tenant, row: PolicyRowData | null | undefined): StoredPolicy {
   if (!row) return { version: 0, compiled: EMPTY_POLICY, updated_at: null };
   const cached = compiledByTenant.get(tenant.id);
   if (cached && cached.version === row.version) return { version: row.version, compiled: cached.compiled, updated_at: row.updated_at };
@@ -80,14 +80,14 @@ export const POLICY_ROW_JSON = `json_build_object('version', version, 'rules', r
   'updated_at', to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))`;
 
 /** The org's policy, compiled; version 0 and no rules (deny everything) before the first update. */
-export async function loadPolicy(db: Queryable, tenant: TenantRef): Promise<StoredPolicy> {
+export async function loadPolicy(db: Queryable, tenant: Tenant): Promise<StoredPolicy> {
   const [row] = await db<{ policy: PolicyRowData }[]>`
     select ${db.unsafe(POLICY_ROW_JSON)} as policy from ${db(`${tenant.schema}.policies`)} where id = 'current'`;
   return compiledPolicy(tenant, row?.policy);
 }
 
 /** Serializes policy updates of one org, taken before any write so versions follow commit order. */
-export async function lockPolicy(db: Queryable, tenant: TenantRef): Promise<void> {
+export async function lockPolicy(db: Queryable, tenant: Tenant): Promise<void> {
   await db`select pg_advisory_xact_lock(hashtextextended(${`signalbus:policy:${tenant.schema}`}, 0))`;
 }
 
@@ -103,7 +103,7 @@ function kindMatches(db: Queryable, glob: string) {
  * proposal's transaction; the locks are released at its commit, after the
  * new directive is visible to the next counter.
  */
-export async function guardUsage(db: Queryable, tenant: TenantRef, policy: CompiledPolicy, kind: string): Promise<GuardUsage> {
+export async function guardUsage(db: Queryable, tenant: Tenant, policy: CompiledPolicy, kind: string): Promise<GuardUsage> {
   const applicable = applicableGuards(policy, kind);
   const { rate_limits: rateGuards, budgets: budgetGuards } = policy.document.guards;
   const lockKeys = [
@@ -144,7 +144,7 @@ export interface PolicyView {
   updated_at: string | null;
 }
 
-export async function getPolicy(db: Queryable, tenant: TenantRef): Promise<PolicyView> {
+export async function getPolicy(db: Queryable, tenant: Tenant): Promise<PolicyView> {
   const [row] = await db<PolicyView[]>`
     select version, rules, guards, to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as updated_at
       from ${db(`${tenant.schema}.policies`)} where id = 'current'`;

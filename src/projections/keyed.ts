@@ -8,7 +8,7 @@ import type postgres from 'postgres';
 import type { Queryable } from '../db/client.ts';
 import type { Tx } from '../db/transaction.ts';
 import type { SignalRow } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { Prefetched, Projection, SignalFacts } from './registry.ts';
 
 export interface KeyedProjectionSpec<Row extends { id: string }> {

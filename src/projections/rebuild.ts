@@ -7,7 +7,7 @@
 import type { Queryable, Sql } from '../db/client.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { Projection, ProjectionRegistry } from './registry.ts';
 
 export interface ProjectionChecksum {
@@ -18,7 +18,7 @@ export interface ProjectionChecksum {
 export type Checksums = Record<string, ProjectionChecksum>;
 
 /** md5 over every row as jsonb text, in id order: equal state, equal checksum. */
-export async function checksumProjections(db: Queryable, tenant: TenantRef, projections: readonly Projection[]): Promise<Checksums> {
+export async function checksumProjections(db: Queryable, tenant: Tenant, projections: readonly Projection[]): Promise<Checksums> {
   const result: Checksums = {};
   for (const projection of projections) {
     const [row] = await db<ProjectionChecksum[]>`
@@ -55,7 +55,7 @@ export function selectProjections(registry: ProjectionRegistry, names?: readonly
  */
 export async function rebuildProjections(
   sql: Sql,
-  tenant: TenantRef,
+  tenant: Tenant,
   registry: ProjectionRegistry,
   { names, pageSize = 1000, onProgress }: { names?: readonly string[]; pageSize?: number; onProgress?: (processed: number) => void } = {},
 ): Promise<RebuildReport> {

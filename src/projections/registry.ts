@@ -6,7 +6,7 @@
 import type { Queryable } from '../db/client.ts';
 import type { Tx } from '../db/transaction.ts';
 import type { SignalRow } from '../signals/model.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 
 /** What is known of a signal before it is appended. */
 export type SignalFacts = Pick<SignalRow, 'type' | 'payload'>;
@@ -28,13 +28,13 @@ export interface Projection {
    * appended, handled types only) would fold into, so the read shares the
    * append's round trip. Undefined when it would read nothing.
    */
-  prefetch?(db: Queryable, tenant: TenantRef, signals: SignalFacts[]): Prefetched | undefined;
+  prefetch?(db: Queryable, tenant: Tenant, signals: SignalFacts[]): Prefetched | undefined;
   /**
    * Folds `signals` (position order, handled types only) into its table.
    * With `defer`, its writes are handed to the transaction instead of
    * awaited: it resolves once they are sent.
    */
-  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: Prefetched, defer?: Tx['defer']): Promise<void>;
+  apply(db: Queryable, tenant: Tenant, signals: SignalRow[], prefetched?: Prefetched, defer?: Tx['defer']): Promise<void>;
 }
 
 /** Per projection, what `prefetch` started. */
@@ -43,8 +43,8 @@ export type PrefetchedRows = Map<Projection, Prefetched>;
 export interface ProjectionRegistry {
   readonly projections: readonly Projection[];
   handlesAny(types: Iterable<string>): boolean;
-  prefetch(db: Queryable, tenant: TenantRef, signals: SignalFacts[]): PrefetchedRows;
-  apply(db: Queryable, tenant: TenantRef, signals: SignalRow[], prefetched?: PrefetchedRows, defer?: Tx['defer']): Promise<void>;
+  prefetch(db: Queryable, tenant: Tenant, signals: SignalFacts[]): PrefetchedRows;
+  apply(db: Queryable, tenant: Tenant, signals: SignalRow[], prefetched?: PrefetchedRows, defer?: Tx['defer']): Promise<void>;
 }
 
 export function createProjectionRegistry(projections: Projection[]): ProjectionRegistry {

@@ -11,8 +11,7 @@ import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.t
 import type { Queryable, Sql } from '../db/client.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { isoTimestamp } from '../signals/model.ts';
-import { schemaNameFor } from '../tenancy/tenant.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { fingerprintOf, last4Of, openSecret, rewrapSecret, sealSecret } from './envelope.ts';
 import type { MasterKeys } from './keys.ts';
 
@@ -37,7 +36,7 @@ export interface VaultDeps {
 
 /** The owner of an org's own secrets; installations own theirs by id. */
 export const ORG_OWNER = 'org';
-const identityOf = (tenant: TenantRef, owner: string, name: string) => `${tenant.schema}/${owner}/${name}`;
+const identityOf = (tenant: Tenant, owner: string, name: string) => `${tenant.schema}/${owner}/${name}`;
 
 function keysOf(deps: VaultDeps): MasterKeys {
   if (!deps.keys) throw new DomainError('unavailable', 'the vault has no master key configured (SIGNALBUS_ENCRYPTION_KEYS)');
@@ -54,7 +53,7 @@ const VIEW = `name, fingerprint, last4, ${isoTimestamp('updated_at')} as updated
 
 export async function putSecret(
   deps: VaultDeps,
-  { tenant, name, input, owner = ORG_OWNER, db = deps.sql }: { tenant: TenantRef; name: string; input: unknown; owner?: string; db?: Queryable },
+  { tenant, name, input, owner = ORG_OWNER, db = deps.sql }: { tenant: Tenant; name: string; input: unknown; owner?: string; db?: Queryable },
 ): Promise<SecretView> {
   checkName(name);
   const parsed = PutSecretInput.safeParse(input);
@@ -74,12 +73,12 @@ export async function putSecret(
   return row!;
 }
 
-export async function listSecrets(db: Queryable, tenant: TenantRef, owner = ORG_OWNER): Promise<SecretView[]> {
+export async function listSecrets(db: Queryable, tenant: Tenant, owner = ORG_OWNER): Promise<SecretView[]> {
   return db<SecretView[]>`
     select ${db.unsafe(VIEW)} from ${db(`${tenant.schema}.secrets`)} where owner = ${owner} order by name`;
 }
 
-export async function deleteSecret(db: Queryable, { tenant, name, owner = ORG_OWNER }: { tenant: TenantRef; name: string; owner?: string }): Promise<SecretView> {
+export async function deleteSecret(db: Queryable, { tenant, name, owner = ORG_OWNER }: { tenant: Tenant; name: string; owner?: string }): Promise<SecretView> {
   checkName(name);
   const [deleted] = await db<SecretView[]>`
     delete from ${db(`${tenant.schema}.secrets`)} where owner = ${owner} and name = ${name} returning ${db.unsafe(VIEW)}`;
@@ -93,7 +92,7 @@ export async function deleteSecret(db: Queryable, { tenant, name, owner = ORG_OW
  */
 export async function readSecret(
   deps: VaultDeps,
-  { tenant, name, installationId = null }: { tenant: TenantRef; name: string; installationId?: string | null },
+  { tenant, name, installationId = null }: { tenant: Tenant; name: string; installationId?: string | null },
 ): Promise<string | undefined> {
   const keys = keysOf(deps);
   const owners = installationId ? [installationId, ORG_OWNER] : [ORG_OWNER];
@@ -114,10 +113,9 @@ export interface RotationReport {
 /** Re-wraps every secret of every org under the current master key, one org per transaction. */
 export async function rotateEncryption(deps: VaultDeps): Promise<RotationReport> {
   const keys = keysOf(deps);
-  const orgs = await deps.sql<{ slug: string; id: string }[]>`select id, slug from public.organizations order by id`;
+  const orgs = await deps.sql<Tenant[]>`select id, slug, schema_name as schema from public.organizations order by id`;
   let rewrapped = 0;
-  for (const org of orgs) {
-    const tenant: TenantRef = { id: org.id, slug: org.slug, schema: schemaNameFor(org.slug) };
+  for (const tenant of orgs) {
     await withTransaction(deps.sql, undefined, async ({ sql: tx }) => {
       const rows = await tx<{ owner: string; name: string; kid: string; wrapped_key: Buffer; ciphertext: Buffer }[]>`
         select owner, name, kid, wrapped_key, ciphertext from ${tx(`${tenant.schema}.secrets`)}

@@ -4,7 +4,7 @@
  * shows who changed which credential and when without holding it.
  */
 import { withTransaction, type Tx } from '../db/transaction.ts';
-import type { LifecycleContext } from '../directives/store.ts';
+import type { LifecycleContext } from '../signals/system.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { deleteSecret, listSecrets, ORG_OWNER, putSecret, type SecretView, type VaultDeps } from './vault.ts';
 

@@ -17,12 +17,12 @@
  * after another (`appendSignals`).
  */
 import type { Sql } from '../db/client.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { appendSignals, type Outcome } from './append.ts';
 import type { Prepared } from './prepare.ts';
 
 export interface AppendBatcher {
-  append(tenant: TenantRef, items: Prepared[]): Promise<Outcome[]>;
+  append(tenant: Tenant, items: Prepared[]): Promise<Outcome[]>;
 }
 
 interface Submission {
@@ -32,7 +32,7 @@ interface Submission {
 }
 
 interface TenantQueue {
-  tenant: TenantRef;
+  tenant: Tenant;
   waiting: Submission[];
   waitingRows: number;
   inFlight: number;
@@ -50,7 +50,7 @@ export function createAppendBatcher(
 ): AppendBatcher {
   const queues = new Map<string, TenantQueue>();
 
-  const write = async (tenant: TenantRef, submissions: Submission[]) => {
+  const write = async (tenant: Tenant, submissions: Submission[]) => {
     const items = submissions.flatMap((submission) => submission.items);
     const { outcomes, inserted } = await appendSignals(deps.sql, tenant, items);
     if (inserted.length > 0) deps.onCommitted(tenant.id);

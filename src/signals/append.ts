@@ -5,7 +5,7 @@
  * key wait on the index and all but one find the stored row.
  */
 import type { Queryable } from '../db/client.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { isoTimestamp, positionHalf, SIGNAL_COLUMNS, type SignalRow } from './model.ts';
 import type { Prepared } from './prepare.ts';
 
@@ -60,7 +60,7 @@ const sameOrigin = (a: Prepared, b: Prepared) =>
  * what the database decides: the payload just sent is not read back. The
  * rows of one statement are recorded at its instant, formatted once.
  */
-async function insertSignals(db: Queryable, tenant: TenantRef, items: Prepared[]): Promise<Appended[]> {
+async function insertSignals(db: Queryable, tenant: Tenant, items: Prepared[]): Promise<Appended[]> {
   const table = db(`${tenant.schema}.signals`);
   const first = items[0]!;
   const one = items.length === 1;
@@ -130,7 +130,7 @@ function toRow(item: Prepared, appended: Appended, position: string): SignalRow 
   };
 }
 
-async function findByDedupeKeys(db: Queryable, tenant: TenantRef, keys: string[]): Promise<Map<string, SignalRow>> {
+async function findByDedupeKeys(db: Queryable, tenant: Tenant, keys: string[]): Promise<Map<string, SignalRow>> {
   const rows = await db<SignalRow[]>`
     select ${db.unsafe(SIGNAL_COLUMNS)}, request_hash from ${db(`${tenant.schema}.signals`)} where dedupe_key = any(${keys}::text[])`;
   return new Map(rows.map((row) => [row.dedupe_key, row]));
@@ -144,7 +144,7 @@ async function findByDedupeKeys(db: Queryable, tenant: TenantRef, keys: string[]
  */
 export async function appendSignals(
   db: Queryable,
-  tenant: TenantRef,
+  tenant: Tenant,
   items: Prepared[],
 ): Promise<{ outcomes: Outcome[]; inserted: SignalRow[] }> {
   const firstOfKey = new Map<string, Prepared>();

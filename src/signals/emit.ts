@@ -8,13 +8,13 @@
  * the group-commit batcher when one is configured.
  */
 import type { Tracer } from '@opentelemetry/api';
-import type { Actor } from '../auth/actor.ts';
+import type { Actor } from './actor.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import { DomainError, type FieldError } from '../core/errors.ts';
 import type { Sql } from '../db/client.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import type { ProjectionRegistry } from '../projections/registry.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { appendSignals, type Outcome } from './append.ts';
 import type { AppendBatcher } from './append-batcher.ts';
 import type { LogNotifier } from './log-notifier.ts';
@@ -34,7 +34,7 @@ export interface EmitDeps {
 }
 
 export interface EmitContext {
-  tenant: TenantRef;
+  tenant: Tenant;
   actor: Actor;
   /** Where the signal entered: `api`, `webhook:stripe`, `handler:<id>`, `system`. */
   source: string;

@@ -10,3 +10,5 @@ export { createLogNotifier, type LogNotifier } from './log-notifier.ts';
 export { getSignal, listSignals, readSignalsAfter, hasSignalsAfter, currentHorizon } from './read.ts';
 export { tailSignals, type TailEvent } from './tail.ts';
 export { decodeCursor, encodeCursor, BEGINNING, type Cursor, type Signal, type SignalRow } from './model.ts';
+export { Actor, PLATFORM_ACTOR } from './actor.ts';
+export { emitSystem, type LifecycleContext, type SystemSignal } from './system.ts';

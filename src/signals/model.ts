@@ -5,7 +5,7 @@
  * clients yet sorts as a string.
  */
 import { z } from 'zod';
-import { Actor } from '../auth/actor.ts';
+import { Actor } from './actor.ts';
 import { DomainError } from '../core/errors.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 

@@ -3,7 +3,7 @@
  * rule, the payload limit, canonical hashing and the dedupe key. Pure apart
  * from the clock and the id it draws.
  */
-import type { Actor } from '../auth/actor.ts';
+import type { Actor } from './actor.ts';
 import { canonicalJson, sha256Hex } from '../core/canonical-json.ts';
 import { DomainError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';

@@ -7,7 +7,7 @@
  */
 import type { Queryable } from '../db/client.ts';
 import { notFound } from '../core/errors.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { BEGINNING, encodeCursor, SIGNAL_COLUMNS, toSignal, type Cursor, type Signal, type SignalRow, type TypeFilter } from './model.ts';
 
 export interface SignalFilter {
@@ -19,7 +19,7 @@ export interface SignalFilter {
 /** Reads up to `limit` signals after `cursor`, in position order, below the horizon. */
 export async function readSignalsAfter(
   db: Queryable,
-  tenant: TenantRef,
+  tenant: Tenant,
   cursor: Cursor,
   limit: number,
   filter: SignalFilter = {},
@@ -46,7 +46,7 @@ export async function readSignalsAfter(
  */
 export async function hasSignalsAfter(
   db: Queryable,
-  tenant: TenantRef,
+  tenant: Tenant,
   position: Cursor,
   filter: SignalFilter = {},
 ): Promise<boolean> {
@@ -103,7 +103,7 @@ export interface SignalListPage {
 
 export async function listSignals(
   db: Queryable,
-  tenant: TenantRef,
+  tenant: Tenant,
   { after, limit, filter }: { after?: Cursor; limit: number; filter?: SignalFilter },
 ): Promise<SignalListPage> {
   const page = await readSignalsAfter(db, tenant, after ?? BEGINNING, limit + 1, filter);
@@ -118,7 +118,7 @@ export async function listSignals(
   };
 }
 
-export async function getSignal(db: Queryable, tenant: TenantRef, id: string): Promise<Signal> {
+export async function getSignal(db: Queryable, tenant: Tenant, id: string): Promise<Signal> {
   const [row] = await db<SignalRow[]>`
     select ${db.unsafe(SIGNAL_COLUMNS)} from ${db(`${tenant.schema}.signals`)} where id = ${id}`;
   if (!row) throw notFound('signal');

@@ -6,7 +6,7 @@
  * while committed rows wait above the horizon (see `hasSignalsAfter`).
  */
 import type { Sql } from '../db/client.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { decodeCursor, toSignal, type Cursor, type Signal } from './model.ts';
 import { hasSignalsAfter, readSignalsAfter, type SignalFilter } from './read.ts';
@@ -14,7 +14,7 @@ import { hasSignalsAfter, readSignalsAfter, type SignalFilter } from './read.ts'
 export type TailEvent = { kind: 'signals'; signals: Signal[] } | { kind: 'heartbeat' };
 
 export interface TailOptions {
-  tenant: TenantRef;
+  tenant: Tenant;
   after: Cursor;
   filter?: SignalFilter;
   heartbeatMs: number;

@@ -4,24 +4,25 @@
  * is visible at once.
  */
 import { isId } from '../core/ids.ts';
+import type { Tenant } from '../core/tenant.ts';
 import type { Queryable, Sql } from '../db/client.ts';
-import { SLUG_PATTERN, type Tenant } from './tenant.ts';
+import { SLUG_PATTERN, type Organization } from './tenant.ts';
 
 export interface TenantDirectory {
-  find(idOrSlug: string): Promise<Tenant | undefined>;
+  find(idOrSlug: string): Promise<Organization | undefined>;
   forget(tenant: Tenant): void;
 }
 
 /** Reads one organization by id or slug. */
-export async function findTenant(db: Queryable, by: 'id' | 'slug', value: string): Promise<Tenant | undefined> {
-  const [row] = await db<Tenant[]>`
+export async function findTenant(db: Queryable, by: 'id' | 'slug', value: string): Promise<Organization | undefined> {
+  const [row] = await db<Organization[]>`
     select id, slug, name, schema_name as schema, status, created_at as "createdAt"
       from public.organizations where ${db(by)} = ${value}`;
   return row;
 }
 
 export function createTenantDirectory(deps: { sql: Sql }, { ttlMs = 30_000 } = {}): TenantDirectory {
-  const cache = new Map<string, { tenant: Tenant; expiresAt: number }>();
+  const cache = new Map<string, { tenant: Organization; expiresAt: number }>();
   return {
     async find(idOrSlug) {
       const by = isId('org', idOrSlug) ? 'id' : SLUG_PATTERN.test(idOrSlug) ? 'slug' : undefined;

@@ -6,5 +6,6 @@
  */
 export { provisionOrg, CreateOrgInput } from './provision.ts';
 export { createTenantDirectory, findTenant, type TenantDirectory } from './directory.ts';
-export { loadTenantMigrations, migrateAllTenants, migrateTenant, type TenantMigration, type TenantRef } from './tenant-migrations.ts';
-export { Slug, SLUG_PATTERN, schemaNameFor, orgView, type Tenant, type OrgView } from './tenant.ts';
+export { loadTenantMigrations, migrateAllTenants, migrateTenant, type TenantMigration } from './tenant-migrations.ts';
+export { Slug, SLUG_PATTERN, schemaNameFor, orgView, type Organization, type OrgView } from './tenant.ts';
+export type { Tenant } from '../core/tenant.ts';

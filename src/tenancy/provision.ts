@@ -6,14 +6,14 @@
  * Repeating the call is idempotent; concurrent calls for one slug serialize on
  * the slug's unique index and the loser answers with the winner's org.
  */
-import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { DomainError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { findTenant } from './directory.ts';
-import { schemaNameFor, Slug, type Tenant } from './tenant.ts';
+import { schemaNameFor, Slug, type Organization } from './tenant.ts';
 import { createTenantSchema, type TenantMigration } from './tenant-migrations.ts';
 import { z } from 'zod';
 
@@ -30,7 +30,7 @@ export interface ProvisionDeps extends EmitDeps {
 export async function provisionOrg(
   deps: ProvisionDeps,
   { input }: { input: CreateOrgInput },
-): Promise<{ tenant: Tenant; created: boolean }> {
+): Promise<{ tenant: Organization; created: boolean }> {
   const schema = schemaNameFor(input.slug);
   return withTransaction(deps.sql, undefined, async (tx) => {
     const [inserted] = await tx.sql`

@@ -9,6 +9,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type postgres from 'postgres';
+import type { Tenant } from '../core/tenant.ts';
 import type { Sql } from '../db/client.ts';
 import { quoteIdent, withTransaction } from '../db/transaction.ts';
 
@@ -16,12 +17,6 @@ export interface TenantMigration {
   version: number;
   name: string;
   sql: string;
-}
-
-export interface TenantRef {
-  id: string;
-  slug: string;
-  schema: string;
 }
 
 export async function loadTenantMigrations(dir: string): Promise<TenantMigration[]> {
@@ -40,7 +35,7 @@ export async function loadTenantMigrations(dir: string): Promise<TenantMigration
 }
 
 /** Applies one migration inside `tx`, which must be a transaction. */
-async function applyMigration(tx: postgres.TransactionSql, tenant: TenantRef, migration: TenantMigration) {
+async function applyMigration(tx: postgres.TransactionSql, tenant: Tenant, migration: TenantMigration) {
   await tx.unsafe(`SET LOCAL search_path TO ${quoteIdent(tenant.schema)}, pg_catalog`);
   await tx.unsafe(migration.sql);
   // RESET, not SET LOCAL: a migration may set search_path for the session
@@ -53,7 +48,7 @@ async function applyMigration(tx: postgres.TransactionSql, tenant: TenantRef, mi
      where org_id = ${tenant.id}`;
 }
 
-async function lockTenant(tx: postgres.TransactionSql, tenant: TenantRef) {
+async function lockTenant(tx: postgres.TransactionSql, tenant: Tenant) {
   await tx`select pg_advisory_xact_lock(hashtextextended(${`signalbus:tenant:${tenant.schema}`}, 0))`;
 }
 
@@ -63,7 +58,7 @@ async function lockTenant(tx: postgres.TransactionSql, tenant: TenantRef) {
  */
 export async function createTenantSchema(
   tx: postgres.TransactionSql,
-  tenant: TenantRef,
+  tenant: Tenant,
   migrations: TenantMigration[],
 ): Promise<void> {
   await lockTenant(tx, tenant);
@@ -84,7 +79,7 @@ export interface TenantMigrationResult {
 /** Brings one tenant up to date, one transaction per migration; records a failure and rethrows it. */
 export async function migrateTenant(
   sql: Sql,
-  tenant: TenantRef,
+  tenant: Tenant,
   migrations: TenantMigration[],
 ): Promise<TenantMigrationResult> {
   let from: number | undefined;
@@ -138,7 +133,7 @@ export async function migrateAllTenants(
   const report: MigrateAllReport = { latest, migrated: [], failed: [] };
   let afterSlug = '';
   for (;;) {
-    const batch = await sql<TenantRef[]>`
+    const batch = await sql<Tenant[]>`
       select o.id, o.slug, o.schema_name as schema
         from public.organizations o
         join public.tenant_migrations m on m.org_id = o.id

@@ -1,9 +1,10 @@
 /**
- * A tenant as the rest of signalbus sees it. The schema name is derived from a
- * checked slug, never from unchecked input.
+ * Organizations: their slugs, their records and how the API shows them. The
+ * schema name is derived from a checked slug, never from unchecked input.
  */
 import { z } from 'zod';
 import { isId } from '../core/ids.ts';
+import type { Tenant } from '../core/tenant.ts';
 
 export const SLUG_PATTERN = /^[a-z][a-z0-9_]{1,38}$/;
 export const Slug = z
@@ -12,11 +13,9 @@ export const Slug = z
   // Paths take an org id or a slug; a slug shaped like an id could never be addressed by slug.
   .refine((slug) => !isId('org', slug), 'slug must not have the shape of an organization id');
 
-export interface Tenant {
-  id: string;
-  slug: string;
+/** An organization's record: the tenant it addresses, and what it is called. */
+export interface Organization extends Tenant {
   name: string;
-  schema: string;
   status: 'active' | 'suspended';
   createdAt: Date;
 }
@@ -34,7 +33,7 @@ export interface OrgView {
   created_at: string;
 }
 
-export function orgView(tenant: Tenant): OrgView {
+export function orgView(tenant: Organization): OrgView {
   return {
     id: tenant.id,
     slug: tenant.slug,

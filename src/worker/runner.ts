@@ -14,13 +14,13 @@ import { newId } from '../core/ids.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE } from '../directives/deps.ts';
 import { executeDirective, ExecuteDirectivePayload, type CallSlots } from '../directives/execute.ts';
-import { emitSystem } from '../directives/store.ts';
+import { emitSystem } from '../signals/system.ts';
 import { expireDirective } from '../directives/transitions.ts';
-import { PLATFORM_ACTOR } from '../auth/actor.ts';
+import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { createDispatcher, HANDLE_SIGNAL, type Dispatcher } from '../handlers/dispatcher.ts';
 import { HandleSignalPayload, runHandleSignal } from '../handlers/runtime.ts';
 import { inSpan } from '../telemetry/tracing.ts';
-import type { TenantRef } from '../tenancy/tenant-migrations.ts';
+import type { Tenant } from '../core/tenant.ts';
 import { startLiveness, type Liveness } from './liveness.ts';
 import pLimit from 'p-limit';
 import pg from 'pg';
@@ -46,14 +46,14 @@ const ExpireDirectivePayload = z.object({ org_id: z.string().min(1), directive_i
 export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: CallSlots } = {}): TaskList {
   const { deps } = app;
   const { bus } = deps;
-  const tenantOf = async (orgId: string): Promise<TenantRef | undefined> => deps.tenants.find(orgId);
+  const tenantOf = async (orgId: string): Promise<Tenant | undefined> => deps.tenants.find(orgId);
 
   /** Wraps a task: parse, resolve the tenant, one span and one log line per job. */
   const task =
     <T extends { org_id: string; traceparent?: string | null | undefined }>(
       name: string,
       schema: z.ZodType<T>,
-      body: (tenant: TenantRef, payload: T) => Promise<void>,
+      body: (tenant: Tenant, payload: T) => Promise<void>,
       onMalformed?: (raw: unknown) => Promise<void>,
     ): Task =>
     async (raw, helpers) => {

@@ -7,11 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import type { ExecuteResult, Executor } from '../../src/executors/registry.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { finishedDirective } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Actor } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { executeDirective } from '../../src/directives/execute.ts';
 import { simulateDirective } from '../../src/directives/propose.ts';
@@ -20,7 +20,7 @@ import { createGmailExecutor, type GmailExecutorOptions } from '../../src/execut
 import { createExecutorRegistry, type ExecuteRequest, type ExecuteResult } from '../../src/executors/registry.ts';
 import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';
 import { directRequest, executionSignals, finishedDirective, proposeApproved, proposeAs } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listExecutions } from '../../src/handlers/executions.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { emit } from '../../src/signals/emit.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 const refunder: Handler = {

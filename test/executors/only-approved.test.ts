@@ -10,12 +10,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Actor } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';
 import { startOpenAIFake, type OpenAIFake } from '../fakes/openai.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';

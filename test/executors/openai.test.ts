@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Actor } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { executeDirective, executionIdOfDirective } from '../../src/directives/execute.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
@@ -20,7 +20,7 @@ import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
 import { getExecution } from '../../src/handlers/executions.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { fakeUsage, startOpenAIFake, type OpenAIFake } from '../fakes/openai.ts';
 import { directRequest, finishedDirective, proposeApproved, proposeAs } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';

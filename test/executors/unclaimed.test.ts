@@ -6,13 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { executeDirective, executionIdOfDirective } from '../../src/directives/execute.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
 import { createExecutorRegistry, type ExecuteResult, type Executor } from '../../src/executors/registry.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { proposeApproved, proposeAs } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';

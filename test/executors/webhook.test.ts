@@ -13,7 +13,7 @@ import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import { createWebhookExecutor, type Resolver, type WebhookExecutorOptions, type WebhookPostParams } from '../../src/executors/webhook/index.ts';
 import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { REDIRECT_TARGET, startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';
 import { directRequest, executionSignals, finishedDirective, proposeApproved } from '../support/directives.ts';
 import { setPolicy } from '../support/fanout.ts';

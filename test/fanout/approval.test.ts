@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { Actor } from '../../src/auth/actor.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { addJobs } from '../../src/db/jobs.ts';
 import { executeJob } from '../../src/directives/deps.ts';
@@ -17,7 +17,7 @@ import { getDirective } from '../../src/directives/store.ts';
 import { decideDirective, expireDirective, type DirectiveAction } from '../../src/directives/transitions.ts';
 import type { ExecuteRequest, ExecuteResult, Executor } from '../../src/executors/registry.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 const ANA: Actor = { type: 'human', id: 'ana@approval.test' };

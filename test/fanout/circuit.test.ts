@@ -6,12 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import type { ExecuteResult, Executor } from '../../src/executors/registry.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 type Mode = 'fault' | 'ok' | 'refused' | 'hold';

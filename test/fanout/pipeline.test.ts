@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emit } from '../../src/signals/emit.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 const proposer: Handler = {

@@ -6,14 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { Actor } from '../../src/auth/actor.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { proposeDirective, simulateDirective } from '../../src/directives/propose.ts';
 import type { Executor } from '../../src/executors/registry.ts';
 import { NO_RULE_REASON } from '../../src/policy/evaluate.ts';
 import { getPolicy, updatePolicy } from '../../src/policy/store.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 
 /** `llm.complete`: costs what its params say, for the budget guard. */

@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Actor } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import type { DirectiveDeps } from '../../src/directives/deps.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
@@ -21,7 +21,7 @@ import type { Handler } from '../../src/handlers/registry.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
 import { checksumProjections, rebuildProjections } from '../../src/projections/rebuild.ts';
 import { emit } from '../../src/signals/emit.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { seedLifecycles } from '../support/lifecycles.ts';
 import { describeDrift, projectionRows, waitQuiescent } from '../support/quiescent.ts';

@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { Actor } from '../../src/auth/actor.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
 import { addJobs } from '../../src/db/jobs.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
@@ -21,7 +21,7 @@ import { getExecution, listExecutions, retryExecution } from '../../src/handlers
 import type { Handler } from '../../src/handlers/registry.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
 import { emit } from '../../src/signals/emit.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 const OPERATOR: Actor = { type: 'human', id: 'ops@retries.test' };

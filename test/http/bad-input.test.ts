@@ -15,7 +15,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { CreateApiKeyInput, createApiKey } from '../../src/auth/api-keys.ts';
 import { canonicalJson } from '../../src/core/canonical-json.ts';
 import { ERROR_STATUS, type ErrorCode } from '../../src/core/errors.ts';
@@ -27,7 +27,7 @@ import { Effect, KIND_GLOB_PATTERN } from '../../src/policy/model.ts';
 import { EmitSignalInput, isReservedType } from '../../src/signals/model.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import { CreateOrgInput } from '../../src/tenancy/provision.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { alwaysFails, failedExecution, heldDirective, HOLD_POLICY, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 import { callRoute, fillPath, V1_ROUTES, type RouteCase, type RouteIdKind } from '../support/routes.ts';

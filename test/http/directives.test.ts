@@ -6,13 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { newId } from '../../src/core/ids.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
 import type { Directive } from '../../src/directives/store.ts';
 import type { Executor } from '../../src/executors/registry.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { HOLD_POLICY } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp, type TestResponse } from '../support/harness.ts';
 

@@ -10,7 +10,7 @@ import type { Executor } from '../../src/executors/registry.ts';
 import type { Execution } from '../../src/handlers/executions.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import type { TraceNode } from '../../src/handlers/trace.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { alwaysFails, HOLD_POLICY, setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp, type TestResponse } from '../support/harness.ts';
 

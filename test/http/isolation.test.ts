@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { ORG_ROLES, type OrgRole } from '../../src/auth/roles.ts';
 import { createSql } from '../../src/db/client.ts';
@@ -17,7 +17,7 @@ import { createProjectionRegistry } from '../../src/projections/registry.ts';
 import { emit, type EmitDeps } from '../../src/signals/emit.ts';
 import { BEGINNING, type Signal } from '../../src/signals/model.ts';
 import { listSignals, readSignalsAfter } from '../../src/signals/read.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
 import { getExecution, type Execution } from '../../src/handlers/executions.ts';
 import { alwaysFails, failedExecution, heldDirective, HOLD_POLICY, setPolicy } from '../support/fanout.ts';

@@ -6,7 +6,7 @@
  * query strings — never reaches a log line.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { callRoute, type RouteResponse } from '../support/routes.ts';
 

@@ -5,9 +5,9 @@
  * position — without writing. Per route a happy, an error and a security case.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp, type TestResponse } from '../support/harness.ts';
 
 let t: TestApp;

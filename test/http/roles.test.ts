@@ -9,10 +9,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { ORG_ROLES, PERMISSIONS, PLATFORM_ROLES, Role, roleHolds, type OrgRole, type Permission } from '../../src/auth/roles.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import { getExecution } from '../../src/handlers/executions.ts';
 import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../support/fanout.ts';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { readSecret } from '../../src/secrets/vault.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 

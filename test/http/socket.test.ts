@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, listen, type TestApp } from '../support/harness.ts';
 
 /** Requests over a real socket, where bodies are read from Node's request rather than a WHATWG one. */

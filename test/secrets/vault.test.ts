@@ -6,7 +6,7 @@ import { PROJECT_ROOT } from '../../src/db/migrate.ts';
 import { generateMasterKeys, parseMasterKeys } from '../../src/secrets/keys.ts';
 import { VaultIntegrityError } from '../../src/secrets/envelope.ts';
 import { deleteSecret, listSecrets, putSecret, readSecret, rotateEncryption, type VaultDeps } from '../../src/secrets/vault.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import postgres from 'postgres';
 import { credentialsFor } from '../../src/directives/credentials.ts';
 import { createTestApp, TEST_MASTER_KEYS, type TestApp } from '../support/harness.ts';

@@ -8,13 +8,13 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Actor } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
 import { createSql, type Sql } from '../../src/db/client.ts';
 import { withTransaction } from '../../src/db/transaction.ts';
 import { emit, type EmitContext, type EmitDeps } from '../../src/signals/emit.ts';
 import { BEGINNING, decodeCursor, type Cursor, type Signal } from '../../src/signals/model.ts';
 import { hasSignalsAfter, readSignalsAfter } from '../../src/signals/read.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
 import { openSse, signalsOf } from '../support/sse.ts';
 

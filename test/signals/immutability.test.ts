@@ -4,7 +4,7 @@
  * for the superuser the app connects as, and the refused row is unchanged.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 
 let t: TestApp;

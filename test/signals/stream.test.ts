@@ -14,7 +14,7 @@ import { emit } from '../../src/signals/emit.ts';
 import { createLogNotifier } from '../../src/signals/log-notifier.ts';
 import { decodeCursor } from '../../src/signals/model.ts';
 import { hasSignalsAfter } from '../../src/signals/read.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
 import { openSse, signalsOf, type SseClient } from '../support/sse.ts';

@@ -5,12 +5,12 @@
  * directly.
  */
 import { expect } from 'vitest';
-import type { Actor } from '../../src/auth/actor.ts';
+import type { Actor } from '../../src/signals/actor.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
 import type { ExecuteRequest } from '../../src/executors/registry.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { waitFor, type TestApp } from './harness.ts';
 
 /** Who proposes: `actor`, in `tenant`, through the API. */

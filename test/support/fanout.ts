@@ -4,7 +4,7 @@
  * in the state a route needs — made through the domain verbs, never by
  * writing projection rows.
  */
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { newId } from '../../src/core/ids.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import type { Directive } from '../../src/directives/store.ts';
@@ -13,7 +13,7 @@ import type { Handler } from '../../src/handlers/registry.ts';
 import { runHandleSignal } from '../../src/handlers/runtime.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
 import { emit } from '../../src/signals/emit.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import type { TestApp } from './harness.ts';
 
 /** `noop.record` directives with a `hold` param wait for approval; other noop ones run at once. */

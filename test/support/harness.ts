@@ -13,12 +13,12 @@ import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import postgres from 'postgres';
 import { inject } from 'vitest';
 import { createApp, type SignalbusApp } from '../../src/app.ts';
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import type { OrgRole } from '../../src/auth/roles.ts';
 import { parseConfig, type Config } from '../../src/config.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { releaseResource, trackResource } from './leak-guard.ts';
 

@@ -3,10 +3,10 @@
  * in (`emitBatch`, as the bus itself), for suites that need a long stream of
  * `directive.*` signals without running the pipeline that would produce it.
  */
-import { PLATFORM_ACTOR } from '../../src/auth/actor.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { newId } from '../../src/core/ids.ts';
 import { emitBatch } from '../../src/signals/emit.ts';
-import type { Tenant } from '../../src/tenancy/tenant.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 import type { TestApp } from './harness.ts';
 
 /**

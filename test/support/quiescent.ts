@@ -5,7 +5,7 @@
  */
 import type { Sql } from '../../src/db/client.ts';
 import type { Projection } from '../../src/projections/registry.ts';
-import type { TenantRef } from '../../src/tenancy/tenant-migrations.ts';
+import type { Tenant } from '../../src/core/tenant.ts';
 
 export interface FanoutBacklog {
   /** graphile jobs of the org that are due or running; expiry jobs scheduled for later do not count. */
@@ -25,7 +25,7 @@ export interface FanoutBacklog {
  * and graphile deletes a job only after its task's writes committed, so a
  * snapshot showing no backlog cannot be followed by more work.
  */
-export async function fanoutBacklog(sql: Sql, tenant: TenantRef): Promise<FanoutBacklog> {
+export async function fanoutBacklog(sql: Sql, tenant: Tenant): Promise<FanoutBacklog> {
   const schema = (table: string) => sql(`${tenant.schema}.${table}`);
   const [row] = await sql<FanoutBacklog[]>`
     select
@@ -42,7 +42,7 @@ export async function fanoutBacklog(sql: Sql, tenant: TenantRef): Promise<Fanout
 }
 
 /** Waits until the org has no fan-out work left; the timeout names what was still pending. */
-export async function waitQuiescent(sql: Sql, tenant: TenantRef, { handlers, timeoutMs = 30_000 }: { handlers: number; timeoutMs?: number }): Promise<void> {
+export async function waitQuiescent(sql: Sql, tenant: Tenant, { handlers, timeoutMs = 30_000 }: { handlers: number; timeoutMs?: number }): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const backlog = await fanoutBacklog(sql, tenant);
@@ -56,7 +56,7 @@ export async function waitQuiescent(sql: Sql, tenant: TenantRef, { handlers, tim
 export type ProjectionRows = Record<string, Map<string, string>>;
 
 /** Every row of every projection, as jsonb text keyed by id. */
-export async function projectionRows(sql: Sql, tenant: TenantRef, projections: readonly Projection[]): Promise<ProjectionRows> {
+export async function projectionRows(sql: Sql, tenant: Tenant, projections: readonly Projection[]): Promise<ProjectionRows> {
   const result: ProjectionRows = {};
   for (const projection of projections) {
     const rows = await sql<{ id: string; row: string }[]>`
