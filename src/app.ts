@@ -17,7 +17,7 @@ import { directivesProjection } from './directives/projection.ts';
 import { createExecutorRegistry, type Executor } from './executors/registry.ts';
 import { circuitsProjection } from './directives/circuit.ts';
 import { builtinExecutors } from './executors/builtin.ts';
-import { executionsProjection } from './handlers/execution-projection.ts';
+import { executionsProjection } from './executions/projection.ts';
 import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
 import { policiesProjection } from './policy/store.ts';
 import { parseMasterKeys } from './secrets/keys.ts';
@@ -93,7 +93,17 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   };
   const masterKeys = options.masterKeys ?? config.SIGNALBUS_ENCRYPTION_KEYS;
   const vault: VaultDeps = { sql, keys: masterKeys ? parseMasterKeys(masterKeys) : undefined };
-  const executors = createExecutorRegistry([...builtinExecutors(config), ...(options.executors ?? [])]);
+  const executors = createExecutorRegistry([
+    ...builtinExecutors({
+      allowPrivateTargets: config.SIGNALBUS_ALLOW_PRIVATE_TARGETS,
+      stripeApiBase: config.SIGNALBUS_STRIPE_API_BASE,
+      googleApiBase: config.SIGNALBUS_GOOGLE_API_BASE,
+      googleOAuthBase: config.SIGNALBUS_GOOGLE_OAUTH_BASE,
+      openaiBaseUrl: config.SIGNALBUS_OPENAI_BASE_URL,
+      openaiPrices: config.SIGNALBUS_OPENAI_PRICES,
+    }),
+    ...(options.executors ?? []),
+  ]);
   const handlers = createHandlerRegistry(options.handlers ?? [], {
     onConditionError: (handler, message) => logger.warn({ handler, error: message }, 'handler condition failed; not matched'),
   });

@@ -17,7 +17,7 @@ const app = await createApp(config, { databaseUrl, logger: createLogger(config.L
 
 let stop: () => Promise<void>;
 if (process.env.BENCH_MODE === 'dispatch') {
-  const dispatcher = createDispatcher({ sql: app.deps.sql, handlers: app.deps.bus.handlers, notifier: app.deps.notifier, logger: app.deps.logger });
+  const dispatcher = createDispatcher({ sql: app.deps.sql, handlers: app.deps.bus.handlers, tenants: app.deps.tenants, notifier: app.deps.notifier, logger: app.deps.logger });
   await dispatcher.start();
   stop = () => dispatcher.stop();
 } else {

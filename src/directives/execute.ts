@@ -31,7 +31,7 @@ import type { ExecuteResult } from '../executors/registry.ts';
 import { circuitGate, circuitKeyOf, circuitsNotClosed } from './circuit.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
-import type { ExecutionStarted } from '../handlers/execution-model.ts';
+import type { ExecutionStarted } from '../executions/model.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';

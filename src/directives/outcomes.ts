@@ -9,7 +9,7 @@ import { DomainError } from '../core/errors.ts';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import type { ExecuteResult, Executor, ResultSignal } from '../executors/registry.ts';
-import type { ExecutionFailed, ExecutionSucceeded } from '../handlers/execution-model.ts';
+import type { ExecutionFailed, ExecutionSucceeded } from '../executions/model.ts';
 import { ORG_OWNER } from '../secrets/vault.ts';
 import { emitBatch } from '../signals/emit.ts';
 import { circuitKeyOf, settleCircuits, type CircuitOutcome, type EndpointVerdict } from './circuit.ts';

@@ -20,7 +20,6 @@ import { withTransaction } from '../db/transaction.ts';
 import { newId } from '../core/ids.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { SignalRow } from '../signals/model.ts';
-import { schemaNameFor } from '../tenancy/tenant.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
 import { ensureSubscriptions } from './subscriptions.ts';
@@ -41,6 +40,8 @@ export interface HandleSignalJob {
 export interface DispatcherDeps {
   sql: Sql;
   handlers: HandlerRegistry;
+  /** Resolves an org id to its tenant (the tenant directory: its stored schema name). */
+  tenants: { find(orgId: string): Promise<Tenant | undefined> };
   notifier: Pick<LogNotifier, 'subscribeAll'>;
   logger: Logger;
   pageSize?: number;
@@ -209,10 +210,6 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   let unsubscribe: (() => void) | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
 
-  const tenantOf = async (orgId: string): Promise<Tenant | undefined> => {
-    const [row] = await deps.sql<{ id: string; slug: string }[]>`select id, slug from public.organizations where id = ${orgId}`;
-    return row ? { id: row.id, slug: row.slug, schema: schemaNameFor(row.slug) } : undefined;
-  };
   const tenants = new Map<string, Tenant>();
 
   const run = async (orgId: string) => {
@@ -220,7 +217,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     try {
       let tenant = tenants.get(orgId);
       if (!tenant) {
-        tenant = await tenantOf(orgId);
+        tenant = await deps.tenants.find(orgId);
         if (!tenant) return;
         tenants.set(orgId, tenant);
       }

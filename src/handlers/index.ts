@@ -2,13 +2,12 @@
  * handlers — subscriptions, the dispatcher that fans the log out into
  * handler jobs (checkpoint and jobs in one transaction), the handler runtime
  * (one job = one attempt of one Execution; outputs under deterministic keys),
- * and executions. Handlers never write directly: they return outputs, which
+ * and retrying a failed run. Handlers never write directly: they return outputs, which
  * the runtime emits and proposes through the one emit path.
  */
 export { createHandlerRegistry, type Handler, type HandlerRegistry, type HandlerTools } from './registry.ts';
 export { createDispatcher, dispatchOnce, type Dispatcher } from './dispatcher.ts';
 export { subscribe, ensureSubscriptions, type SubscriptionStart } from './subscriptions.ts';
 export { runHandleSignal, HandleSignalPayload, type RuntimeDeps } from './runtime.ts';
-export { getExecution, listExecutions, retryExecution, type Execution } from './executions.ts';
-export { executionsProjection } from './execution-projection.ts';
+export { retryExecution } from './retry-execution.ts';
 export { traceSignal } from './trace.ts';

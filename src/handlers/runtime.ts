@@ -27,7 +27,7 @@ import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
-import type { ExecutionError, ExecutionFailed, ExecutionSucceeded } from './execution-model.ts';
+import type { ExecutionError, ExecutionFailed, ExecutionSucceeded } from '../executions/model.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
 
 export const HandleSignalPayload = z.object({

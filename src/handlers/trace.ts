@@ -10,7 +10,7 @@ import { getSignal } from '../signals/read.ts';
 import type { Signal } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { executionIdOfDirective } from '../directives/execute.ts';
-import { findExecution, listExecutions, type Execution } from './executions.ts';
+import { findExecution, listExecutions, type Execution } from '../executions/read.ts';
 
 export interface TraceDirective {
   id: string;

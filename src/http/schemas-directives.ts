@@ -5,7 +5,7 @@
 import { z } from '@hono/zod-openapi';
 import { Actor } from '../signals/actor.ts';
 import { DIRECTIVE_STATUSES } from '../directives/model.ts';
-import { EXECUTION_STATUSES } from '../handlers/execution-model.ts';
+import { EXECUTION_STATUSES } from '../executions/model.ts';
 import type { TraceNode } from '../handlers/trace.ts';
 import { PolicyDocument, type PolicyRule } from '../policy/model.ts';
 import type { PolicyView } from '../policy/store.ts';

@@ -7,9 +7,9 @@
 import type postgres from 'postgres';
 import type { Queryable } from '../db/client.ts';
 import type { Tx } from '../db/transaction.ts';
-import type { SignalRow } from '../signals/model.ts';
+import type { SignalFacts, SignalRow } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
-import type { Prefetched, Projection, SignalFacts } from './registry.ts';
+import type { Prefetched, Projection } from './registry.ts';
 
 export interface KeyedProjectionSpec<Row extends { id: string }> {
   name: string;

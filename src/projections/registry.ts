@@ -5,11 +5,9 @@
  */
 import type { Queryable } from '../db/client.ts';
 import type { Tx } from '../db/transaction.ts';
-import type { SignalRow } from '../signals/model.ts';
+import type { InlineProjections } from '../signals/emit.ts';
+import type { SignalFacts, SignalRow } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
-
-/** What is known of a signal before it is appended. */
-export type SignalFacts = Pick<SignalRow, 'type' | 'payload'>;
 
 /** Rows a projection started reading before the append; `apply` uses them when they cover its keys. */
 export interface Prefetched {
@@ -40,11 +38,9 @@ export interface Projection {
 /** Per projection, what `prefetch` started. */
 export type PrefetchedRows = Map<Projection, Prefetched>;
 
-export interface ProjectionRegistry {
+/** The projections `emit` folds into, and the list rebuild walks. */
+export interface ProjectionRegistry extends InlineProjections<PrefetchedRows> {
   readonly projections: readonly Projection[];
-  handlesAny(types: Iterable<string>): boolean;
-  prefetch(db: Queryable, tenant: Tenant, signals: SignalFacts[]): PrefetchedRows;
-  apply(db: Queryable, tenant: Tenant, signals: SignalRow[], prefetched?: PrefetchedRows, defer?: Tx['defer']): Promise<void>;
 }
 
 export function createProjectionRegistry(projections: Projection[]): ProjectionRegistry {

@@ -11,19 +11,30 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Actor } from './actor.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import { DomainError, type FieldError } from '../core/errors.ts';
-import type { Sql } from '../db/client.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
-import type { ProjectionRegistry } from '../projections/registry.ts';
+import type { Queryable, Sql } from '../db/client.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { appendSignals, type Outcome } from './append.ts';
 import type { AppendBatcher } from './append-batcher.ts';
 import type { LogNotifier } from './log-notifier.ts';
-import { toSignal, type Signal } from './model.ts';
+import { toSignal, type Signal, type SignalFacts, type SignalRow } from './model.ts';
 import { prepare, sameRequest, type Prepared } from './prepare.ts';
+
+/**
+ * The inline projections `emit` folds new signals into, inside the append's
+ * transaction (`src/projections` provides them). `prefetch` starts the
+ * projections' row reads so they share the append's round trip; what it
+ * returns is handed back to `apply` untouched.
+ */
+export interface InlineProjections<Prefetched = unknown> {
+  handlesAny(types: Iterable<string>): boolean;
+  prefetch(db: Queryable, tenant: Tenant, signals: SignalFacts[]): Prefetched;
+  apply(db: Queryable, tenant: Tenant, signals: SignalRow[], prefetched?: Prefetched, defer?: Tx['defer']): Promise<void>;
+}
 
 export interface EmitDeps {
   sql: Sql;
-  projections: ProjectionRegistry;
+  projections: InlineProjections;
   notifier: Pick<LogNotifier, 'committed'>;
   maxPayloadBytes: number;
   appendBatcher?: AppendBatcher;

@@ -169,6 +169,9 @@ export interface SignalRow {
   recorded_at: string;
 }
 
+/** What is known of a signal before it is appended. */
+export type SignalFacts = Pick<SignalRow, 'type' | 'payload'>;
+
 /** A signal as the API shows it: the causation depth and the request hash stay internal. */
 export type Signal = Omit<SignalRow, 'causation_depth' | 'request_hash'>;
 

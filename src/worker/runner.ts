@@ -222,7 +222,7 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
     heartbeatMs: options.heartbeatMs,
     staleAfterMs: options.staleAfterMs,
   });
-  const dispatcher = createDispatcher({ sql: deps.sql, handlers: deps.bus.handlers, notifier: deps.notifier, logger: deps.logger });
+  const dispatcher = createDispatcher({ sql: deps.sql, handlers: deps.bus.handlers, tenants: deps.tenants, notifier: deps.notifier, logger: deps.logger });
   await dispatcher.start();
 
   return {

@@ -18,7 +18,7 @@ import { simulateDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import { createGmailExecutor, type GmailExecutorOptions } from '../../src/executors/gmail/index.ts';
 import { createExecutorRegistry, type ExecuteRequest, type ExecuteResult } from '../../src/executors/registry.ts';
-import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
+import type { ExecutionFailed } from '../../src/executions/model.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { startGmailFake, type GmailFake } from '../fakes/gmail.ts';

@@ -4,7 +4,7 @@
  * and the refusal is permanent (a retry would propose the same).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listExecutions } from '../../src/handlers/executions.ts';
+import { listExecutions } from '../../src/executions/read.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { emit } from '../../src/signals/emit.ts';
 import type { Tenant } from '../../src/core/tenant.ts';

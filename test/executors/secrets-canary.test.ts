@@ -18,7 +18,7 @@ import type { Actor } from '../../src/signals/actor.ts';
 import { PROJECT_ROOT } from '../../src/db/migrate.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
 import type { Directive } from '../../src/directives/store.ts';
-import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
+import type { ExecutionFailed } from '../../src/executions/model.ts';
 import { generateMasterKeys, parseMasterKeys } from '../../src/secrets/keys.ts';
 import { putSecret, readSecret, rotateEncryption } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/core/tenant.ts';

@@ -13,7 +13,7 @@ import type { Actor } from '../../src/signals/actor.ts';
 import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import { createStripeExecutor, STRIPE_IDEMPOTENCY_WINDOW_MS } from '../../src/executors/stripe/executor.ts';
 import type { StripeParams } from '../../src/executors/stripe/params.ts';
-import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
+import type { ExecutionFailed } from '../../src/executions/model.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';

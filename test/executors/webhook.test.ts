@@ -11,7 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Directive } from '../../src/directives/store.ts';
 import type { ExecuteRequest } from '../../src/executors/registry.ts';
 import { createWebhookExecutor, type Resolver, type WebhookExecutorOptions, type WebhookPostParams } from '../../src/executors/webhook/index.ts';
-import type { ExecutionFailed } from '../../src/handlers/execution-model.ts';
+import type { ExecutionFailed } from '../../src/executions/model.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { REDIRECT_TARGET, startWebhookSink, type WebhookSink } from '../fakes/webhook-sink.ts';

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Handler } from '../../src/handlers/registry.ts';
-import { listExecutions } from '../../src/handlers/executions.ts';
+import { listExecutions } from '../../src/executions/read.ts';
 import { emit } from '../../src/signals/emit.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';

@@ -16,7 +16,7 @@ import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import { decideDirective, expireDirective, type DirectiveAction } from '../../src/directives/transitions.ts';
 import type { Executor, ExecuteResult } from '../../src/executors/registry.ts';
-import { retryExecution } from '../../src/handlers/executions.ts';
+import { retryExecution } from '../../src/handlers/retry-execution.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { updatePolicy } from '../../src/policy/store.ts';
 import { checksumProjections, rebuildProjections } from '../../src/projections/rebuild.ts';

@@ -21,7 +21,7 @@ import { canonicalJson } from '../../src/core/canonical-json.ts';
 import { ERROR_STATUS, type ErrorCode } from '../../src/core/errors.ts';
 import { newId, type IdKind } from '../../src/core/ids.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
-import { retryExecution } from '../../src/handlers/executions.ts';
+import { retryExecution } from '../../src/handlers/retry-execution.ts';
 import { compileCondition } from '../../src/policy/cel.ts';
 import { Effect, KIND_GLOB_PATTERN } from '../../src/policy/model.ts';
 import { EmitSignalInput, isReservedType } from '../../src/signals/model.ts';

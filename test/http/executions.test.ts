@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { newId } from '../../src/core/ids.ts';
 import type { Executor } from '../../src/executors/registry.ts';
-import type { Execution } from '../../src/handlers/executions.ts';
+import type { Execution } from '../../src/executions/read.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import type { TraceNode } from '../../src/handlers/trace.ts';
 import type { Tenant } from '../../src/core/tenant.ts';

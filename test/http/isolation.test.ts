@@ -19,7 +19,7 @@ import { BEGINNING, type Signal } from '../../src/signals/model.ts';
 import { listSignals, readSignalsAfter } from '../../src/signals/read.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
-import { getExecution, type Execution } from '../../src/handlers/executions.ts';
+import { getExecution, type Execution } from '../../src/executions/read.ts';
 import { alwaysFails, failedExecution, heldDirective, HOLD_POLICY, setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import {

@@ -14,7 +14,7 @@ import { createApiKey } from '../../src/auth/api-keys.ts';
 import { ORG_ROLES, PERMISSIONS, PLATFORM_ROLES, Role, roleHolds, type OrgRole, type Permission } from '../../src/auth/roles.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { getDirective } from '../../src/directives/store.ts';
-import { getExecution } from '../../src/handlers/executions.ts';
+import { getExecution } from '../../src/executions/read.ts';
 import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 import { callRoute, fillPath, registeredRoutes, routeKey, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';

@@ -8,7 +8,7 @@ import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { newId } from '../../src/core/ids.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import type { Directive } from '../../src/directives/store.ts';
-import { getExecution, type Execution } from '../../src/handlers/executions.ts';
+import { getExecution, type Execution } from '../../src/executions/read.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { runHandleSignal } from '../../src/handlers/runtime.ts';
 import { updatePolicy } from '../../src/policy/store.ts';

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
-import { getExecution } from '../../../handlers/executions.ts';
+import { getExecution } from '../../../executions/read.ts';
 import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { ExecutionSchema, OrgIdParams } from '../../schemas-directives.ts';

@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { EXECUTION_STATUSES } from '../../../handlers/execution-model.ts';
-import { listExecutions } from '../../../handlers/executions.ts';
+import { EXECUTION_STATUSES } from '../../../executions/model.ts';
+import { listExecutions } from '../../../executions/read.ts';
 import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { ExecutionSchema, PageQuery } from '../../schemas-directives.ts';

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
-import { retryExecution } from '../../../handlers/executions.ts';
+import { retryExecution } from '../../../handlers/retry-execution.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { limitBody } from '../../body.ts';
 import { errorResponses, jsonResponse, optionalJsonBody } from '../../schemas.ts';

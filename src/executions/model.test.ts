@@ -10,7 +10,7 @@ import {
   type ExecutionRow,
   type ExecutionStarted,
   type ExecutionSucceeded,
-} from './execution-model.ts';
+} from './model.ts';
 
 const REF: Omit<ExecutionRef, 'attempt'> = {
   execution_id: 'exe_0000000001aaaaaaaaaaaaaaaa',

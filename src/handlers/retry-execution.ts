@@ -1,59 +1,22 @@
 /**
- * Reading executions, and retrying a failed one by hand: the request is a
- * signal (`execution.retry_requested`, by the operator's actor) committed
- * with the job that runs the next attempt. That attempt is past the handler's
- * bound, so it runs once: a failure is final again, not a new retry series.
+ * Retrying a failed execution by hand: the request is a signal
+ * (`execution.retry_requested`, by the operator's actor) committed with the
+ * job that runs the next attempt. That attempt is past the handler's bound,
+ * so it runs once: a failure is final again, not a new retry series.
  */
 import { DomainError, notFound } from '../core/errors.ts';
-import type { Queryable } from '../db/client.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
+import type { ExecutionRetryRequested } from '../executions/model.ts';
+import { findExecution, type Execution } from '../executions/read.ts';
+import type { EmitDeps } from '../signals/emit.ts';
 import { emitSystem, type LifecycleContext } from '../signals/system.ts';
-import { isoTimestamp } from '../signals/model.ts';
-import type { Tenant } from '../core/tenant.ts';
-import type { Bus } from '../bus.ts';
 import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
-import type { ExecutionRetryRequested, ExecutionRow, ExecutionStatus } from './execution-model.ts';
-
-export type Execution = ExecutionRow;
-
-const EXECUTION_SELECT = `
-  id, handler, signal_id, directive_id, status, attempts, ${isoTimestamp('started_at')} as started_at,
-  ${isoTimestamp('finished_at')} as finished_at, duration_ms, error, outputs, tokens_in, tokens_out,
-  cost_usd::float8 as cost_usd, ${isoTimestamp('updated_at')} as updated_at`;
-
-export async function findExecution(db: Queryable, tenant: Tenant, id: string, { lock = false } = {}): Promise<Execution | undefined> {
-  const [row] = await db<Execution[]>`
-    select ${db.unsafe(EXECUTION_SELECT)} from ${db(`${tenant.schema}.executions`)} where id = ${id} ${lock ? db`for update` : db``}`;
-  return row;
-}
-
-export async function getExecution(db: Queryable, tenant: Tenant, id: string): Promise<Execution> {
-  const row = await findExecution(db, tenant, id);
-  if (!row) throw notFound('execution');
-  return row;
-}
-
-export async function listExecutions(
-  db: Queryable,
-  tenant: Tenant,
-  { status, handler, signalId, after, limit }: { status?: ExecutionStatus; handler?: string; signalId?: string; after?: string; limit: number },
-): Promise<{ data: Execution[]; next_cursor: string | null }> {
-  const rows = await db<Execution[]>`
-    select ${db.unsafe(EXECUTION_SELECT)} from ${db(`${tenant.schema}.executions`)}
-     where true
-       ${status ? db`and status = ${status}` : db``}
-       ${handler ? db`and handler = ${handler}` : db``}
-       ${signalId ? db`and signal_id = ${signalId}` : db``}
-       ${after ? db`and id > ${after}` : db``}
-     order by id limit ${limit + 1}`;
-  const data = rows.slice(0, limit);
-  return { data, next_cursor: rows.length > limit ? data[data.length - 1]!.id : null };
-}
+import type { HandlerRegistry } from './registry.ts';
 
 /** Re-runs a failed execution as its next attempt. 409 unless it failed for good. */
 export async function retryExecution(
-  bus: Pick<Bus, 'emit' | 'handlers'>,
+  bus: { emit: EmitDeps; handlers: HandlerRegistry },
   { ctx, id, reason }: { ctx: LifecycleContext; id: string; reason?: string | null },
 ): Promise<Execution> {
   return withTransaction(bus.emit.sql, undefined, async (tx) => {

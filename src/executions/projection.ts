@@ -1,5 +1,5 @@
 import { keyedProjection } from '../projections/keyed.ts';
-import { EXECUTION_COLUMNS, evolveExecution, executionIdOf, type ExecutionRow } from './execution-model.ts';
+import { EXECUTION_COLUMNS, evolveExecution, executionIdOf, type ExecutionRow } from './model.ts';
 
 export const executionsProjection = keyedProjection<ExecutionRow>({
   name: 'executions',
