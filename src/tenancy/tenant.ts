@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { isId } from '../core/ids.ts';
 import type { Tenant } from '../core/tenant.ts';
 
+export type { Tenant };
+
 export const SLUG_PATTERN = /^[a-z][a-z0-9_]{1,38}$/;
 export const Slug = z
   .string()
