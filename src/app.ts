@@ -19,7 +19,8 @@ import { circuitsProjection } from './directives/circuit.ts';
 import { builtinExecutors } from './executors/builtin.ts';
 import { executionsProjection } from './executions/projection.ts';
 import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
-import { policiesProjection } from './policy/store.ts';
+import { policiesProjection } from './directives/policy-projection.ts';
+import { createPolicyCompiler } from './directives/policy-store.ts';
 import { parseMasterKeys } from './secrets/keys.ts';
 import type { VaultDeps } from './secrets/vault.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
@@ -112,6 +113,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     emit: emitDeps,
     executors,
     vault,
+    policies: createPolicyCompiler(),
     approvalTtlSeconds: config.SIGNALBUS_APPROVAL_TTL_SECONDS,
     retryBaseMs: config.SIGNALBUS_EXECUTOR_RETRY_BASE_MS,
     onDecision: (effect) => metrics.directiveDecision(effect),

@@ -26,7 +26,7 @@ import { addJobs } from '../../src/db/jobs.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { generateMasterKeys } from '../../src/secrets/keys.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';

@@ -27,7 +27,7 @@ import { migratePublicSchema, PROJECT_ROOT } from '../../src/db/migrate.ts';
 import { dispatchOnce, HANDLE_SIGNAL } from '../../src/handlers/dispatcher.ts';
 import { createHandlerRegistry } from '../../src/handlers/registry.ts';
 import { subscribe } from '../../src/handlers/subscriptions.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { emitBatch } from '../../src/signals/emit.ts';
 import { currentHorizon } from '../../src/signals/read.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';

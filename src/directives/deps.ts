@@ -3,12 +3,15 @@ import type { Sql } from '../db/client.ts';
 import type { ExecutorRegistry } from '../executors/registry.ts';
 import type { VaultDeps } from '../secrets/vault.ts';
 import type { EmitDeps } from '../signals/emit.ts';
+import type { PolicyCompiler } from './policy-store.ts';
 
 /** What the directive verbs and tasks use. */
 export interface DirectiveDeps {
   sql: Sql;
   emit: EmitDeps;
   executors: ExecutorRegistry;
+  /** Compiles each org's policy, cached per org and version. */
+  policies: PolicyCompiler;
   /** Where executors find credentials. */
   vault: VaultDeps;
   /** How long an approval may wait when the deciding rule names no TTL. */

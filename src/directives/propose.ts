@@ -10,7 +10,8 @@ import { newId } from '../core/ids.ts';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import { decide } from '../policy/evaluate.ts';
-import { compiledPolicy, guardUsage, loadPolicy, POLICY_ROW_JSON, type PolicyRowData, type StoredPolicy } from '../policy/store.ts';
+import { guardUsage } from './guard-usage.ts';
+import { loadPolicy, POLICY_ROW_JSON, type PolicyRowData, type StoredPolicy } from './policy-store.ts';
 import type { Decision } from '../policy/model.ts';
 import { executeJob, EXPIRE_DIRECTIVE, nowOf, type DirectiveDeps } from './deps.ts';
 import { ProposeDirectiveInput, statusAfterDecision, type DirectiveProposed } from './model.ts';
@@ -104,7 +105,7 @@ export async function proposeDirective(
       return { directive: read ? (await findDirective(tx.sql, ctx.tenant, existing.id))! : idOnly(existing.id), created: false };
     }
 
-    const policy = compiledPolicy(ctx.tenant, state!.policy);
+    const policy = deps.policies.compiled(ctx.tenant, state!.policy);
     const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, idempotencyKey, policy);
     const now = nowOf(deps);
     const status = statusAfterDecision(decision);
@@ -155,7 +156,7 @@ export async function simulateDirective(
   const proposal = parseInput(deps, input);
   let simulation: Simulation | undefined;
   await withTransaction(deps.sql, undefined, async (tx) => {
-    const policy = await loadPolicy(tx.sql, ctx.tenant);
+    const policy = await loadPolicy(tx.sql, ctx.tenant, deps.policies);
     const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, proposal.idempotency_key ?? 'simulation', policy);
     simulation = { decision: decision.effect, rule: decision.rule, reason: decision.reason, guards: decision.guards, estimated_cost_usd: estimated };
     throw ROLLBACK;

@@ -8,7 +8,7 @@ import { DIRECTIVE_STATUSES } from '../directives/model.ts';
 import { EXECUTION_STATUSES } from '../executions/model.ts';
 import type { TraceNode } from '../handlers/trace.ts';
 import { PolicyDocument, type PolicyRule } from '../policy/model.ts';
-import type { PolicyView } from '../policy/store.ts';
+import type { PolicyView } from '../directives/policy-store.ts';
 import { OrgParams, SignalSchema } from './schemas.ts';
 
 /** `{org}` and `{id}`; ids of the wrong shape are answered 404 by the operation, not 422. */

@@ -16,7 +16,7 @@ import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import { decideDirective, expireDirective, type DirectiveAction } from '../../src/directives/transitions.ts';
 import type { ExecuteRequest, ExecuteResult, Executor } from '../../src/executors/registry.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 

@@ -10,7 +10,7 @@ import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import type { ExecuteResult, Executor } from '../../src/executors/registry.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 

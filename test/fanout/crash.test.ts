@@ -9,7 +9,7 @@ import { setTimeout as pause } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { subscribe } from '../../src/handlers/subscriptions.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { emit } from '../../src/signals/emit.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { CRASH_HANDLER_IDS, CRASH_SIGNAL_TYPE, DERIVED_SIGNAL_TYPE } from '../support/crash-handlers.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emit } from '../../src/signals/emit.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import type { Tenant } from '../../src/core/tenant.ts';

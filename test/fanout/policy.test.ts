@@ -12,7 +12,7 @@ import { DomainError } from '../../src/core/errors.ts';
 import { proposeDirective, simulateDirective } from '../../src/directives/propose.ts';
 import type { Executor } from '../../src/executors/registry.ts';
 import { NO_RULE_REASON } from '../../src/policy/evaluate.ts';
-import { getPolicy, updatePolicy } from '../../src/policy/store.ts';
+import { getPolicy, updatePolicy } from '../../src/directives/policy-store.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 

@@ -18,7 +18,7 @@ import { decideDirective, expireDirective, type DirectiveAction } from '../../sr
 import type { Executor, ExecuteResult } from '../../src/executors/registry.ts';
 import { retryExecution } from '../../src/handlers/retry-execution.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { checksumProjections, rebuildProjections } from '../../src/projections/rebuild.ts';
 import { emit } from '../../src/signals/emit.ts';
 import type { Tenant } from '../../src/core/tenant.ts';

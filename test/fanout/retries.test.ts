@@ -20,7 +20,7 @@ import type { ExecutionFailed } from '../../src/executions/model.ts';
 import { getExecution, listExecutions } from '../../src/executions/read.ts';
 import { retryExecution } from '../../src/handlers/retry-execution.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { emit } from '../../src/signals/emit.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';

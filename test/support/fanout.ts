@@ -11,7 +11,7 @@ import type { Directive } from '../../src/directives/store.ts';
 import { getExecution, type Execution } from '../../src/executions/read.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { runHandleSignal } from '../../src/handlers/runtime.ts';
-import { updatePolicy } from '../../src/policy/store.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { emit } from '../../src/signals/emit.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import type { TestApp } from './harness.ts';

@@ -1,5 +1,5 @@
 import { createRoute } from '@hono/zod-openapi';
-import { getPolicy } from '../../../policy/store.ts';
+import { getPolicy } from '../../../directives/policy-store.ts';
 import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { policyResponse, PolicySchema } from '../../schemas-directives.ts';

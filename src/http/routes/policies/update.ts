@@ -1,6 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
 import { PolicyDocument } from '../../../policy/model.ts';
-import { updatePolicy } from '../../../policy/store.ts';
+import { updatePolicy } from '../../../directives/policy-store.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { limitBody } from '../../body.ts';
 import { errorResponses, jsonBody, jsonResponse, OrgParams } from '../../schemas.ts';

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Actor } from '../signals/actor.ts';
 import type { SignalRow } from '../signals/model.ts';
-import { evolvePolicy, type PolicyRow, type PolicyUpdated } from './store.ts';
+import { evolvePolicy, type PolicyRow, type PolicyUpdated } from './policy-projection.ts';
 import { signalRow } from '../../test/support/signal-row.ts';
 
 const ANA: Actor = { type: 'human', id: 'ana@acme.test' };
