@@ -84,6 +84,8 @@ export const Config = z.object({
   SIGNALBUS_APPROVAL_TTL_SECONDS: z.coerce.number().int().min(60).default(72 * 3600),
   /** First retry delay of executor runs, doubled per attempt with jitter. */
   SIGNALBUS_EXECUTOR_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2000),
+  /** The package registry folder; absent = the one shipped with signalbus (`packages-registry`). */
+  SIGNALBUS_REGISTRY_DIR: z.string().min(1).optional(),
 });
 export type Config = z.infer<typeof Config>;
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
  * `signalbus` — one CLI for every process: start (HTTP + worker, the default),
- * serve, worker, migrate, orgs create, keys create, keys rotate-encryption.
+ * serve, worker, migrate, orgs create, keys create, keys rotate-encryption,
+ * registry check | publish | yank | schema.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig, type Config } from '../config.ts';
 import { runStart } from './start.ts';
 import { runMigrate } from './migrate.ts';
 import { runKeysCreate, runOrgsCreate, runRotateEncryption } from './admin.ts';
+import { runRegistryCheck, runRegistryPublish, runRegistrySchema, runRegistryYank } from './registry.ts';
 
 const USAGE = `usage: signalbus <command>
 
@@ -20,6 +22,10 @@ const USAGE = `usage: signalbus <command>
   keys create --org <slug> --role viewer|operator|admin [--name <name>] [--json]
   keys create --platform-admin | --support [--name <name>] [--json]
   keys rotate-encryption [--json]   re-wrap every secret under the first SIGNALBUS_ENCRYPTION_KEYS key
+  registry check [--registry <dir>] [--json]      fail on a changed, invalid, unpublished or stale registry entry
+  registry publish <dir> [--registry <dir>] [--json]   publish <dir>/manifest.json as its name and version
+  registry yank <name> <version> [--reason <text>] [--registry <dir>] [--json]
+  registry schema [--registry <dir>]             regenerate manifest.schema.json from the manifest's zod schema
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -79,6 +85,21 @@ async function main(argv: string[]): Promise<number> {
       const role = values['platform-admin'] ? 'platform_admin' : values.support ? 'support' : values.role;
       if (!role || (!values.org && role !== 'platform_admin' && role !== 'support')) break;
       return runKeysCreate(config, { org: values.org, role, name: values.name, json: values.json });
+    }
+    case 'registry': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { registry: { type: 'string' }, reason: { type: 'string' }, json: { type: 'boolean', default: false } },
+      });
+      const args = { registry: values.registry, json: values.json };
+      if (subcommand === 'check' && positionals.length === 0) return runRegistryCheck(config, args);
+      if (subcommand === 'schema' && positionals.length === 0) return runRegistrySchema(config, args);
+      if (subcommand === 'publish' && positionals.length === 1) return runRegistryPublish(config, { ...args, source: positionals[0]! });
+      if (subcommand === 'yank' && positionals.length === 2) {
+        return runRegistryYank(config, { ...args, name: positionals[0]!, version: positionals[1]!, reason: values.reason });
+      }
+      break;
     }
     case undefined:
     case 'help':

@@ -1,0 +1,23 @@
+/**
+ * packages — the package registry: the manifest (zod schema, published as
+ * JSON Schema), its checks (ajv for JSON Schemas, CEL compiled in each
+ * expression's scope, scopes against the executors), and the registry on
+ * disk with its pinned digests. Reading is pure apart from the registry
+ * folder; only the CLI publishes and yanks. Installation code asks
+ * `PackageRegistry.installable` for a manifest and nothing else.
+ */
+export { Manifest, manifestJsonSchema, type HandlerRule, type InstallStep, type EntityProjection, type WebhookSpec } from './manifest.ts';
+export { checkManifest, type CheckContext, type ManifestCheck } from './check.ts';
+export { compileManifestCel, SCOPE_VARIABLES, type CelScope, type CompiledCel } from './cel.ts';
+export { compileJsonSchema, schemaErrors } from './json-schema.ts';
+export {
+  checkRegistry,
+  loadRegistry,
+  publishVersion,
+  yankVersion,
+  type PackageEntry,
+  type PackageRegistry,
+  type RegistryProblem,
+  type VersionEntry,
+} from './registry.ts';
+export { manifestDigest, REGISTRY_DIR } from './registry-files.ts';
