@@ -21,6 +21,8 @@ import { executionsProjection } from './executions/projection.ts';
 import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
 import { policiesProjection } from './directives/policy-projection.ts';
 import { createPolicyCompiler } from './directives/policy-store.ts';
+import { loadRegistry } from './packages/registry.ts';
+import { REGISTRY_DIR } from './packages/registry-files.ts';
 import { parseMasterKeys } from './secrets/keys.ts';
 import type { VaultDeps } from './secrets/vault.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
@@ -47,6 +49,8 @@ export interface AppOptions {
   now?: () => Date;
   /** Master keys (`kid:base64key,…`) when not from config: the embedded database's development key. */
   masterKeys?: string;
+  /** The package registry folder, over SIGNALBUS_REGISTRY_DIR and the shipped one. */
+  registryDir?: string;
 }
 
 export type AppDeps = HttpDeps;
@@ -105,6 +109,10 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     }),
     ...(options.executors ?? []),
   ]);
+  // A version that fails its checks (a changed manifest above all) is served
+  // and installed nowhere; the rest of the registry stays available.
+  const { registry: packages, problems: registryProblems } = await loadRegistry(options.registryDir ?? config.SIGNALBUS_REGISTRY_DIR ?? REGISTRY_DIR, { executors });
+  for (const problem of registryProblems) logger.error({ package: problem.where, path: problem.path, problem: problem.message }, 'registry entry refused');
   const handlers = createHandlerRegistry(options.handlers ?? [], {
     onConditionError: (handler, message) => logger.warn({ handler, error: message }, 'handler condition failed; not matched'),
   });
@@ -148,6 +156,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     projections,
     bus,
     vault,
+    packages,
     observer: emitDeps.observer,
     tenantMigrations,
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,

@@ -22,6 +22,7 @@ const TAGS: Array<{ name: string; description: string }> = [
   { name: 'Executions', description: 'Durable records of handler runs and directive runs.' },
   { name: 'Policies', description: "The organization's rules and guards that decide directives." },
   { name: 'Secrets', description: 'The credentials vault: values encrypted at rest, never returned.' },
+  { name: 'Packages', description: 'The package registry: versioned, immutable integration manifests organizations install.' },
 ];
 
 export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {

@@ -28,6 +28,7 @@ import { cleanTraceparent } from '../signals/model.ts';
 import { currentTraceparent } from '../telemetry/tracing.ts';
 import type { EmitContext, EmitDeps } from '../signals/emit.ts';
 import type { LifecycleContext } from '../signals/system.ts';
+import type { PackageRegistry } from '../packages/registry.ts';
 
 export interface HttpDeps {
   sql: Sql;
@@ -39,6 +40,8 @@ export interface HttpDeps {
   projections: ProjectionRegistry;
   bus: Bus;
   vault: VaultDeps;
+  /** The package registry, loaded and checked at start. */
+  packages: PackageRegistry;
   observer?: EmitDeps['observer'];
   tenantMigrations: TenantMigration[];
   maxPayloadBytes: number;

@@ -140,10 +140,16 @@ export const V1_ROUTES: readonly RouteCase[] = [
   },
   { method: 'GET', path: '/v1/orgs/{org}/secrets', permission: 'org:admin', allowed: admins },
   { method: 'DELETE', path: '/v1/orgs/{org}/secrets/{name}', permission: 'org:admin', allowed: admins, id: 'secret' },
+  // The registry is shared: any valid key reads it, whatever its org.
+  { method: 'GET', path: '/v1/packages', permission: 'authenticated', allowed: everyone },
+  { method: 'GET', path: '/v1/packages/{package}', permission: 'authenticated', allowed: everyone },
+  { method: 'GET', path: '/v1/packages/{package}/{version}', permission: 'authenticated', allowed: everyone },
 ];
 
 /** The `{name}` a route without an `id` writes to. */
 export const ROUTE_TABLE_SECRET = 'route_table_secret';
+/** The `{package}` and `{version}` registry routes read: a version the shipped registry publishes. */
+export const ROUTE_TABLE_PACKAGE = { package: 'webhook-relay', version: '1.0.0' };
 
 export const TENANT_ROUTES = V1_ROUTES.filter((route) => route.path.startsWith('/v1/orgs/{org}'));
 
@@ -160,10 +166,18 @@ export function registeredRoutes(app: SignalbusApp, prefix: string): string[] {
   return [...new Set(keys)].sort();
 }
 
-/** Fills `{org}`, and `{id}` or `{name}` from `id` (`{name}` defaults to ROUTE_TABLE_SECRET). */
+/**
+ * Fills `{org}`, and `{id}` or `{name}` from `id` (`{name}` defaults to
+ * ROUTE_TABLE_SECRET); `{package}` and `{version}` from ROUTE_TABLE_PACKAGE.
+ */
 export function fillPath(template: string, values: { org?: string; id?: string }): string {
   return template.replaceAll(/\{(\w+)\}/g, (_, name: string) => {
-    const value = name === 'name' ? (values.id ?? ROUTE_TABLE_SECRET) : values[name as 'org' | 'id'];
+    const value =
+      name === 'name'
+        ? (values.id ?? ROUTE_TABLE_SECRET)
+        : name === 'package' || name === 'version'
+          ? ROUTE_TABLE_PACKAGE[name]
+          : values[name as 'org' | 'id'];
     if (value === undefined) throw new Error(`no value for {${name}} in ${template}`);
     return encodeURIComponent(value);
   });

@@ -16,6 +16,9 @@ import { registerGetExecution } from './executions/get.ts';
 import { registerListExecutions } from './executions/list.ts';
 import { registerRetryExecution } from './executions/retry.ts';
 import { registerCreateOrg } from './orgs/create.ts';
+import { registerGetPackage } from './packages/get.ts';
+import { registerGetPackageVersion } from './packages/get-version.ts';
+import { registerListPackages } from './packages/list.ts';
 import { registerGetPolicy } from './policies/get.ts';
 import { registerUpdatePolicy } from './policies/update.ts';
 import { registerDeleteSecret } from './secrets/delete.ts';
@@ -53,4 +56,7 @@ export function registerOperations(app: ApiApp): void {
   registerPutSecret(app);
   registerListSecrets(app);
   registerDeleteSecret(app);
+  registerListPackages(app);
+  registerGetPackage(app);
+  registerGetPackageVersion(app);
 }
