@@ -11,13 +11,13 @@
  * except the PostgreSQL binaries, which are copied so they too sit behind the
  * private directory.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterProcesses, exitWithin, liveProcesses, spawnCollected, stopChildren, waitForOutput, type Spawned } from '../support/cli-process.ts';
 import { waitFor } from '../support/harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -25,14 +25,6 @@ const TIMEOUT = 120_000;
 const isRoot = userInfo().uid === 0;
 if (!isRoot) console.log('skipping the root checkout test: it needs to run as root (uid 0)');
 
-interface Spawned {
-  child: ChildProcess;
-  stdout: string;
-  stderr: string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children = new Set<ChildProcess>();
 let home: string;
 let checkout: string;
 let clusterData: string | undefined;
@@ -43,44 +35,7 @@ function run(args: string[]): Spawned {
   delete env.DATABASE_URL;
   delete env.SIGNALBUS_DATA_DIR;
   const [command, argv] = args[0] === 'npm' ? ['npm', args.slice(1)] : [process.execPath, ['bin/signalbus.js', ...args]];
-  const child = spawn(command, argv, { cwd: checkout, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const spawned: Spawned = {
-    child,
-    stdout: '',
-    stderr: '',
-    exit: new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        children.delete(child);
-        resolve({ code, signal });
-      });
-    }),
-  };
-  child.stdout!.on('data', (chunk: Buffer) => (spawned.stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (spawned.stderr += chunk.toString()));
-  return spawned;
-}
-
-async function exitWithin(spawned: Spawned, ms: number) {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`process did not exit within ${ms} ms\n${spawned.stdout}\n${spawned.stderr}`)), ms);
-  });
-  try {
-    return await Promise.race([spawned.exit, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The postmaster running on `pgData` and its children, as `ps` sees them. */
-function clusterProcesses(pgData: string): number[] {
-  const all = execFileSync('ps', ['-eo', 'pid=,ppid=,stat=,args='], { encoding: 'utf8' })
-    .split('\n')
-    .map((line) => /^\s*(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/.exec(line))
-    .filter((match): match is RegExpExecArray => match !== null && !match[3]!.startsWith('Z'));
-  const postmasters = new Set(all.filter((match) => match[4]!.includes(`-D ${pgData} `)).map((match) => Number(match[1])));
-  return all.map((match) => Number(match[1])).filter((pid, i) => postmasters.has(pid) || postmasters.has(Number(all[i]![2])));
+  return spawnCollected(command, argv, { cwd: checkout, env });
 }
 
 beforeAll(() => {
@@ -104,17 +59,10 @@ beforeAll(() => {
 
 afterAll(async () => {
   if (!isRoot) return;
-  for (const child of children) {
-    child.kill('SIGTERM');
-    const exited = await Promise.race([
-      new Promise((resolve) => child.once('exit', resolve)).then(() => true),
-      new Promise((resolve) => setTimeout(resolve, 15_000)).then(() => false),
-    ]);
-    if (!exited) child.kill('SIGKILL');
-  }
+  await stopChildren();
   for (const pgData of [clusterData, path.join(checkout, '.data', 'pg')]) {
     if (!pgData) continue;
-    for (const pid of clusterProcesses(pgData)) process.kill(pid, 'SIGKILL');
+    for (const proc of clusterProcesses(pgData)) process.kill(proc.pid, 'SIGKILL');
   }
   if (clusterData) await rm(path.dirname(clusterData), { recursive: true, force: true });
   await rm(home, { recursive: true, force: true });
@@ -127,16 +75,13 @@ describe.skipIf(!isRoot)('signalbus as root from a checkout under a 0700 directo
     'npm start becomes ready, keeping the cluster where the postgres user can reach it, and says where',
     async () => {
       const spawned = run(['npm', 'start']);
-      let exited = false;
-      void spawned.exit.then(() => (exited = true));
-      const announced = await waitFor(
-        () => {
-          if (exited) throw new Error(`start exited early:\n${spawned.stdout}\n${spawned.stderr}`);
-          const url = /^\s*API:\s+(http:\/\/\S+)\/v1\s*$/m.exec(spawned.stdout)?.[1];
-          const data = /^\s*PostgreSQL data:\s+(\S+)\s*$/m.exec(spawned.stdout)?.[1];
+      const announced = await waitForOutput(
+        spawned,
+        (stdout) => {
+          const url = /^\s*API:\s+(http:\/\/\S+)\/v1\s*$/m.exec(stdout)?.[1];
+          const data = /^\s*PostgreSQL data:\s+(\S+)\s*$/m.exec(stdout)?.[1];
           return url && data ? { url, data } : undefined;
         },
-        90_000,
         'signalbus start to announce itself',
       );
       server = Object.assign(spawned, { url: announced.url });
@@ -164,12 +109,12 @@ describe.skipIf(!isRoot)('signalbus as root from a checkout under a 0700 directo
   it(
     'SIGTERM to npm stops signalbus with exit 0 and leaves no postgres process',
     async () => {
-      const cluster = clusterProcesses(clusterData!);
+      const cluster = clusterProcesses(clusterData!).map((proc) => proc.pid);
       server.child.kill('SIGTERM');
       const { code, signal } = await exitWithin(server, 30_000);
       expect({ code, signal }, server.stderr).toEqual({ code: 0, signal: null });
       await waitFor(() => clusterProcesses(clusterData!).length === 0, 10_000, 'the embedded cluster to be gone');
-      const alive = new Set(execFileSync('ps', ['-eo', 'pid='], { encoding: 'utf8' }).split('\n').map(Number));
+      const alive = new Set(liveProcesses().map((proc) => proc.pid));
       expect(cluster.filter((pid) => alive.has(pid))).toEqual([]);
     },
     TIMEOUT,

@@ -5,27 +5,19 @@
  * the data dir. Every child gets DATABASE_URL stripped, so this runs the
  * embedded database even when the suite itself runs against a server.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterProcesses as clusterOn, exitWithin, liveProcesses, spawnCollected, stopChildren, waitForOutput, type Spawned } from '../support/cli-process.ts';
 import { waitFor } from '../support/harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'bin/signalbus.js');
 const TIMEOUT = 120_000;
 
-interface Spawned {
-  child: ChildProcess;
-  stdout: string;
-  stderr: string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children = new Set<ChildProcess>();
 const dataDirs: string[] = [];
 
 function childEnv(dataDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -35,35 +27,7 @@ function childEnv(dataDir: string, extra: Record<string, string> = {}): NodeJS.P
 }
 
 function run(args: string[], env: NodeJS.ProcessEnv): Spawned {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const spawned: Spawned = {
-    child,
-    stdout: '',
-    stderr: '',
-    exit: new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        children.delete(child);
-        resolve({ code, signal });
-      });
-    }),
-  };
-  child.stdout!.on('data', (chunk: Buffer) => (spawned.stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (spawned.stderr += chunk.toString()));
-  return spawned;
-}
-
-/** Resolves with the exit, or rejects once `ms` have passed. */
-async function exitWithin(spawned: Spawned, ms: number) {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`process did not exit within ${ms} ms\n${spawned.stdout}\n${spawned.stderr}`)), ms);
-  });
-  try {
-    return await Promise.race([spawned.exit, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return spawnCollected(process.execPath, [CLI, ...args], { cwd: ROOT, env });
 }
 
 /** Runs a command to completion. */
@@ -81,45 +45,20 @@ interface Server extends Spawned {
 /** `signalbus start`, once it has announced its URL and platform admin key. */
 async function start(dataDir: string): Promise<Server> {
   const spawned = run(['start'], childEnv(dataDir));
-  let exited = false;
-  void spawned.exit.then(() => (exited = true));
-  const announced = await waitFor(
-    () => {
-      if (exited) throw new Error(`start exited early:\n${spawned.stdout}\n${spawned.stderr}`);
-      const url = /^\s*API:\s+(http:\/\/\S+)\/v1\s*$/m.exec(spawned.stdout)?.[1];
-      const adminKey = /^\s*platform admin key:\s+(sbk_\S+)\s*$/m.exec(spawned.stdout)?.[1];
+  const announced = await waitForOutput(
+    spawned,
+    (stdout) => {
+      const url = /^\s*API:\s+(http:\/\/\S+)\/v1\s*$/m.exec(stdout)?.[1];
+      const adminKey = /^\s*platform admin key:\s+(sbk_\S+)\s*$/m.exec(stdout)?.[1];
       return url && adminKey ? { url, adminKey } : undefined;
     },
-    90_000,
     'signalbus start to announce itself',
   );
   return Object.assign(spawned, announced);
 }
 
-interface Proc {
-  pid: number;
-  ppid: number;
-  stat: string;
-  args: string;
-}
-
-function processes(): Proc[] {
-  return execFileSync('ps', ['-eo', 'pid=,ppid=,stat=,args='], { encoding: 'utf8' })
-    .split('\n')
-    .map((line) => /^\s*(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/.exec(line))
-    .filter((match): match is RegExpExecArray => match !== null)
-    .map((match) => ({ pid: Number(match[1]), ppid: Number(match[2]), stat: match[3]!, args: match[4]! }));
-}
-
-const live = (all: Proc[]) => all.filter((proc) => !proc.stat.startsWith('Z'));
-
-/** The embedded cluster's postmaster for `dataDir` and its children, as `ps` sees them. */
-function clusterProcesses(dataDir: string): Proc[] {
-  const all = live(processes());
-  const postmasters = all.filter((proc) => proc.args.includes(`-D ${path.join(dataDir, 'pg')}`));
-  const pids = new Set(postmasters.map((proc) => proc.pid));
-  return [...postmasters, ...all.filter((proc) => pids.has(proc.ppid))];
-}
+/** The embedded cluster's postmaster for `dataDir` and its children. */
+const clusterProcesses = (dataDir: string) => clusterOn(path.join(dataDir, 'pg'));
 
 async function postmasterPid(dataDir: string): Promise<number | undefined> {
   const text = await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').catch(() => undefined);
@@ -147,7 +86,7 @@ async function stopAndExpectClean(server: Server, dataDir: string) {
   // `start` waits for the postmaster itself; its backends go with it.
   await waitFor(
     () => {
-      const alive = new Set(live(processes()).map((proc) => proc.pid));
+      const alive = new Set(liveProcesses().map((proc) => proc.pid));
       return cluster.every((clusterPid) => !alive.has(clusterPid));
     },
     10_000,
@@ -178,14 +117,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Whatever failed above, leave no process behind: our children first, then
   // any cluster they started (it runs detached, so it outlives a killed parent).
-  for (const child of children) {
-    child.kill('SIGTERM');
-    const exited = await Promise.race([
-      new Promise((resolve) => child.once('exit', resolve)).then(() => true),
-      new Promise((resolve) => setTimeout(resolve, 15_000)).then(() => false),
-    ]);
-    if (!exited) child.kill('SIGKILL');
-  }
+  await stopChildren();
   for (const dir of dataDirs) {
     for (const proc of clusterProcesses(dir).filter((candidate) => candidate.args.includes(`-D ${dir}`))) {
       process.kill(proc.pid, 'SIGINT');
