@@ -10,6 +10,7 @@ import type { Config } from './config.ts';
 import { createSql } from './db/client.ts';
 import { shippedPublicMigrations, TENANT_MIGRATIONS_DIR } from './db/migrate.ts';
 import { createHttpApp } from './http/app.ts';
+import { createStreamSlots } from './http/stream-slots.ts';
 import type { HttpDeps } from './http/context.ts';
 import type { Bus } from './bus.ts';
 import type { DirectiveDeps } from './directives/deps.ts';
@@ -28,6 +29,7 @@ import type { VaultDeps } from './secrets/vault.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
 import type { EmitDeps } from './signals/emit.ts';
 import { createAppendBatcher } from './signals/append-batcher.ts';
+import { createLogBroadcast } from './signals/broadcast.ts';
 import { createLogNotifier } from './signals/log-notifier.ts';
 import { createTenantDirectory } from './tenancy/directory.ts';
 import { loadTenantMigrations } from './tenancy/tenant-migrations.ts';
@@ -162,6 +164,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
     maxBatchBytes: config.SIGNALBUS_MAX_BATCH_BYTES,
     heartbeatMs: config.SIGNALBUS_SSE_HEARTBEAT_SECONDS * 1000,
+    streams: createLogBroadcast({ sql, notifier }),
+    streamSlots: createStreamSlots({
+      perKey: config.SIGNALBUS_SSE_MAX_STREAMS_PER_KEY,
+      perOrg: config.SIGNALBUS_SSE_MAX_STREAMS_PER_ORG,
+    }),
     ...(tracer ? { tracer } : {}),
     metrics,
     async readiness() {

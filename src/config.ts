@@ -66,6 +66,10 @@ export const Config = z.object({
   SIGNALBUS_DB_WRITER_POOL_SIZE: z.coerce.number().int().min(1).max(50).default(2),
   /** Seconds between SSE heartbeat comments. */
   SIGNALBUS_SSE_HEARTBEAT_SECONDS: z.coerce.number().positive().default(15),
+  /** Concurrent event streams one API key may hold open on one process. */
+  SIGNALBUS_SSE_MAX_STREAMS_PER_KEY: z.coerce.number().int().min(1).default(100),
+  /** Concurrent event streams of one org on one process. */
+  SIGNALBUS_SSE_MAX_STREAMS_PER_ORG: z.coerce.number().int().min(1).default(1000),
   /** Handler and other jobs one worker process runs at once. */
   SIGNALBUS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   /**

@@ -19,11 +19,13 @@ import type { Bus } from '../bus.ts';
 import type { VaultDeps } from '../secrets/vault.ts';
 import type { ProjectionRegistry } from '../projections/registry.ts';
 import type { AppendBatcher } from '../signals/append-batcher.ts';
+import type { LogBroadcast } from '../signals/broadcast.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { TenantDirectory } from '../tenancy/directory.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { TenantMigration } from '../tenancy/tenant-migrations.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import type { StreamSlots } from './stream-slots.ts';
 import { cleanTraceparent } from '../signals/model.ts';
 import { currentTraceparent } from '../telemetry/tracing.ts';
 import type { EmitContext, EmitDeps } from '../signals/emit.ts';
@@ -47,6 +49,9 @@ export interface HttpDeps {
   maxPayloadBytes: number;
   maxBatchBytes: number;
   heartbeatMs: number;
+  /** Live streams: one shared tail per org. */
+  streams: LogBroadcast;
+  streamSlots: StreamSlots;
   /** Readiness: database reachable and migrations current. */
   readiness(): Promise<{ ready: boolean; detail: Record<string, unknown> }>;
   /** Request spans when set. */

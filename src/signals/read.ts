@@ -14,6 +14,8 @@ export interface SignalFilter {
   types?: TypeFilter;
   subject?: string;
   correlationId?: string;
+  /** Last position to read, inclusive: a catch-up stops where a shared feed begins. */
+  until?: Cursor;
 }
 
 /** Reads up to `limit` signals after `cursor`, in position order, below the horizon. */
@@ -58,8 +60,9 @@ export async function hasSignalsAfter(
   return row!.found;
 }
 
-function matching(db: Queryable, { types, subject, correlationId }: SignalFilter) {
+function matching(db: Queryable, { types, subject, correlationId, until }: SignalFilter) {
   return db`
+    ${until ? db`and (tx_id, seq) <= (${until.txId}::xid8, ${until.seq}::bigint)` : db``}
     ${types ? db`and (type = any(${types.exact}::text[]) or type like any(${types.prefixes}::text[]))` : db``}
     ${subject !== undefined ? db`and subject = ${subject}` : db``}
     ${correlationId !== undefined ? db`and correlation_id = ${correlationId}` : db``}`;
@@ -76,6 +79,8 @@ export interface Present {
   cursor: Cursor;
   /** True for a position above `cursor` whose transaction had already committed at the call. */
   isPast(position: string): boolean;
+  /** No position from here on is past: its transaction had not started at the call. */
+  pastEnds: string;
 }
 
 export async function currentHorizon(db: Queryable): Promise<Present> {
@@ -87,6 +92,7 @@ export async function currentHorizon(db: Queryable): Promise<Present> {
   const running = new Set(row!.xip);
   return {
     cursor: { txId: (BigInt(row!.xmin) - 1n).toString(), seq: '9223372036854775807' },
+    pastEnds: encodeCursor({ txId: xmax.toString(), seq: '0' }),
     // Committed before the call = not yet started at xmax, nor still running.
     isPast(position) {
       const txId = BigInt(`0x${position.slice(0, 16)}`);

@@ -2,8 +2,8 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { decodeCursor, parseTypeFilter } from '../../../signals/model.ts';
 import { currentHorizon } from '../../../signals/read.ts';
-import { tailSignals } from '../../../signals/tail.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { principalOf, requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { problem, problemResponse } from '../../problem.ts';
 import { errorResponses, OrgParams } from '../../schemas.ts';
 
 export const streamRoute = createRoute({
@@ -15,7 +15,8 @@ export const streamRoute = createRoute({
   description:
     'Each event is `id: <cursor>`, `event: signal`, `data: <signal JSON>`. Reconnect with `Last-Event-ID` (or `after`) ' +
     'to resume after that cursor with nothing skipped or repeated. Without either, the stream starts at the present; ' +
-    '`after=0` replays from the beginning. A comment heartbeat is sent while idle.',
+    '`after=0` replays from the beginning. A comment heartbeat is sent while idle. Concurrent streams are capped per ' +
+    'key and per organization: over a cap the answer is 429 `rate_limited`.',
   middleware: [requireAccess('org:read')] as const,
   request: {
     params: OrgParams,
@@ -31,38 +32,54 @@ export const streamRoute = createRoute({
   },
 });
 
+/** Streams end by the client's leave; a second is a fair first wait for a slot. */
+const RETRY_AFTER_SECONDS = '1';
+
 export function registerStream(app: ApiApp) {
   app.openapi(streamRoute, async (c) => {
     const deps = c.get('deps');
     const tenant = tenantOf(c);
     const query = c.req.valid('query');
     const resumeFrom = c.req.valid('header')['last-event-id'] ?? query.after;
-    const present = resumeFrom ? undefined : await currentHorizon(deps.sql);
-    const after = resumeFrom ? decodeCursor(resumeFrom, 'after') : present!.cursor;
+    const resumeAfter = resumeFrom ? decodeCursor(resumeFrom, 'after') : undefined;
     const types = parseTypeFilter(query.types);
+    const release = deps.streamSlots.acquire(principalOf(c).keyId, tenant.id);
+    if (!release) {
+      const response = problemResponse(problem('rate_limited', 'too many concurrent streams for this key or organization'), c.get('requestId'));
+      response.headers.set('retry-after', RETRY_AFTER_SECONDS);
+      return response;
+    }
     const abort = new AbortController();
-    return streamSSE(c, async (stream) => {
-      stream.onAbort(() => abort.abort());
-      const events = tailSignals(deps, {
-        tenant,
-        after,
-        ...(types ? { filter: { types } } : {}),
-        heartbeatMs: deps.heartbeatMs,
-        abort: abort.signal,
+    try {
+      // Without a cursor the stream starts at the present: rows committed
+      // before we connected may sit above the horizon, but are the past.
+      const present = resumeAfter ? undefined : await currentHorizon(deps.sql);
+      return streamSSE(c, async (stream) => {
+        stream.onAbort(() => {
+          abort.abort();
+          release();
+        });
+        try {
+          await stream.write(': connected\n\n');
+          const chunks = deps.streams.follow({
+            tenant,
+            after: resumeAfter ?? present!.cursor,
+            ...(types ? { types } : {}),
+            ...(present ? { past: present } : {}),
+            heartbeatMs: deps.heartbeatMs,
+            abort: abort.signal,
+          });
+          for await (const chunk of chunks) await stream.write(chunk.kind === 'events' ? chunk.text : ': heartbeat\n\n');
+        } finally {
+          release();
+        }
+      }, async (error) => {
+        // The client reconnects with its Last-Event-ID; the cause is ours to see.
+        deps.logger.warn({ request_id: c.get('requestId'), err: error }, 'event stream ended by an error');
       });
-      await stream.write(': connected\n\n');
-      for await (const event of events) {
-        if (event.kind === 'heartbeat') {
-          await stream.write(': heartbeat\n\n');
-          continue;
-        }
-        for (const signal of event.signals) {
-          // Without a cursor the stream starts at the present: rows committed
-          // before we connected may sit above the horizon, but are the past.
-          if (present?.isPast(signal.position)) continue;
-          await stream.writeSSE({ id: signal.position, event: 'signal', data: JSON.stringify(signal) });
-        }
-      }
-    });
+    } catch (error) {
+      release();
+      throw error;
+    }
   });
 }
