@@ -44,7 +44,7 @@ beforeAll(() => {
     home = await mkdtemp(path.join(tmpdir(), 'signalbus-root-'));
     expect(statSync(home).mode & 0o777).toBe(0o700);
     checkout = path.join(home, 'signalbus');
-    for (const part of ['bin', 'src', 'drizzle', 'tenants', 'package.json', 'tsconfig.json']) {
+    for (const part of ['bin', 'src', 'drizzle', 'tenants', 'packages-registry', 'package.json', 'tsconfig.json']) {
       cpSync(path.join(ROOT, part), path.join(checkout, part), { recursive: true });
     }
     mkdirSync(path.join(checkout, 'node_modules'));
