@@ -8,16 +8,30 @@ import { Environment } from '@marcbachmann/cel-js';
 
 export type CelScope = 'handler' | 'step' | 'projection' | 'webhook' | 'webhook-pubsub' | 'policy';
 
+/** A variable whose fields are known: a misspelt field is a check-time error, each field is `dyn`. */
+interface Fields {
+  fields: readonly string[];
+}
+type Variable = 'map' | 'dyn' | Fields;
+
+/** The signal as rule handlers and projections see it. */
+export const SIGNAL_FIELDS = ['id', 'type', 'subject', 'payload', 'actor', 'source', 'occurred_at', 'correlation_id', 'causation_id', 'installation_id'];
+/** The installation as handlers and install steps see it. */
+export const INSTALLATION_FIELDS = ['id', 'package', 'version'];
+const signal: Fields = { fields: SIGNAL_FIELDS };
+const installation: Fields = { fields: INSTALLATION_FIELDS };
+
 /**
  * The variables of each scope (docs/packages.md, "CEL variables"). `map` where
- * the value is always an object, `dyn` where it may be null.
+ * the value is always an object, `dyn` where it may be null. Known fields are
+ * `dyn` rather than typed, so map literals can mix them with payload values.
  */
-export const SCOPE_VARIABLES: Readonly<Record<CelScope, Readonly<Record<string, 'map' | 'dyn'>>>> = {
-  handler: { signal: 'map', config: 'map', installation: 'map' },
-  step: { config: 'map', installation: 'map' },
+export const SCOPE_VARIABLES: Readonly<Record<CelScope, Readonly<Record<string, Variable>>>> = {
+  handler: { signal, config: 'map', installation },
+  step: { config: 'map', installation },
   // Projections are folds of the log alone, so a rebuild gives the same rows:
   // no config, which can change between the signal and the rebuild.
-  projection: { signal: 'map', entity: 'dyn' },
+  projection: { signal, entity: 'dyn' },
   webhook: { body: 'dyn', headers: 'map', config: 'map' },
   'webhook-pubsub': { body: 'dyn', headers: 'map', config: 'map', data: 'dyn' },
   // The same variables as an org's own policy rules (src/policy/cel.ts).
@@ -39,7 +53,10 @@ function environmentOf(scope: CelScope): Environment {
   let environment = environments.get(scope);
   if (!environment) {
     environment = new Environment();
-    for (const [name, type] of Object.entries(SCOPE_VARIABLES[scope])) environment.registerVariable(name, type);
+    for (const [name, type] of Object.entries(SCOPE_VARIABLES[scope])) {
+      if (typeof type === 'string') environment.registerVariable(name, type);
+      else environment.registerVariable(name, { schema: Object.fromEntries(type.fields.map((field) => [field, 'dyn'])) });
+    }
     environments.set(scope, environment);
   }
   return environment;

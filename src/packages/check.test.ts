@@ -71,6 +71,8 @@ describe('checkManifest', () => {
     ['a rule with both outputs', (m) => (m.handlers[1].propose = m.handlers[0].propose), 'handlers.1.propose', 'exactly one'],
     ['a CEL syntax error', (m) => (m.handlers[0].when = 'signal.payload.n >'), 'handlers.0.when', 'at line 1, column 19'],
     ['an unknown CEL variable', (m) => (m.handlers[0].when = 'sgnal.type == "x"'), 'handlers.0.when', /Unknown variable: sgnal at line 1, column 1/],
+    ['a misspelt signal field', (m) => (m.handlers[0].when = 'signal.paylod.n > 1'), 'handlers.0.when', 'No such key: paylod at line 1, column'],
+    ['a misspelt installation field', (m) => (m.steps[0].propose.params.body = "{'id': installation.ident}"), 'steps.0.propose.params.body', 'No such key: ident'],
     ['a non-boolean condition', (m) => (m.handlers[0].when = "'yes'"), 'handlers.0.when', 'must evaluate to bool, not string'],
     ['a CEL error in a param', (m) => (m.handlers[0].propose.params.amount = '1 + "a"'), 'handlers.0.propose.params.amount', 'no such overload'],
     ['config in a projection (not a fold of the log)', (m) => (m.projections[0].fields.n = 'config.limit'), 'projections.0.fields.n', 'Unknown variable: config'],

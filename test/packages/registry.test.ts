@@ -16,7 +16,7 @@ import { DomainError } from '../../src/core/errors.ts';
 import { builtinExecutors } from '../../src/executors/builtin.ts';
 import { createExecutorRegistry } from '../../src/executors/registry.ts';
 import { checkRegistry, loadRegistry } from '../../src/packages/registry.ts';
-import { REGISTRY_DIR } from '../../src/packages/registry-files.ts';
+import { manifestDigest, REGISTRY_DIR } from '../../src/packages/registry-files.ts';
 
 const config = parseConfig({});
 const executors = createExecutorRegistry(builtinExecutors({ allowPrivateTargets: false }));
@@ -87,6 +87,22 @@ describe('integrity', () => {
     expect(registry.get('stripe-revenue')).toBeUndefined();
     expect(() => registry.installable('stripe-revenue', '1.0.0')).toThrow(/not found/);
     expect(registry.get('webhook-relay')?.latest).toBe('1.0.0');
+  });
+
+  it('reports a CEL expression that does not compile with its field and position, even under a matching pin', async () => {
+    const manifest = await readManifest('webhook-relay', '1.0.0');
+    manifest.handlers[0].when = "size(config.forward_types) == 0 ||\n  signal.paylod.event_type in config.forward_types";
+    manifest.projections = [{ type: 'relay.event', on: ['relay.event.received'], key: 'signal.payload.event_id', fields: { seen: 'config.x' } }];
+    await writeFile(manifestFile('webhook-relay', '1.0.0'), JSON.stringify(manifest));
+    const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
+    index.packages['webhook-relay'].versions['1.0.0'].sha256 = manifestDigest(manifest);
+    await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
+
+    const { problems } = await checkRegistry(dir, { executors });
+    expect(problems).toEqual([
+      { where: 'webhook-relay/1.0.0', path: 'handlers.0.when', message: expect.stringMatching(/paylod.* at line 2, column \d+$/) },
+      { where: 'webhook-relay/1.0.0', path: 'projections.0.fields.seen', message: 'Unknown variable: config at line 1, column 1' },
+    ]);
   });
 
   it('does not count a change of layout: the digest is over canonical JSON', async () => {
