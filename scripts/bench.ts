@@ -5,11 +5,13 @@
 import { runExecutorsBench } from './bench/executors.ts';
 import { runFanoutBench } from './bench/fanout.ts';
 import { runIngestBench } from './bench/ingest.ts';
+import { runPolicyBench } from './bench/policy.ts';
 
 const scenarios: Record<string, () => Promise<void>> = {
   ingest: runIngestBench,
   fanout: runFanoutBench,
   executors: runExecutorsBench,
+  policy: runPolicyBench,
 };
 
 const name = process.argv[2] ?? 'ingest';

@@ -6,7 +6,7 @@
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { createKeyAuthenticator } from './auth/authenticate.ts';
-import type { Config } from './config.ts';
+import { celLimitsOf, type Config } from './config.ts';
 import { createSql } from './db/client.ts';
 import { shippedPublicMigrations, TENANT_MIGRATIONS_DIR } from './db/migrate.ts';
 import { createHttpApp } from './http/app.ts';
@@ -24,6 +24,7 @@ import { policiesProjection } from './directives/policy-projection.ts';
 import { createPolicyCompiler } from './directives/policy-store.ts';
 import { loadRegistry } from './packages/registry.ts';
 import { REGISTRY_DIR } from './packages/registry-files.ts';
+import { setCelLimits } from './policy/cel-program.ts';
 import { parseMasterKeys } from './secrets/keys.ts';
 import type { VaultDeps } from './secrets/vault.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
@@ -64,6 +65,8 @@ export interface SignalbusApp {
 }
 
 export async function createApp(config: Config, options: AppOptions): Promise<SignalbusApp> {
+  // Process-wide, before anything compiles CEL (handler conditions, below).
+  setCelLimits(celLimitsOf(config));
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
   const sql = createSql(options.databaseUrl, { max: config.SIGNALBUS_DB_POOL_SIZE });
   const onError = (error: unknown) => logger.warn({ err: error }, 'background database call failed');

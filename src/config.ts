@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { ModelPrices } from './executors/openai/prices.ts';
+import { DEFAULT_CEL_LIMITS, type CelLimits } from './policy/cel-program.ts';
 import { masterKeysProblem } from './secrets/keys.ts';
 
 const booleanFlag = z
@@ -90,8 +91,26 @@ export const Config = z.object({
   SIGNALBUS_EXECUTOR_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2000),
   /** The package registry folder; absent = the one shipped with signalbus (`packages-registry`). */
   SIGNALBUS_REGISTRY_DIR: z.string().min(1).optional(),
+  /** Longest CEL expression accepted (policies, conditions, package rules), in characters. */
+  SIGNALBUS_CEL_MAX_LENGTH: z.coerce.number().int().min(64).max(100_000).default(DEFAULT_CEL_LIMITS.maxLength),
+  /** Deepest CEL nesting accepted; the parser's own stack bound (250) stays above it. */
+  SIGNALBUS_CEL_MAX_DEPTH: z.coerce.number().int().min(4).max(200).default(DEFAULT_CEL_LIMITS.maxDepth),
+  /** Steps one CEL budget allows (one decision, one condition); also the cap on an expression's estimated cost. */
+  SIGNALBUS_CEL_MAX_COST: z.coerce.number().int().min(1000).max(1_000_000_000).default(DEFAULT_CEL_LIMITS.maxCost),
+  /** Wall-clock milliseconds one CEL budget allows: how long one evaluation may hold the event loop. */
+  SIGNALBUS_CEL_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_CEL_LIMITS.timeoutMs),
 });
 export type Config = z.infer<typeof Config>;
+
+/** The CEL limits a config sets. */
+export function celLimitsOf(config: Config): CelLimits {
+  return {
+    maxLength: config.SIGNALBUS_CEL_MAX_LENGTH,
+    maxDepth: config.SIGNALBUS_CEL_MAX_DEPTH,
+    maxCost: config.SIGNALBUS_CEL_MAX_COST,
+    timeoutMs: config.SIGNALBUS_CEL_TIMEOUT_MS,
+  };
+}
 
 export class ConfigError extends Error {
   constructor(readonly issues: string[]) {

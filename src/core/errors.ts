@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   validation_failed: 422,
   reserved_type: 422,
+  cel_budget_exceeded: 422,
   rate_limited: 429,
   internal: 500,
   unavailable: 503,

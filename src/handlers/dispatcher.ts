@@ -98,6 +98,8 @@ function microsecondIso(us: bigint): string {
   return new Date(Number(us / 1000n)).toISOString().replace('Z', `${(us % 1000n).toString().padStart(3, '0')}Z`);
 }
 
+const YIELD_EVERY_MS = 10;
+
 /** One dispatch transaction for `tenant`. Exported for tests and benchmarks. */
 export async function dispatchOnce(
   deps: Pick<DispatcherDeps, 'sql' | 'handlers'>,
@@ -131,7 +133,15 @@ export async function dispatchOnce(
        limit ${pageSize}`;
 
     const jobs: JobSpec[] = [];
+    // Each condition runs under its own CEL budget; a page of signals that
+    // each spend theirs would still hold the event loop, so let other work
+    // in between.
+    let slice = performance.now();
     for (const signal of page) {
+      if (performance.now() - slice > YIELD_EVERY_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        slice = performance.now();
+      }
       const position = { tx: BigInt(signal.tx_id), seq: BigInt(signal.seq) };
       for (const sub of subs) {
         if (compare(position, sub.position) <= 0 || !sub.handler.matches(signal)) continue;

@@ -5,9 +5,9 @@
  * Built-in handlers are TypeScript; manifest rule handlers (packages) compile
  * to the same shape.
  */
-import { Environment } from '@marcbachmann/cel-js';
 import { DomainError } from '../core/errors.ts';
 import { describeRuntimeError, toCel } from '../policy/cel.ts';
+import { CelBudgetExceeded, CelCompileError, compile } from '../policy/cel-program.ts';
 import type { SignalRow } from '../signals/model.ts';
 
 export interface HandlerTools {
@@ -53,7 +53,7 @@ export interface HandlerRegistry {
 
 const HANDLER_ID = /^[a-z][a-z0-9_.-]{0,62}$/;
 const TYPE_PATTERN = /^([a-z][a-z0-9_]*)(\.[a-z][a-z0-9_]*)*(\.\*)?$/;
-const environment = new Environment().registerVariable('signal', 'map');
+const VARIABLES = { signal: 'map' } as const;
 
 export function typeMatcher(patterns: readonly string[]): (type: string) => boolean {
   const exact = new Set(patterns.filter((pattern) => !pattern.endsWith('.*')));
@@ -61,22 +61,21 @@ export function typeMatcher(patterns: readonly string[]): (type: string) => bool
   return (type) => exact.has(type) || prefixes.some((prefix) => type.startsWith(prefix));
 }
 
-/** Compiles a handler condition; a bad expression is a 422 naming its position. */
+/**
+ * Compiles a handler condition; a bad expression is a 422 naming its position.
+ * It runs under the CEL budget: past it, evaluating throws CelBudgetExceeded,
+ * which carries the expression.
+ */
 export function compileCondition(expression: string, path = 'when'): (signal: MatchInput) => boolean {
-  let program: ReturnType<Environment['parse']>;
+  let program;
   try {
-    program = environment.parse(expression);
-    const checked = program.check();
-    if (!checked.valid) throw checked.error;
+    program = compile(expression, { variables: VARIABLES });
   } catch (error) {
-    const details = error as { summary?: string; message?: string; range?: { start?: number } };
-    const offset = details.range?.start ?? 0;
-    throw new DomainError('validation_failed', 'the condition is not valid CEL', [
-      { path, message: `${details.summary ?? details.message?.split('\n')[0] ?? 'invalid expression'} at offset ${offset}` },
-    ]);
+    if (!(error instanceof CelCompileError)) throw error;
+    throw new DomainError('validation_failed', 'the condition is not valid CEL', [{ path, message: error.message }]);
   }
   return (signal) => {
-    const value = program({
+    const value = program.evaluate({
       signal: toCel({
         type: signal.type,
         subject: signal.subject,
@@ -110,7 +109,9 @@ export function createHandlerRegistry(handlers: readonly Handler[], { onConditio
         try {
           return condition(signal);
         } catch (error) {
-          onConditionError?.(handler.id, describeRuntimeError(error));
+          // A spent budget is reported with the expression, so the log names what to fix.
+          const message = error instanceof CelBudgetExceeded ? `${error.message}: ${error.expression}` : describeRuntimeError(error);
+          onConditionError?.(handler.id, message);
           return false;
         }
       },

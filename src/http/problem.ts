@@ -29,6 +29,7 @@ const TITLES: Record<ErrorCode, string> = {
   unsupported_media_type: 'Unsupported media type',
   validation_failed: 'Validation failed',
   reserved_type: 'Reserved signal type',
+  cel_budget_exceeded: 'CEL budget exceeded',
   rate_limited: 'Too many requests',
   internal: 'Internal server error',
   unavailable: 'Service unavailable',

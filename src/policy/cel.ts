@@ -1,93 +1,43 @@
 /**
- * The CEL side of policy: one shared environment, a bounded cache of compiled
- * conditions, and the conversion of JSON inputs into CEL values.
+ * The CEL side of policy: its variables, compiling `when` conditions through
+ * the bounded engine (cel-program.ts), and the conversion of JSON inputs into
+ * CEL values.
  */
-import { Environment } from '@marcbachmann/cel-js';
+import { compile, CelCompileError, type CelBudget } from './cel-program.ts';
 
 /** A compiled `when` condition; returns whatever the expression yields. */
-export type Condition = (context: Record<string, unknown>) => unknown;
+export type Condition = (context: Record<string, unknown>, budget?: CelBudget) => unknown;
 
 export type CompiledCondition = { ok: true; condition: Condition } | { ok: false; message: string };
 
 // Declared variables (instead of unlisted-are-dyn) so a typo such as
 // `parms.amount` is a 422 at write time, not a silent fail-closed at runtime.
 // `installation` is dyn because it is null for directives without one.
-const environment = new Environment()
-  .registerVariable('directive', 'map')
-  .registerVariable('params', 'map')
-  .registerVariable('actor', 'map')
-  .registerVariable('installation', 'dyn')
-  .registerVariable('org', 'map')
-  .registerVariable('usage', 'map');
+const VARIABLES = {
+  directive: 'map',
+  params: 'map',
+  actor: 'map',
+  installation: 'dyn',
+  org: 'map',
+  usage: 'map',
+} as const;
 
-// The stored policy is recompiled for every directive; parsing dominates that
-// cost, and an expression's compiled form depends only on its text. Bounded
-// so a tenant rewriting its policy in a loop cannot grow memory without limit.
-const CACHE_LIMIT = 1000;
-const cache = new Map<string, CompiledCondition>();
-
-/** Parses and type-checks a `when` expression; errors carry their position. */
+/** Parses, bounds and type-checks a `when` expression; errors carry their position. */
 export function compileCondition(expression: string): CompiledCondition {
-  const cached = cache.get(expression);
-  if (cached) {
-    // Re-insert so eviction drops the least recently used entry.
-    cache.delete(expression);
-    cache.set(expression, cached);
-    return cached;
-  }
-  const compiled = compileUncached(expression);
-  if (cache.size >= CACHE_LIMIT) {
-    const oldest = cache.keys().next();
-    if (!oldest.done) cache.delete(oldest.value);
-  }
-  cache.set(expression, compiled);
-  return compiled;
-}
-
-/** Test hook: the number of cached expressions. */
-export function conditionCacheSize(): number {
-  return cache.size;
-}
-
-function compileUncached(expression: string): CompiledCondition {
-  let program: ReturnType<Environment['parse']>;
+  let program;
   try {
-    program = environment.parse(expression);
+    program = compile(expression, { variables: VARIABLES });
   } catch (error) {
-    return { ok: false, message: describeError(error, expression) };
+    if (error instanceof CelCompileError) return { ok: false, message: error.message };
+    throw error;
   }
-  const checked = program.check();
-  if (!checked.valid) return { ok: false, message: describeError(checked.error, expression) };
   // `dyn` (e.g. `params.flag`) can only be judged at runtime; anything else
   // statically non-boolean can never match and is surely a mistake.
-  if (checked.type !== 'bool' && checked.type !== 'dyn') {
-    return {
-      ok: false,
-      message: `when must be a boolean expression, but it has type ${checked.type}${position(expression, 0)}`,
-    };
+  if (program.type !== 'bool' && program.type !== 'dyn') {
+    return { ok: false, message: `when must be a boolean expression, but it has type ${program.type} at line 1, column 1 (offset 0)` };
   }
-  return { ok: true, condition: (context) => program(context) };
-}
-
-/** `<message> at line L, column C (offset O)` — line and column 1-based. */
-function describeError(error: unknown, expression: string): string {
-  const details = error as { summary?: unknown; message?: unknown; range?: { start?: unknown } } | undefined;
-  const summary =
-    typeof details?.summary === 'string'
-      ? details.summary
-      : typeof details?.message === 'string'
-        ? details.message.split('\n')[0]
-        : 'invalid expression';
-  const start = typeof details?.range?.start === 'number' ? details.range.start : 0;
-  return `${summary}${position(expression, start)}`;
-}
-
-function position(expression: string, offset: number): string {
-  const clamped = Math.max(0, Math.min(offset, expression.length));
-  const before = expression.slice(0, clamped);
-  const line = before.split('\n').length;
-  const column = clamped - (before.lastIndexOf('\n') + 1) + 1;
-  return ` at line ${line}, column ${column} (offset ${clamped})`;
+  // The program's own function: one compiled text is one condition, cached.
+  return { ok: true, condition: program.evaluate };
 }
 
 /** The runtime failure of a condition, short and safe to store in a decision. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DomainError, type FieldError } from '../core/errors.ts';
-import { conditionCacheSize } from './cel.ts';
+import { celCacheSize } from './cel-program.ts';
 import { compilePolicy } from './compile.ts';
 
 function errorsOf(input: unknown): FieldError[] {
@@ -116,6 +116,6 @@ describe('compilePolicy: CEL', () => {
     const second = compilePolicy(withWhen('params.amount > 12345'));
     expect(second.conditions[0]).toBe(first.conditions[0]);
     for (let i = 0; i < 1100; i++) compilePolicy(withWhen(`params.amount > ${i}`));
-    expect(conditionCacheSize()).toBeLessThanOrEqual(1000);
+    expect(celCacheSize()).toBeLessThanOrEqual(1000);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { CelBudgetExceeded, celBudget } from './cel-program.ts';
 import { compilePolicy, EMPTY_POLICY } from './compile.ts';
 import { applicableGuards, decide, matchesKind, NO_RULE_REASON } from './evaluate.ts';
 import type { DecisionInput, Effect, GuardUsage } from './model.ts';
@@ -449,5 +450,37 @@ describe('decide: properties', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('decide under the CEL budget', () => {
+  const nested = 'params.l.all(a, params.l.all(b, a + b >= 0))';
+  const policy = compilePolicy({
+    rules: [allowAll, { id: 'costly', match: '*', when: nested, effect: 'deny' }],
+  });
+  const big = input({ kind: 'noop.record', params: { l: Array.from({ length: 1000 }, (_, i) => i) } });
+
+  it('gives no decision past the budget — not even a fail-closed one — and names the rule', () => {
+    let thrown: unknown;
+    try {
+      decide(policy, big, NO_USAGE);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(CelBudgetExceeded);
+    expect(thrown).toMatchObject({ code: 'cel_budget_exceeded', errors: [{ path: 'rules.1.when', message: nested }] });
+  });
+
+  // Time is made plentiful: these cases are about steps, on a machine of any speed.
+  it('decides normally within the budget, and every rule draws on one budget', () => {
+    const small = input({ kind: 'noop.record', params: { l: [1, 2, 3] } });
+    expect(decide(policy, small, NO_USAGE, celBudget({ timeoutMs: 60_000 })).effect).toBe('deny');
+    const shared = celBudget({ maxCost: 10_000, timeoutMs: 60_000 });
+    decide(policy, small, NO_USAGE, shared);
+    expect(shared.used).toBeGreaterThan(0);
+    const many = compilePolicy({ rules: Array.from({ length: 40 }, (_, i) => ({ id: `r${i}`, match: '*', when: 'params.l.all(a, a > 0)', effect: 'allow' })) });
+    const list = input({ kind: 'noop.record', params: { l: Array.from({ length: 100 }, (_, i) => i + 1) } });
+    expect(decide(many, list, NO_USAGE, celBudget({ timeoutMs: 60_000 })).effect).toBe('allow');
+    expect(() => decide(many, list, NO_USAGE, celBudget({ maxCost: 10_000, timeoutMs: 60_000 }))).toThrow(CelBudgetExceeded);
   });
 });

@@ -3,6 +3,7 @@
  * counters) to a decision. Same inputs, same decision — replay depends on it.
  */
 import { describeRuntimeError, toCel, type Condition } from './cel.ts';
+import { CelBudgetExceeded, celBudget, type CelBudget } from './cel-program.ts';
 import type { CompiledPolicy } from './compile.ts';
 import { matchesKind } from './glob.ts';
 import { evaluateGuards } from './guards.ts';
@@ -33,15 +34,19 @@ interface RuleMatch {
  * combined deny > require_approval > allow (the first such rule in order names
  * the decision); no match denies. Every applicable guard is evaluated and
  * reported, and any failure denies — guards override even an allow.
+ *
+ * All conditions share one CEL budget (steps and wall-clock time).
+ * @throws CelBudgetExceeded when they spend it: there is no decision then,
+ *   not even a fail-closed one, so the caller answers 422 or fails the run.
  */
-export function decide(policy: CompiledPolicy, input: DecisionInput, usage: GuardUsage): Decision {
+export function decide(policy: CompiledPolicy, input: DecisionInput, usage: GuardUsage, budget: CelBudget = celBudget()): Decision {
   const kind = input.directive.kind;
   const context = celContext(policy, input, usage);
   let winner: RuleMatch | undefined;
   const allowFailures: string[] = [];
   policy.document.rules.forEach((rule, index) => {
     if (!matchesKind(rule.match, kind)) return;
-    const outcome = testCondition(rule, policy.conditions[index], context);
+    const outcome = testCondition(rule, policy.conditions[index], context, budget, index);
     let match: RuleMatch | undefined;
     if (outcome === true) match = { rule };
     else if (outcome !== false) {
@@ -90,15 +95,18 @@ function testCondition(
   rule: PolicyRule,
   condition: Condition | null | undefined,
   context: Record<string, unknown>,
+  budget: CelBudget,
+  index: number,
 ): ConditionOutcome {
   if (rule.when === undefined) return true;
   // Only reachable with a hand-built CompiledPolicy; never read it as "no condition".
   if (!condition) return { failure: 'condition was not compiled' };
   try {
-    const value = condition(context);
+    const value = condition(context, budget);
     if (typeof value === 'boolean') return value;
     return { failure: `expected a boolean, got ${celTypeName(value)}` };
   } catch (error) {
+    if (error instanceof CelBudgetExceeded) throw error.at(`rules.${index}.when`);
     return { failure: describeRuntimeError(error) };
   }
 }

@@ -23,7 +23,9 @@ export const PolicyRule = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'id must be lowercase letters, digits, _ . - (max 63)'),
     match: KindGlob,
-    when: z.string().min(1).max(4000).optional(),
+    // The CEL length limit (SIGNALBUS_CEL_MAX_LENGTH) refuses with a position;
+    // this outer bound is the largest that limit may be set to.
+    when: z.string().min(1).max(100_000).optional(),
     effect: Effect,
     reason: z.string().max(500).optional(),
     approval_ttl_seconds: z.number().int().min(60).max(2_592_000).optional(),
