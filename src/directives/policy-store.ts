@@ -37,7 +37,7 @@ export function createPolicyCompiler({ maxOrgs = 10_000 } = {}): PolicyCompiler 
       if (!row) return { version: 0, compiled: EMPTY_POLICY, updated_at: null };
       const cached = compiledByTenant.get(tenant.id);
       if (cached && cached.version === row.version) return { version: row.version, compiled: cached.compiled, updated_at: row.updated_at };
-      const compiled = compilePolicy({ rules: row.rules, guards: row.guards });
+      const compiled = compilePolicy({ rules: row.rules, guards: row.guards }, { stored: true });
       if (compiledByTenant.size > maxOrgs) compiledByTenant.clear();
       compiledByTenant.set(tenant.id, { version: row.version, compiled });
       return { version: row.version, compiled, updated_at: row.updated_at };

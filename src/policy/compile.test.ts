@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DomainError, type FieldError } from '../core/errors.ts';
 import { celCacheSize } from './cel-program.ts';
 import { compilePolicy } from './compile.ts';
+import { decide } from './evaluate.ts';
 
 function errorsOf(input: unknown): FieldError[] {
   try {
@@ -117,5 +118,23 @@ describe('compilePolicy: CEL', () => {
     expect(second.conditions[0]).toBe(first.conditions[0]);
     for (let i = 0; i < 1100; i++) compilePolicy(withWhen(`params.amount > ${i}`));
     expect(celCacheSize()).toBeLessThanOrEqual(1000);
+  });
+});
+
+describe('compilePolicy of a stored document', () => {
+  it('fails a condition closed when it no longer compiles, instead of refusing the whole policy', () => {
+    const deep = `params.l.all(a, params.l.all(b, params.l.all(c, a + b + c >= 0)))`;
+    const document = { rules: [{ id: 'costly', match: '*', when: deep, effect: 'deny' }, { id: 'ok', match: '*', effect: 'allow' }] };
+    expect(() => compilePolicy(document)).toThrow(DomainError);
+    const policy = compilePolicy(document, { stored: true });
+    const decision = decide(policy, {
+      directive: { kind: 'noop.record', idempotency_key: 'k', causation_id: null, installation_id: null, estimated_cost_usd: 0 },
+      params: { l: [] },
+      actor: { type: 'human', id: 'ana' },
+      installation: null,
+      org: { id: 'org_1', slug: 'acme' },
+    }, { rate_limits: [], budgets: [] });
+    expect(decision.effect).toBe('deny');
+    expect(decision.reason).toMatch(/condition failed to evaluate: the expression's estimated cost \d+ exceeds/);
   });
 });

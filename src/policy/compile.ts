@@ -15,10 +15,15 @@ export interface CompiledPolicy {
 
 /**
  * Validates and compiles a policy document.
+ *
+ * `stored: true` is for a document already accepted: a condition that no
+ * longer compiles (the CEL limits were tightened after it was written) fails
+ * closed at every decision, with its compile error as the reason, instead of
+ * making every proposal of the org fail.
  * @throws DomainError `validation_failed` with one error per bad field or
  *   expression; CEL errors are at `rules.N.when` and name line, column and offset.
  */
-export function compilePolicy(input: unknown): CompiledPolicy {
+export function compilePolicy(input: unknown, { stored = false }: { stored?: boolean } = {}): CompiledPolicy {
   const parsed = PolicyDocument.safeParse(input);
   if (!parsed.success) {
     throw new DomainError(
@@ -33,11 +38,19 @@ export function compilePolicy(input: unknown): CompiledPolicy {
     if (rule.when === undefined) return null;
     const compiled = compileCondition(rule.when);
     if (compiled.ok) return compiled.condition;
+    if (stored) return failingCondition(compiled.message);
     errors.push({ path: `rules.${index}.when`, message: compiled.message });
     return null;
   });
   if (errors.length > 0) throw new DomainError('validation_failed', 'the policy is not valid', errors);
   return { document, conditions };
+}
+
+function failingCondition(message: string): Condition {
+  const failure = Object.assign(new Error(message), { summary: message });
+  return () => {
+    throw failure;
+  };
 }
 
 /** What an org without a stored policy gets: no rules, so everything is denied. */
