@@ -11,6 +11,7 @@ import { createSql } from './db/client.ts';
 import { shippedPublicMigrations, TENANT_MIGRATIONS_DIR } from './db/migrate.ts';
 import { createHttpApp } from './http/app.ts';
 import { createStreamSlots } from './http/stream-slots.ts';
+import { bucketPolicy, createRateLimiter } from './ratelimit/index.ts';
 import type { HttpDeps } from './http/context.ts';
 import type { Bus } from './bus.ts';
 import type { DirectiveDeps } from './directives/deps.ts';
@@ -151,6 +152,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   };
 
 
+  const rateLimits = {
+    key: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_KEY_PER_S, config.SIGNALBUS_RATE_LIMIT_KEY_BURST),
+    org: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_ORG_PER_S, config.SIGNALBUS_RATE_LIMIT_ORG_BURST),
+    address: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S, config.SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_BURST),
+  };
+  const rateLimited = rateLimits.key || rateLimits.org || rateLimits.address;
+
   const deps: AppDeps = {
     sql,
     logger,
@@ -172,6 +180,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
       perKey: config.SIGNALBUS_SSE_MAX_STREAMS_PER_KEY,
       perOrg: config.SIGNALBUS_SSE_MAX_STREAMS_PER_ORG,
     }),
+    ...(rateLimited ? { rateLimiter: createRateLimiter({ sql, onError }, rateLimits) } : {}),
+    ...(config.SIGNALBUS_CLIENT_ADDRESS_HEADER ? { clientAddressHeader: config.SIGNALBUS_CLIENT_ADDRESS_HEADER } : {}),
     ...(tracer ? { tracer } : {}),
     metrics,
     async readiness() {

@@ -13,6 +13,9 @@ const booleanFlag = z
 
 const httpUrl = z.url({ protocol: /^https?$/ });
 
+const rate = z.coerce.number().min(0).max(1_000_000);
+const burst = z.coerce.number().int().min(0).max(10_000_000);
+
 /** JSON text holding model prices; each problem is reported under the variable's own name. */
 const modelPricesJson = z.string().transform((text, ctx) => {
   let value: unknown;
@@ -99,6 +102,27 @@ export const Config = z.object({
   SIGNALBUS_CEL_MAX_COST: z.coerce.number().int().min(1000).max(1_000_000_000).default(DEFAULT_CEL_LIMITS.maxCost),
   /** Wall-clock milliseconds one CEL budget allows: how long one evaluation may hold the event loop. */
   SIGNALBUS_CEL_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_CEL_LIMITS.timeoutMs),
+  /**
+   * Request limits (token buckets; docs/rate-limits.md): a rate per second
+   * and a burst each, 0 in either turns that limit off. Per API key and per
+   * org, shared by every server process; per source address, in each
+   * process, for requests whose key must be looked up in the database.
+   */
+  SIGNALBUS_RATE_LIMIT_KEY_PER_S: rate.default(100),
+  SIGNALBUS_RATE_LIMIT_KEY_BURST: burst.default(200),
+  SIGNALBUS_RATE_LIMIT_ORG_PER_S: rate.default(500),
+  SIGNALBUS_RATE_LIMIT_ORG_BURST: burst.default(1000),
+  SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: rate.default(1),
+  SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_BURST: burst.default(20),
+  /**
+   * A header that a trusted proxy in front sets to the client's address
+   * (`fly-client-ip`, `x-real-ip`); unset, the address is the socket's peer.
+   */
+  SIGNALBUS_CLIENT_ADDRESS_HEADER: z
+    .string()
+    .regex(/^[a-z0-9-]{1,64}$/i, 'must be a header name')
+    .transform((name) => name.toLowerCase())
+    .optional(),
 });
 export type Config = z.infer<typeof Config>;
 

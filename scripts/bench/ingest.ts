@@ -70,6 +70,50 @@ async function httpLoad(options: autocannon.Options): Promise<autocannon.Result>
 
 const perSecond = (count: number, ms: number) => Math.round((count / ms) * 1000);
 
+/**
+ * The rate limiter's cost: single emits through a second server with the
+ * key and org limits on — at twice the measured peak, so nothing is refused
+ * and what shows is the checking — in rounds alternating with the server
+ * without limits.
+ */
+async function limiterCost(
+  databaseUrl: string,
+  peak: number,
+  offUrl: string,
+  load: (url: string) => Promise<autocannon.Result>,
+): Promise<{ results: { limit_per_s: number; off_per_s: number; on_per_s: number; ratio: number } }> {
+  const limit = Math.max(1000, Math.round(peak * 2));
+  const limited = await startServer(databaseUrl, {
+    LOG_LEVEL: 'info',
+    SIGNALBUS_RATE_LIMIT_KEY_PER_S: String(limit),
+    SIGNALBUS_RATE_LIMIT_KEY_BURST: String(limit),
+    SIGNALBUS_RATE_LIMIT_ORG_PER_S: String(limit),
+    SIGNALBUS_RATE_LIMIT_ORG_BURST: String(limit),
+    SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: '1',
+  });
+  try {
+    console.log('warming up the server with the rate limiter on…');
+    await load(limited.url);
+    const rounds: Array<{ off: number; on: number }> = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      console.log(`limiter round ${round}/${ROUNDS}: single emits with the limiter off, then on…`);
+      const off = await load(offUrl);
+      const on = await load(limited.url);
+      rounds.push({ off: Math.round(off['2xx'] / off.duration), on: Math.round(on['2xx'] / on.duration) });
+    }
+    return {
+      results: {
+        limit_per_s: limit,
+        off_per_s: median(rounds.map((round) => round.off)),
+        on_per_s: median(rounds.map((round) => round.on)),
+        ratio: +median(rounds.map((round) => round.on / round.off)).toFixed(3),
+      },
+    };
+  } finally {
+    await limited.stop();
+  }
+}
+
 export async function runIngestBench(): Promise<void> {
   const database = await benchDatabase();
   await migratePublicSchema(database.url);
@@ -126,6 +170,10 @@ export async function runIngestBench(): Promise<void> {
     const batchRate = median(rounds.map((round) => round.batch));
     const rawBatchRate = median(rounds.map((round) => round.rawBatch));
 
+    const singleEmits = (url: string) =>
+      httpLoad({ url: `${url}/v1/orgs/bench/signals`, method: 'POST', headers, body: JSON.stringify(signalBody), connections: SINGLE_CONCURRENCY });
+    const limiter = await limiterCost(database.url, singleRate, server.url, singleEmits);
+
     const halfRate = Math.max(1, Math.round(singleRate / 2));
     console.log(`single emit latency at ${halfRate}/s (half the peak)…`);
     const paced = await emits('signals', JSON.stringify(signalBody), SINGLE_CONCURRENCY, { url: '', overallRate: halfRate });
@@ -136,12 +184,16 @@ export async function runIngestBench(): Promise<void> {
       batch: { http_per_s: batchRate, raw_insert_per_s: rawBatchRate, ratio: batchRatio, target: 0.7 },
       latency_at_half_peak: { rate_per_s: halfRate, p50_ms: paced.latency.p50, p99_ms: paced.latency.p99 },
       server_peak_rss_mib: peakRss,
+      rate_limiter: limiter.results,
       rounds,
       settings: { single_concurrency: SINGLE_CONCURRENCY, batch_concurrency: BATCH_CONCURRENCY, batch_size: BATCH_SIZE, phase_seconds: PHASE_SECONDS, rounds: ROUNDS },
     };
     printTable(`ingest (signals per second; medians of ${ROUNDS} alternating rounds, ratio paired per round)`, [
       { case: `single emit (${SINGLE_CONCURRENCY} conns)`, signalbus: singleRate, baseline: rawSingleRate, ratio: results.single.ratio, target: '≥ 0.5' },
       { case: `batch of ${BATCH_SIZE} (${BATCH_CONCURRENCY} conns)`, signalbus: batchRate, baseline: rawBatchRate, ratio: results.batch.ratio, target: '≥ 0.7' },
+    ]);
+    printTable(`single emit with the rate limiter on (key and org at ${limiter.results.limit_per_s}/s), against off; medians of ${ROUNDS} alternating rounds`, [
+      { case: `single emit (${SINGLE_CONCURRENCY} conns)`, limiter_off: limiter.results.off_per_s, limiter_on: limiter.results.on_per_s, ratio: limiter.results.ratio, target: '≥ 0.95' },
     ]);
     printTable('single emit latency at half the peak rate', [
       { rate_per_s: halfRate, p50_ms: paced.latency.p50, p99_ms: paced.latency.p99, server_peak_rss_mib: peakRss },

@@ -57,6 +57,13 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/** Benchmarks offer far more than a key's default limit; one that measures the limiter turns it on. */
+export const NO_RATE_LIMITS = {
+  SIGNALBUS_RATE_LIMIT_KEY_PER_S: '0',
+  SIGNALBUS_RATE_LIMIT_ORG_PER_S: '0',
+  SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: '0',
+};
+
 /** Runs `signalbus serve` as its own process, as deployed. */
 export async function startServer(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const port = await freePort();
@@ -69,19 +76,24 @@ export async function startServer(databaseUrl: string, env: Record<string, strin
       PORT: String(port),
       HOST: '127.0.0.1',
       SIGNALBUS_ENCRYPTION_KEYS: generateMasterKeys('bench'),
+      ...NO_RATE_LIMITS,
       ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
+  // Generous: tsx compiles the sources at start, slow on a busy machine.
+  const deadline = Date.now() + 90_000;
   for (;;) {
     try {
       if ((await fetch(`${url}/healthz`)).ok) break;
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('server did not start');
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error('server did not start');
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return {

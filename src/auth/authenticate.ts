@@ -22,7 +22,13 @@ interface CacheEntry {
 }
 
 export interface KeyAuthenticator {
-  authenticate(secret: string): Promise<Principal | null>;
+  /**
+   * The key's principal, or null. `admit` is asked before a database lookup
+   * (not for a cached answer, nor to join a lookup of the same key already
+   * under way); when it answers false the key is not looked up and the
+   * answer is null.
+   */
+  authenticate(secret: string, admit?: () => boolean): Promise<Principal | null>;
   /** Forget cached lookups for a key (after revocation). */
   forget(keyId: string): void;
 }
@@ -40,23 +46,38 @@ export function createKeyAuthenticator(
     deps.sql`update public.api_keys set last_used_at = now() where id = ${keyId}`.catch((error) => deps.onError?.(error));
   };
 
+  const inFlight = new Map<string, Promise<Principal | null>>();
+
+  const lookup = async (hash: string, now: number): Promise<Principal | null> => {
+    const [row] = await deps.sql<Principal[]>`
+      select id as "keyId", org_id as "orgId", role, actor
+        from public.api_keys where secret_hash = ${hash} and revoked_at is null`;
+    const principal = row ?? null;
+    if (cache.size >= maxEntries) cache.clear();
+    cache.set(hash, { principal, expiresAt: now + cacheTtlMs });
+    return principal;
+  };
+
   return {
-    async authenticate(secret) {
+    async authenticate(secret, admit) {
       if (!secret.startsWith(KEY_PREFIX) || secret.length > 100) return null;
       const hash = hashSecret(secret);
       const now = Date.now();
-      let entry = cache.get(hash);
-      if (!entry || entry.expiresAt <= now) {
-        const [row] = await deps.sql<Principal[]>`
-          select id as "keyId", org_id as "orgId", role, actor
-            from public.api_keys where secret_hash = ${hash} and revoked_at is null`;
-        const principal = row ?? null;
-        if (cache.size >= maxEntries) cache.clear();
-        entry = { principal, expiresAt: now + cacheTtlMs };
-        cache.set(hash, entry);
+      const entry = cache.get(hash);
+      let principal: Principal | null;
+      if (entry && entry.expiresAt > now) principal = entry.principal;
+      else {
+        // Concurrent requests with one uncached key share its lookup.
+        let pending = inFlight.get(hash);
+        if (!pending) {
+          if (admit && !admit()) return null;
+          pending = lookup(hash, now).finally(() => inFlight.delete(hash));
+          inFlight.set(hash, pending);
+        }
+        principal = await pending;
       }
-      if (entry.principal) touch(entry.principal.keyId, now);
-      return entry.principal;
+      if (principal) touch(principal.keyId, now);
+      return principal;
     },
     forget(keyId) {
       for (const [hash, entry] of cache) if (entry.principal?.keyId === keyId) cache.delete(hash);

@@ -26,6 +26,8 @@ import type { Tenant } from '../core/tenant.ts';
 import type { TenantMigration } from '../tenancy/tenant-migrations.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { StreamSlots } from './stream-slots.ts';
+import type { RateLimiter, RateVerdict } from '../ratelimit/index.ts';
+import { problem, problemResponse } from './problem.ts';
 import { cleanTraceparent } from '../signals/model.ts';
 import { currentTraceparent } from '../telemetry/tracing.ts';
 import type { EmitContext, EmitDeps } from '../signals/emit.ts';
@@ -58,6 +60,10 @@ export interface HttpDeps {
   tracer?: Tracer;
   /** Serves `GET /metrics` when set. */
   metrics?: Metrics;
+  /** Per key, org and (for unknown keys) source address; absent = no limits. */
+  rateLimiter?: RateLimiter;
+  /** A trusted proxy's header naming the client's address; else the socket's peer. */
+  clientAddressHeader?: string;
 }
 
 export interface ApiEnv {
@@ -78,16 +84,61 @@ function bearer(c: ApiContext): string | undefined {
   return match?.[1];
 }
 
+/** The client's address: a trusted proxy's header when configured, else the socket's peer. */
+function clientAddress(c: ApiContext, header: string | undefined): string {
+  const forwarded = header ? c.req.header(header)?.split(',')[0]?.trim() : undefined;
+  if (forwarded) return forwarded;
+  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
+  return env?.incoming?.socket?.remoteAddress ?? 'unknown';
+}
+
+function rateLimited(c: ApiContext, verdict: RateVerdict): Response {
+  const response = problemResponse(
+    problem('rate_limited', `too many requests; retry in ${verdict.retryAfterS} s`),
+    c.get('requestId'),
+  );
+  for (const [name, value] of Object.entries(verdict.headers)) response.headers.set(name, value);
+  return response;
+}
+
 /**
- * Authenticates the key (401), resolves the path's org and refuses keys bound
- * to another org (404, so existence is not revealed), then checks the role (403).
+ * Authenticates the key (401), charges the request to the key's and org's
+ * rate limits (429), resolves the path's org and refuses keys bound to
+ * another org (404, so existence is not revealed), then checks the role
+ * (403). Looking a key up in the database is first charged to the request's
+ * source address (and refunded when the key is valid): guessing keys costs
+ * no lookup once the address is over its limit.
  */
 export function requireAccess(permission: Permission): MiddlewareHandler<ApiEnv> {
   return async (c, next) => {
     const deps = c.get('deps');
+    const limiter = deps.rateLimiter;
     const secret = bearer(c);
-    const principal = secret ? await deps.authenticator.authenticate(secret) : null;
+    let refusal: RateVerdict | undefined;
+    let chargedAddress: string | undefined;
+    // Asked only before a database lookup: a cached key costs no address token.
+    const admit = limiter
+      ? () => {
+          const address = clientAddress(c, deps.clientAddressHeader);
+          const verdict = limiter.forAddress(address);
+          if (verdict && !verdict.allowed) refusal = verdict;
+          else if (verdict) chargedAddress = address;
+          return refusal === undefined;
+        }
+      : undefined;
+    const principal = secret ? await deps.authenticator.authenticate(secret, admit) : null;
+    if (refusal) return rateLimited(c, refusal);
     if (!principal) throw new DomainError('unauthorized', 'send a valid API key as Authorization: Bearer sbk_…');
+    if (limiter) {
+      // The address paid for a lookup that found a valid key: that was no guess.
+      if (chargedAddress) limiter.refundAddress(chargedAddress);
+      const pending = limiter.forPrincipal(principal.keyId, principal.orgId);
+      const verdict = pending instanceof Promise ? await pending : pending;
+      if (verdict) {
+        if (!verdict.allowed) return rateLimited(c, verdict);
+        for (const name in verdict.headers) c.header(name, verdict.headers[name]);
+      }
+    }
     const orgParam = c.req.param('org');
     if (orgParam !== undefined) {
       const tenant = await deps.tenants.find(orgParam);

@@ -66,6 +66,14 @@ const rateLimited = {
     'RateLimit-Limit': seconds('Requests the bucket holds'),
     'RateLimit-Remaining': seconds('Requests left in the bucket'),
     'RateLimit-Reset': seconds('Seconds until the bucket is full again'),
+    'RateLimit-Policy': {
+      description: 'The buckets charged (IETF draft-ietf-httpapi-ratelimit-headers): `"key";q=<burst>;w=<seconds to refill>, "org";…`',
+      schema: { type: 'string' as const },
+    },
+    RateLimit: {
+      description: 'Each bucket\'s state: `"key";r=<remaining>;t=<seconds until full>, "org";…`',
+      schema: { type: 'string' as const },
+    },
   },
   content: problemContent,
 };

@@ -69,6 +69,13 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return database;
 }
 
+/** Test apps hammer one key; a suite about limits sets its own. */
+export const NO_RATE_LIMITS = {
+  SIGNALBUS_RATE_LIMIT_KEY_PER_S: '0',
+  SIGNALBUS_RATE_LIMIT_ORG_PER_S: '0',
+  SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: '0',
+};
+
 /** Master keys for test apps: fresh per run, never a fixed key in the repository. */
 export const TEST_MASTER_KEYS = generateMasterKeys('test');
 
@@ -126,7 +133,7 @@ export async function createTestApp(
   } = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
-  const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', SIGNALBUS_ENCRYPTION_KEYS: TEST_MASTER_KEYS, ...env });
+  const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', SIGNALBUS_ENCRYPTION_KEYS: TEST_MASTER_KEYS, ...NO_RATE_LIMITS, ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {
