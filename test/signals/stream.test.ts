@@ -16,7 +16,7 @@ import { decodeCursor } from '../../src/signals/model.ts';
 import { hasSignalsAfter } from '../../src/signals/read.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
+import { createTestApp, listen, NO_RATE_LIMITS, waitFor, type TestApp } from '../support/harness.ts';
 import { openSse, signalsOf, type SseClient } from '../support/sse.ts';
 
 let t: TestApp;
@@ -170,7 +170,7 @@ describe('SSE stream', () => {
   });
 
   it('sends a heartbeat comment while idle', async () => {
-    const app = await createApp(parseConfig({ SIGNALBUS_SSE_HEARTBEAT_SECONDS: '0.2', LOG_LEVEL: 'silent' }), {
+    const app = await createApp(parseConfig({ ...NO_RATE_LIMITS, SIGNALBUS_SSE_HEARTBEAT_SECONDS: '0.2', LOG_LEVEL: 'silent' }), {
       databaseUrl: t.database.url,
       logger: createLogger('silent'),
     });
@@ -306,7 +306,7 @@ describe('SSE stream', () => {
   it('wakes a subscriber for a signal emitted by another process, through LISTEN/NOTIFY', async () => {
     await withStream(streamUrl(), auth(), async (client) => {
       // A second process on the same database: its own pool and notifier.
-      const app = await createApp(parseConfig({ LOG_LEVEL: 'silent' }), {
+      const app = await createApp(parseConfig({ ...NO_RATE_LIMITS, LOG_LEVEL: 'silent' }), {
         databaseUrl: t.database.url,
         logger: createLogger('silent'),
       });
