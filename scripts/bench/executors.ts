@@ -22,7 +22,7 @@ import pg from 'pg';
 import { createApp } from '../../src/app.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { parseConfig } from '../../src/config.ts';
-import { addJobs } from '../../src/db/jobs.ts';
+import { addUncheckedJobs } from '../../src/db/jobs.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
@@ -130,8 +130,8 @@ const firstToLast = (arrivals: number[]) => ((arrivals.length - 1) * 1000) / (Ma
  * no claim, no outcome. Runs in this process, beside the sink, as the bare
  * loop does.
  */
-async function queueAndFetch(databaseUrl: string, sql: Parameters<typeof addJobs>[0], sink: Sink, concurrency: number): Promise<number> {
-  await addJobs(sql, Array.from({ length: DELIVERIES }, (_, index) => ({ identifier: 'bench_bare_post', payload: { index } })));
+async function queueAndFetch(databaseUrl: string, sql: Parameters<typeof addUncheckedJobs>[0], sink: Sink, concurrency: number): Promise<number> {
+  await addUncheckedJobs(sql, Array.from({ length: DELIVERIES }, (_, index) => ({ identifier: 'bench_bare_post', payload: { index } })));
   sink.arrivals.clear();
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
   let done = 0;

@@ -44,7 +44,29 @@ export interface CircuitOutcome {
   endpoint_fault?: boolean;
 }
 
-const TRANSITIONS = ['webhook.endpoint.disabled', 'webhook.endpoint.probing', 'webhook.endpoint.enabled'];
+export interface EndpointDisabled {
+  endpoint: string;
+  failures: number;
+  retry_at: string;
+}
+export interface EndpointProbing {
+  endpoint: string;
+  directive_id: string;
+  retry_at: string;
+}
+export interface EndpointEnabled {
+  endpoint: string;
+}
+
+declare module '../signals/system.ts' {
+  interface SystemSignalPayloads {
+    'webhook.endpoint.disabled': EndpointDisabled;
+    'webhook.endpoint.probing': EndpointProbing;
+    'webhook.endpoint.enabled': EndpointEnabled;
+  }
+}
+
+const TRANSITIONS: readonly string[] = ['webhook.endpoint.disabled', 'webhook.endpoint.probing', 'webhook.endpoint.enabled'];
 
 function circuitOf(signal: SignalRow): string | null {
   const payload = signal.payload as Record<string, unknown>;

@@ -1,5 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
+import { EXECUTE_DIRECTIVE } from '../core/jobs.ts';
 import type { Sql } from '../db/client.ts';
+import type { JobSpec } from '../db/jobs.ts';
 import type { ExecutorRegistry } from '../executors/registry.ts';
 import type { VaultDeps } from '../secrets/vault.ts';
 import type { EmitDeps } from '../signals/emit.ts';
@@ -25,12 +27,11 @@ export interface DirectiveDeps {
 
 export const nowOf = (deps: Pick<DirectiveDeps, 'now'>) => (deps.now ? deps.now() : new Date());
 
-/** Job key and task names: one pending execute job per directive. */
-export const EXECUTE_DIRECTIVE = 'execute_directive';
-export const EXPIRE_DIRECTIVE = 'expire_directive';
-
-/** `attempt` numbers a retry: a directive executed without claims does not count its attempts itself. */
-export function executeJob(orgId: string, directiveId: string, traceparent: string | null, runAt?: Date, attempt?: number) {
+/**
+ * The execute job of a directive; its job key keeps one pending per directive.
+ * `attempt` numbers a retry: a directive executed without claims does not count its attempts itself.
+ */
+export function executeJob(orgId: string, directiveId: string, traceparent: string | null, runAt?: Date, attempt?: number): JobSpec {
   return {
     identifier: EXECUTE_DIRECTIVE,
     payload: { org_id: orgId, directive_id: directiveId, traceparent, ...(attempt ? { attempt } : {}) },

@@ -24,7 +24,6 @@
  * make larger, cheaper groups. A claim waits for its slot first, so a
  * worker dying in that wait leaves no attempt with an unknown outcome.
  */
-import { z } from 'zod';
 import { deferJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { ExecuteResult } from '../executors/registry.ts';
@@ -40,14 +39,6 @@ import { executionIdOfDirective, recordOutcomes, type Outcome } from './outcomes
 import { DIRECTIVE_SELECT, type Directive } from './store.ts';
 import { emitSystem, type LifecycleContext, type SystemSignal } from '../signals/system.ts';
 
-export const ExecuteDirectivePayload = z.object({
-  org_id: z.string().min(1),
-  directive_id: z.string().min(1),
-  traceparent: z.string().nullish(),
-  /** The attempt a retry job makes first, for directives executed without claims. */
-  attempt: z.number().int().positive().optional(),
-});
-export type ExecuteDirectivePayload = z.infer<typeof ExecuteDirectivePayload>;
 
 export { executionIdOfDirective } from './outcomes.ts';
 

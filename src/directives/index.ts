@@ -9,7 +9,7 @@
  */
 export { proposeDirective, simulateDirective, type ProposeContext, type ProposeResult } from './propose.ts';
 export { decideDirective, expireDirective, type DirectiveAction } from './transitions.ts';
-export { executeDirective, executionIdOfDirective, ExecuteDirectivePayload } from './execute.ts';
+export { executeDirective, executionIdOfDirective } from './execute.ts';
 export { getDirective, listDirectives, type Directive } from './store.ts';
 export { directivesProjection } from './projection.ts';
 export type { DirectiveDeps } from './deps.ts';

@@ -107,6 +107,34 @@ export interface DirectiveFailed {
   attempt?: number;
   error: DirectiveError;
 }
+export interface DirectiveExpired {
+  directive_id: string;
+  expired_at: string | null;
+}
+
+export const DIRECTIVE_SIGNAL_TYPES = [
+  'directive.proposed',
+  'directive.approved',
+  'directive.rejected',
+  'directive.cancelled',
+  'directive.expired',
+  'directive.executing',
+  'directive.succeeded',
+  'directive.failed',
+] as const;
+
+declare module '../signals/system.ts' {
+  interface SystemSignalPayloads {
+    'directive.proposed': DirectiveProposed;
+    'directive.approved': DirectiveDecided;
+    'directive.rejected': DirectiveDecided;
+    'directive.cancelled': DirectiveDecided;
+    'directive.expired': DirectiveExpired;
+    'directive.executing': DirectiveExecuting;
+    'directive.succeeded': DirectiveSucceeded;
+    'directive.failed': DirectiveFailed;
+  }
+}
 
 export const statusAfterDecision = (decision: Decision): DirectiveStatus =>
   decision.effect === 'allow' ? 'approved' : decision.effect === 'require_approval' ? 'awaiting_approval' : 'rejected';

@@ -5,6 +5,7 @@
 import { keyedProjection } from '../projections/keyed.ts';
 import type { Actor } from '../signals/actor.ts';
 import type { SignalRow } from '../signals/model.ts';
+import { systemSignalOf } from '../signals/system.ts';
 
 export interface PolicyRow {
   id: 'current';
@@ -21,9 +22,16 @@ export interface PolicyUpdated {
   guards: Record<string, unknown>;
 }
 
+declare module '../signals/system.ts' {
+  interface SystemSignalPayloads {
+    'policy.updated': PolicyUpdated;
+  }
+}
+
 export function evolvePolicy(row: PolicyRow | null, signal: SignalRow): PolicyRow | null {
-  if (signal.type !== 'policy.updated') return row;
-  const { version, rules, guards } = signal.payload as unknown as PolicyUpdated;
+  const event = systemSignalOf(signal, ['policy.updated']);
+  if (!event) return row;
+  const { version, rules, guards } = event.payload;
   // Versions only move forward: a stale update folded late changes nothing.
   if (row && row.version >= version) return row;
   return { id: 'current', version, rules, guards, updated_by: signal.actor, updated_at: signal.recorded_at };

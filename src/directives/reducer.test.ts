@@ -13,7 +13,7 @@ const ID = 'dir_0000000001aaaaaaaaaaaaaaaa';
 
 let clock = 0;
 /** A stored signal; each gets a later `recorded_at`, as the log would give it. */
-function signal(type: string, payload: Record<string, unknown>, extra: Partial<SignalRow> = {}): SignalRow {
+function signal(type: string, payload: object, extra: Partial<SignalRow> = {}): SignalRow {
   clock += 1;
   return signalRow(type, payload, { second: clock, subject: `directive:${ID}`, actor: PLATFORM, correlation_id: 'sig_origin', ...extra });
 }
@@ -32,7 +32,7 @@ function proposed(effect: Decision['effect'] = 'require_approval', overrides: Pa
     expires_at: effect === 'require_approval' ? '2025-01-04T00:00:00.000Z' : null,
     ...overrides,
   };
-  return signal('directive.proposed', payload as unknown as Record<string, unknown>, { actor: ANA, source: 'api', causation_id: 'sig_cause', ...extra });
+  return signal('directive.proposed', payload, { actor: ANA, source: 'api', causation_id: 'sig_cause', ...extra });
 }
 const approved = (reason: string | null = 'looks fine') => signal('directive.approved', { directive_id: ID, reason }, { actor: BEN, source: 'api' });
 const rejected = (reason: string | null = 'no') => signal('directive.rejected', { directive_id: ID, reason }, { actor: BEN, source: 'api' });

@@ -3,18 +3,9 @@
  * would refuse are ignored here rather than thrown, so a fold never stops on
  * a signal the log already holds.
  */
-import type { Actor } from '../signals/actor.ts';
 import type { SignalRow } from '../signals/model.ts';
-import {
-  statusAfterDecision,
-  type DirectiveDecided,
-  type DirectiveExecuting,
-  type DirectiveFailed,
-  type DirectiveProposed,
-  type DirectiveRow,
-  type DirectiveStatus,
-  type DirectiveSucceeded,
-} from './model.ts';
+import { systemSignalOf } from '../signals/system.ts';
+import { DIRECTIVE_SIGNAL_TYPES, statusAfterDecision, type DirectiveRow, type DirectiveStatus } from './model.ts';
 
 const FROM: Record<string, readonly DirectiveStatus[]> = {
   'directive.approved': ['awaiting_approval'],
@@ -26,16 +17,20 @@ const FROM: Record<string, readonly DirectiveStatus[]> = {
   'directive.failed': ['approved', 'executing'],
 };
 
+const DECIDED = { 'directive.approved': 'approved', 'directive.rejected': 'rejected', 'directive.cancelled': 'cancelled' } as const;
+
 export function directiveIdOf(signal: SignalRow): string | null {
   const id = (signal.payload as { directive_id?: unknown }).directive_id;
   return typeof id === 'string' ? id : null;
 }
 
 export function evolveDirective(row: DirectiveRow | null, signal: SignalRow): DirectiveRow | null {
-  const at = signal.recorded_at;
-  if (signal.type === 'directive.proposed') {
+  const event = systemSignalOf(signal, DIRECTIVE_SIGNAL_TYPES);
+  if (!event) return row;
+  const at = event.recorded_at;
+  if (event.type === 'directive.proposed') {
     if (row) return row;
-    const proposed = signal.payload as unknown as DirectiveProposed;
+    const proposed = event.payload;
     return {
       id: proposed.directive_id,
       kind: proposed.kind,
@@ -59,29 +54,28 @@ export function evolveDirective(row: DirectiveRow | null, signal: SignalRow): Di
       updated_at: at,
     };
   }
-  const allowedFrom = FROM[signal.type];
+  const allowedFrom = FROM[event.type];
   if (!row || !allowedFrom || !allowedFrom.includes(row.status)) return row;
-  switch (signal.type) {
+  switch (event.type) {
     case 'directive.approved':
     case 'directive.rejected':
     case 'directive.cancelled': {
-      const { reason } = signal.payload as unknown as DirectiveDecided;
-      const status = signal.type.slice('directive.'.length) as DirectiveStatus;
-      return { ...row, status, decided_by: signal.actor as Actor, decision_reason: reason ?? null, updated_at: at };
+      const { reason } = event.payload;
+      return { ...row, status: DECIDED[event.type], decided_by: event.actor, decision_reason: reason ?? null, updated_at: at };
     }
     case 'directive.expired':
       return { ...row, status: 'expired', updated_at: at };
     case 'directive.executing': {
-      const { attempt } = signal.payload as unknown as DirectiveExecuting;
+      const { attempt } = event.payload;
       return { ...row, status: 'executing', attempts: attempt, updated_at: at };
     }
     case 'directive.succeeded': {
-      const { result, cost_usd, attempt } = signal.payload as unknown as DirectiveSucceeded;
+      const { result, cost_usd, attempt } = event.payload;
       const attempts = Math.max(row.attempts, attempt ?? 0);
       return { ...row, status: 'succeeded', attempts, result: result ?? null, cost_usd: cost_usd ?? null, error: null, updated_at: at };
     }
     case 'directive.failed': {
-      const { error, attempt } = signal.payload as unknown as DirectiveFailed;
+      const { error, attempt } = event.payload;
       return { ...row, status: 'failed', attempts: Math.max(row.attempts, attempt ?? 0), error, updated_at: at };
     }
     default:

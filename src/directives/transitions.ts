@@ -16,7 +16,7 @@ import { emitSystem, type LifecycleContext } from '../signals/system.ts';
 
 export type DirectiveAction = 'approve' | 'reject' | 'cancel';
 
-const RULES: Record<DirectiveAction, { from: readonly DirectiveStatus[]; type: string }> = {
+const RULES: Record<DirectiveAction, { from: readonly DirectiveStatus[]; type: 'directive.approved' | 'directive.rejected' | 'directive.cancelled' }> = {
   approve: { from: ['awaiting_approval'], type: 'directive.approved' },
   reject: { from: ['awaiting_approval'], type: 'directive.rejected' },
   cancel: { from: ['awaiting_approval', 'approved'], type: 'directive.cancelled' },

@@ -5,6 +5,7 @@
  * retry and redelivery of that work lands on the same row.
  */
 import type { SignalRow } from '../signals/model.ts';
+import { systemSignalOf } from '../signals/system.ts';
 
 export const EXECUTION_STATUSES = ['queued', 'running', 'retrying', 'succeeded', 'failed'] as const;
 export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
@@ -83,6 +84,17 @@ export interface ExecutionRetryRequested extends ExecutionRef {
   reason: string | null;
 }
 
+export const EXECUTION_SIGNAL_TYPES = ['execution.started', 'execution.succeeded', 'execution.failed', 'execution.retry_requested'] as const;
+
+declare module '../signals/system.ts' {
+  interface SystemSignalPayloads {
+    'execution.started': ExecutionStarted;
+    'execution.succeeded': ExecutionSucceeded;
+    'execution.failed': ExecutionFailed;
+    'execution.retry_requested': ExecutionRetryRequested;
+  }
+}
+
 const EMPTY_OUTPUTS: ExecutionOutputs = { signals: [], directives: [] };
 
 export function executionIdOf(signal: SignalRow): string | null {
@@ -115,18 +127,20 @@ function fresh(ref: ExecutionRef, at: string): ExecutionRow {
  * redelivered attempt does not reopen it.
  */
 export function evolveExecution(row: ExecutionRow | null, signal: SignalRow): ExecutionRow | null {
-  const ref = signal.payload as unknown as ExecutionRef;
-  const at = signal.recorded_at;
+  const event = systemSignalOf(signal, EXECUTION_SIGNAL_TYPES);
+  if (!event) return row;
+  const ref: ExecutionRef = event.payload;
+  const at = event.recorded_at;
   const base = row ?? fresh(ref, at);
   if (row?.status === 'succeeded') return row;
   const attempts = Math.max(base.attempts, ref.attempt ?? 0);
-  switch (signal.type) {
+  switch (event.type) {
     case 'execution.started': {
-      const { started_at } = signal.payload as unknown as ExecutionStarted;
+      const { started_at } = event.payload;
       return { ...base, status: 'running', attempts, started_at: base.started_at ?? started_at, finished_at: null, updated_at: at };
     }
     case 'execution.succeeded': {
-      const done = signal.payload as unknown as ExecutionSucceeded;
+      const done = event.payload;
       return {
         ...base,
         status: 'succeeded',
@@ -143,7 +157,7 @@ export function evolveExecution(row: ExecutionRow | null, signal: SignalRow): Ex
       };
     }
     case 'execution.failed': {
-      const failed = signal.payload as unknown as ExecutionFailed;
+      const failed = event.payload;
       // A stale attempt's failure must not overwrite a later attempt's state.
       if (row && failed.attempt < row.attempts) return row;
       return {

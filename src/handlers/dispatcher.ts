@@ -18,24 +18,15 @@ import type { Sql } from '../db/client.ts';
 import { addJobs, type JobSpec } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { newId } from '../core/ids.ts';
+import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { SignalRow } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
 import { ensureSubscriptions } from './subscriptions.ts';
 
-export const HANDLE_SIGNAL = 'handle_signal';
 /** Ordered handlers' jobs spread over this many queues per (org, handler), by subject. */
 const ORDERED_LANES = 64;
-
-export interface HandleSignalJob {
-  org_id: string;
-  handler: string;
-  signal_id: string;
-  execution_id: string;
-  attempt: number;
-  traceparent: string | null;
-}
 
 export interface DispatcherDeps {
   sql: Sql;
@@ -145,7 +136,7 @@ export async function dispatchOnce(
       const position = { tx: BigInt(signal.tx_id), seq: BigInt(signal.seq) };
       for (const sub of subs) {
         if (compare(position, sub.position) <= 0 || !sub.handler.matches(signal)) continue;
-        const payload: HandleSignalJob = {
+        const payload: HandleSignalPayload = {
           org_id: tenant.id,
           handler: sub.handler.id,
           signal_id: signal.id,
@@ -155,7 +146,7 @@ export async function dispatchOnce(
         };
         jobs.push({
           identifier: HANDLE_SIGNAL,
-          payload: payload as unknown as Record<string, unknown>,
+          payload,
           queue_name: sub.handler.ordered ? orderedQueueName(tenant.id, sub.handler.id, signal.subject) : null,
         });
       }

@@ -8,6 +8,6 @@
 export { createHandlerRegistry, type Handler, type HandlerRegistry, type HandlerTools } from './registry.ts';
 export { createDispatcher, dispatchOnce, type Dispatcher } from './dispatcher.ts';
 export { subscribe, ensureSubscriptions, type SubscriptionStart } from './subscriptions.ts';
-export { runHandleSignal, HandleSignalPayload, type RuntimeDeps } from './runtime.ts';
+export { runHandleSignal, type RuntimeDeps } from './runtime.ts';
 export { retryExecution } from './retry-execution.ts';
 export { traceSignal } from './trace.ts';

@@ -11,7 +11,8 @@ import type { ExecutionRetryRequested } from '../executions/model.ts';
 import { findExecution, type Execution } from '../executions/read.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 import { emitSystem, type LifecycleContext } from '../signals/system.ts';
-import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
+import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
+import { orderedQueueName } from './dispatcher.ts';
 import type { HandlerRegistry } from './registry.ts';
 
 /** Re-runs a failed execution as its next attempt. 409 unless it failed for good. */
@@ -44,7 +45,7 @@ export async function retryExecution(
     });
     const [signal] = await tx.sql<{ subject: string | null; trace: string | null }[]>`
       select subject, trace from ${tx.sql(`${ctx.tenant.schema}.signals`)} where id = ${execution.signal_id}`;
-    const job: HandleSignalJob = {
+    const job: HandleSignalPayload = {
       org_id: ctx.tenant.id,
       handler: execution.handler,
       signal_id: execution.signal_id!,
@@ -56,7 +57,7 @@ export async function retryExecution(
     await addJobs(tx.sql, [
       {
         identifier: HANDLE_SIGNAL,
-        payload: job as unknown as Record<string, unknown>,
+        payload: job,
         queue_name: ordered ? orderedQueueName(ctx.tenant.id, execution.handler, signal?.subject ?? null) : null,
       },
     ]);

@@ -12,7 +12,6 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Tracer } from '@opentelemetry/api';
-import { z } from 'zod';
 import { backoffMs } from '../core/backoff.ts';
 import { canonicalJson, sha256Hex } from '../core/canonical-json.ts';
 import { DomainError } from '../core/errors.ts';
@@ -26,18 +25,11 @@ import { emit, type EmitDeps } from '../signals/emit.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';
-import { HANDLE_SIGNAL, orderedQueueName, type HandleSignalJob } from './dispatcher.ts';
+import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
+import { orderedQueueName } from './dispatcher.ts';
 import type { ExecutionError, ExecutionFailed, ExecutionSucceeded } from '../executions/model.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
 
-export const HandleSignalPayload = z.object({
-  org_id: z.string().min(1),
-  handler: z.string().min(1),
-  signal_id: z.string().min(1),
-  execution_id: z.string().min(1),
-  attempt: z.number().int().min(1).default(1),
-  traceparent: z.string().nullish(),
-});
 
 export interface RuntimeDeps {
   sql: Sql;
@@ -85,7 +77,7 @@ function errorOf(error: unknown): ExecutionError {
   return { code: 'handler_error', message: error instanceof Error ? error.message.slice(0, 1000) : 'the handler failed' };
 }
 
-export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tenant: Tenant; job: HandleSignalJob }): Promise<void> {
+export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tenant: Tenant; job: HandleSignalPayload }): Promise<void> {
   const now = () => (deps.now ? deps.now() : new Date());
   const ctx: LifecycleContext = {
     tenant,
@@ -150,11 +142,11 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
           causation_id: signal ? job.signal_id : null,
         });
         if (retryAt && !inJob) {
-          const next: HandleSignalJob = { ...job, attempt: attempt + 1 };
+          const next: HandleSignalPayload = { ...job, attempt: attempt + 1 };
           await addJobs(tx.sql, [
             {
               identifier: HANDLE_SIGNAL,
-              payload: next as unknown as Record<string, unknown>,
+              payload: next,
               run_at: retryAt.toISOString(),
               queue_name: handler?.ordered ? orderedQueueName(tenant.id, job.handler, signal?.subject ?? null) : null,
             },
@@ -181,7 +173,7 @@ async function collect(handler: RegisteredHandler, signal: SignalRow, attempt: n
 async function commitSuccess(
   deps: RuntimeDeps,
   ctx: LifecycleContext,
-  run: { handler: RegisteredHandler; signal: SignalRow; job: HandleSignalJob; attempt: number; startedAt: Date; finishedAt: Date; outputs: Outputs },
+  run: { handler: RegisteredHandler; signal: SignalRow; job: HandleSignalPayload; attempt: number; startedAt: Date; finishedAt: Date; outputs: Outputs },
 ): Promise<void> {
   const { handler, signal, job, outputs } = run;
   const producesOutputs = outputs.signals.length + outputs.directives.length > 0;

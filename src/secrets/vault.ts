@@ -15,6 +15,31 @@ import type { Tenant } from '../core/tenant.ts';
 import { fingerprintOf, last4Of, openSecret, rewrapSecret, sealSecret } from './envelope.ts';
 import type { MasterKeys } from './keys.ts';
 
+/** `secret.updated` / `secret.deleted`: which credential changed, never its value. */
+export interface SecretChanged {
+  name: string;
+  owner: string;
+  fingerprint: string;
+  last4: string;
+}
+
+/** A provider refused a credential: someone must authorize again before its directives can run. */
+export interface SecretReauthorizationRequired {
+  name: string;
+  owner: string;
+  directive_id: string;
+  kind: string;
+  error: { code: string; message: string };
+}
+
+declare module '../signals/system.ts' {
+  interface SystemSignalPayloads {
+    'secret.updated': SecretChanged;
+    'secret.deleted': SecretChanged;
+    'secret.reauthorization_required': SecretReauthorizationRequired;
+  }
+}
+
 export const SECRET_NAME = /^[a-z][a-z0-9_.-]{0,62}$/;
 export const SecretName = z.string().regex(SECRET_NAME, 'name must match ^[a-z][a-z0-9_.-]{0,62}$');
 export const PutSecretInput = z

@@ -6,20 +6,21 @@
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import type { LifecycleContext } from '../signals/system.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
-import { deleteSecret, listSecrets, ORG_OWNER, putSecret, type SecretView, type VaultDeps } from './vault.ts';
+import { deleteSecret, listSecrets, ORG_OWNER, putSecret, type SecretChanged, type SecretView, type VaultDeps } from './vault.ts';
 
 export interface SecretVerbDeps {
   vault: VaultDeps;
   emit: EmitDeps;
 }
 
-async function audit(deps: SecretVerbDeps, ctx: LifecycleContext, tx: Tx, type: string, view: SecretView) {
+async function audit(deps: SecretVerbDeps, ctx: LifecycleContext, tx: Tx, type: 'secret.updated' | 'secret.deleted', view: SecretView) {
+  const payload: SecretChanged = { name: view.name, owner: ORG_OWNER, fingerprint: view.fingerprint, last4: view.last4 };
   await emit(deps.emit, {
     ctx: { ...ctx, system: true, tx },
     input: {
       type,
       subject: `secret:${ORG_OWNER}/${view.name}`,
-      payload: { name: view.name, owner: ORG_OWNER, fingerprint: view.fingerprint, last4: view.last4 },
+      payload,
     },
   });
 }

@@ -9,6 +9,7 @@ import { DomainError } from '../core/errors.ts';
 import type { Tx } from '../db/transaction.ts';
 import type { Actor } from './actor.ts';
 import { emit, emitBatch, type EmitDeps } from './emit.ts';
+import type { SignalRow } from './model.ts';
 
 export interface LifecycleContext {
   tenant: Tenant;
@@ -18,13 +19,42 @@ export interface LifecycleContext {
   installationId?: string | null;
 }
 
-export interface SystemSignal {
-  type: string;
-  subject?: string | null;
-  payload: object;
-  dedupe_key: string;
-  causation_id?: string | null;
-  correlation_id?: string | null;
+/**
+ * The payload of each bus-owned signal type, by type (Emmett's
+ * `Event<'Type', data>`). Empty here: each domain folder adds its own types
+ * with `declare module '…/signals/system.ts'` beside its model, so the log
+ * stays ignorant of the domains while every `emitSystem` call and every
+ * reducer is checked by the compiler.
+ */
+export interface SystemSignalPayloads {}
+
+export type SystemSignalType = keyof SystemSignalPayloads;
+
+/** A bus-owned signal to record, its payload checked against its type. */
+export type SystemSignal<T extends SystemSignalType = SystemSignalType> = {
+  [K in T]: {
+    type: K;
+    subject?: string | null;
+    payload: SystemSignalPayloads[K];
+    dedupe_key: string;
+    causation_id?: string | null;
+    correlation_id?: string | null;
+  };
+}[T];
+
+/** A stored bus-owned signal, its payload typed by its type. */
+export type SystemSignalRow<T extends SystemSignalType = SystemSignalType> = {
+  [K in T]: Omit<SignalRow, 'type' | 'payload'> & { type: K; payload: SystemSignalPayloads[K] };
+}[T];
+
+/**
+ * A stored signal as one of `types`, or undefined when it is of another type.
+ * Reserved types are written only through `emitSystem`, whose payloads the
+ * compiler checks (API callers may not emit them), so a signal's type names
+ * its payload's shape: this is the one place that trust is spelled out.
+ */
+export function systemSignalOf<T extends SystemSignalType>(signal: SignalRow, types: readonly T[]): SystemSignalRow<T> | undefined {
+  return (types as readonly string[]).includes(signal.type) ? (signal as SignalRow & SystemSignalRow<T>) : undefined;
 }
 
 /**

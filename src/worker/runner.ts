@@ -7,18 +7,18 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { Logger as GraphileLogger, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
+import { Logger as GraphileLogger, run, type Runner, type Task, type WorkerEvents } from 'graphile-worker';
 import type { Logger } from 'pino';
 import type { SignalbusApp } from '../app.ts';
 import { newId } from '../core/ids.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE } from '../directives/deps.ts';
-import { executeDirective, ExecuteDirectivePayload, type CallSlots } from '../directives/execute.ts';
+import { EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE, HANDLE_SIGNAL, parseTaskPayload, type TaskName, type TaskPayloads } from '../core/jobs.ts';
+import { executeDirective, type CallSlots } from '../directives/execute.ts';
 import { emitSystem } from '../signals/system.ts';
 import { expireDirective } from '../directives/transitions.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
-import { createDispatcher, HANDLE_SIGNAL, type Dispatcher } from '../handlers/dispatcher.ts';
-import { HandleSignalPayload, runHandleSignal } from '../handlers/runtime.ts';
+import { createDispatcher, type Dispatcher } from '../handlers/dispatcher.ts';
+import { runHandleSignal } from '../handlers/runtime.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { startLiveness, type Liveness } from './liveness.ts';
@@ -41,31 +41,33 @@ export function graphileLogger(logger: Logger): GraphileLogger {
   });
 }
 
-const ExpireDirectivePayload = z.object({ org_id: z.string().min(1), directive_id: z.string().min(1) });
+/** graphile-worker's task list, one task per name in `src/core/jobs.ts`. */
+export type SignalbusTaskList = { [K in TaskName]: Task<K> };
 
-export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: CallSlots } = {}): TaskList {
+export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: CallSlots } = {}): SignalbusTaskList {
   const { deps } = app;
   const { bus } = deps;
   const tenantOf = async (orgId: string): Promise<Tenant | undefined> => deps.tenants.find(orgId);
 
   /** Wraps a task: parse, resolve the tenant, one span and one log line per job. */
   const task =
-    <T extends { org_id: string; traceparent?: string | null | undefined }>(
-      name: string,
-      schema: z.ZodType<T>,
-      body: (tenant: Tenant, payload: T) => Promise<void>,
+    <K extends TaskName>(
+      name: K,
+      body: (tenant: Tenant, payload: TaskPayloads[K]) => Promise<void>,
       onMalformed?: (raw: unknown) => Promise<void>,
-    ): Task =>
-    async (raw, helpers) => {
+    ): Task<K> =>
+    // The payload is typed by the task list, but it is parsed all the same: a stored job can predate the code.
+    async (raw: unknown, helpers) => {
       const started = performance.now();
       deps.metrics?.jobLatency(name, Math.max(0, (Date.now() - helpers.job.run_at.getTime()) / 1000));
-      const parsed = schema.safeParse(raw);
+      const parsed = parseTaskPayload(name, raw);
       if (!parsed.success) {
         deps.logger.error({ task: name, job_id: helpers.job.id, issues: parsed.error.issues.length }, 'malformed job payload; completed without running');
         await onMalformed?.(raw);
         return;
       }
       const tenant = await tenantOf(parsed.data.org_id);
+      const traceparent = 'traceparent' in parsed.data ? (parsed.data.traceparent ?? null) : null;
       if (!tenant) {
         deps.logger.warn({ task: name, job_id: helpers.job.id, org: parsed.data.org_id }, 'job for an unknown organization; completed');
         return;
@@ -73,7 +75,7 @@ export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: C
       const run = () => body(tenant, parsed.data);
       let outcome = 'ok';
       try {
-        if (deps.tracer) await inSpan(deps.tracer, `job ${name}`, { traceparent: parsed.data.traceparent ?? null, attributes: { 'signalbus.org': tenant.slug, 'signalbus.task': name } }, run);
+        if (deps.tracer) await inSpan(deps.tracer, `job ${name}`, { traceparent, attributes: { 'signalbus.org': tenant.slug, 'signalbus.task': name } }, run);
         else await run();
       } catch (error) {
         outcome = 'error';
@@ -114,14 +116,13 @@ export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: C
   return {
     [HANDLE_SIGNAL]: task(
       HANDLE_SIGNAL,
-      HandleSignalPayload,
       (tenant, job) => runHandleSignal(bus.runtime, { tenant, job: { ...job, traceparent: job.traceparent ?? null } }),
       recordMalformedRun,
     ),
-    [EXECUTE_DIRECTIVE]: task(EXECUTE_DIRECTIVE, ExecuteDirectivePayload, (tenant, payload) =>
+    [EXECUTE_DIRECTIVE]: task(EXECUTE_DIRECTIVE, (tenant, payload) =>
       executeDirective(bus.directives, { tenant, directiveId: payload.directive_id, traceparent: payload.traceparent ?? null, attempt: payload.attempt }, callSlots),
     ),
-    [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, ExpireDirectivePayload, async (tenant, job) => {
+    [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, async (tenant, job) => {
       await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, id: job.directive_id });
     }),
   };
@@ -204,7 +205,7 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
       await run({
         ...common,
         concurrency: executionsInFlight,
-        taskList: { [EXECUTE_DIRECTIVE]: executeTask! },
+        taskList: { [EXECUTE_DIRECTIVE]: executeTask },
         preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: executionsInFlight } } },
       }),
     );

@@ -10,12 +10,12 @@ import { z } from 'zod';
 import type { Actor } from '../../src/signals/actor.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { DomainError } from '../../src/core/errors.ts';
-import { addJobs } from '../../src/db/jobs.ts';
+import { addUncheckedJobs } from '../../src/db/jobs.ts';
 import { executionIdOfDirective } from '../../src/directives/execute.ts';
 import { proposeDirective } from '../../src/directives/propose.ts';
 import { getDirective } from '../../src/directives/store.ts';
 import type { ExecuteResult, Executor } from '../../src/executors/registry.ts';
-import { HANDLE_SIGNAL } from '../../src/handlers/dispatcher.ts';
+import { HANDLE_SIGNAL } from '../../src/core/jobs.ts';
 import type { ExecutionFailed } from '../../src/executions/model.ts';
 import { getExecution, listExecutions } from '../../src/executions/read.ts';
 import { retryExecution } from '../../src/handlers/retry-execution.ts';
@@ -225,7 +225,7 @@ describe('a malformed job', () => {
   it('is recorded as a failed execution and completed, not retried', async () => {
     const executionId = 'exe_malformedpayload01';
     // Names its org and execution, but no signal.
-    await addJobs(t.app.deps.sql, [
+    await addUncheckedJobs(t.app.deps.sql, [
       { identifier: HANDLE_SIGNAL, payload: { org_id: org.id, handler: 'test.flaky', execution_id: executionId, attempt: 1 } },
     ]);
     const execution = await waitFor(async () => {
@@ -241,7 +241,7 @@ describe('a malformed job', () => {
 
   it('that names no execution is completed without a trace in the org', async () => {
     const before = await t.app.deps.sql<{ count: number }[]>`select count(*)::int as count from org_retries.signals`;
-    await addJobs(t.app.deps.sql, [{ identifier: HANDLE_SIGNAL, payload: { org_id: org.id, marker: 'no-execution' } }]);
+    await addUncheckedJobs(t.app.deps.sql, [{ identifier: HANDLE_SIGNAL, payload: { org_id: org.id, marker: 'no-execution' } }]);
     await waitFor(async () => {
       const [row] = await t.app.deps.sql<{ count: number }[]>`
         select count(*)::int as count from graphile_worker._private_jobs where payload->>'marker' = 'no-execution'`;

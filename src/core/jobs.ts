@@ -1,0 +1,61 @@
+/**
+ * Every graphile-worker task signalbus enqueues: its name and its payload
+ * schema, one name for a schema and its type. Enqueueing (`src/db/jobs.ts`)
+ * and graphile-worker's task list (`src/worker`) are typed from here, so a
+ * producer cannot send a payload its task would not read. Tasks still parse
+ * on arrival: a stored job can predate the code.
+ */
+import { z } from 'zod';
+
+export const HANDLE_SIGNAL = 'handle_signal';
+export const EXECUTE_DIRECTIVE = 'execute_directive';
+export const EXPIRE_DIRECTIVE = 'expire_directive';
+
+/** One attempt of one handler on one signal; the execution id is fixed when the job is first enqueued. */
+export const HandleSignalPayload = z.object({
+  org_id: z.string().min(1),
+  handler: z.string().min(1),
+  signal_id: z.string().min(1),
+  execution_id: z.string().min(1),
+  attempt: z.number().int().min(1).default(1),
+  traceparent: z.string().nullish(),
+});
+export type HandleSignalPayload = z.infer<typeof HandleSignalPayload>;
+
+export const ExecuteDirectivePayload = z.object({
+  org_id: z.string().min(1),
+  directive_id: z.string().min(1),
+  traceparent: z.string().nullish(),
+  /** The attempt a retry job makes first, for directives executed without claims. */
+  attempt: z.number().int().positive().optional(),
+});
+export type ExecuteDirectivePayload = z.infer<typeof ExecuteDirectivePayload>;
+
+export const ExpireDirectivePayload = z.object({
+  org_id: z.string().min(1),
+  directive_id: z.string().min(1),
+});
+export type ExpireDirectivePayload = z.infer<typeof ExpireDirectivePayload>;
+
+/** Task name → payload schema. */
+export const TASK_PAYLOADS = {
+  [HANDLE_SIGNAL]: HandleSignalPayload,
+  [EXECUTE_DIRECTIVE]: ExecuteDirectivePayload,
+  [EXPIRE_DIRECTIVE]: ExpireDirectivePayload,
+} as const;
+
+export type TaskName = keyof typeof TASK_PAYLOADS;
+export type TaskPayloads = { [K in TaskName]: z.infer<(typeof TASK_PAYLOADS)[K]> };
+
+/** Parses a stored payload of task `name`. */
+export function parseTaskPayload<K extends TaskName>(name: K, raw: unknown): z.ZodSafeParseResult<TaskPayloads[K]> {
+  const schemas: { [N in TaskName]: z.ZodType<TaskPayloads[N]> } = TASK_PAYLOADS;
+  return schemas[name].safeParse(raw);
+}
+
+declare global {
+  // graphile-worker 0.17 types `addJob`, `Task` and `TaskList` from this interface.
+  namespace GraphileWorker {
+    interface Tasks extends TaskPayloads {}
+  }
+}
