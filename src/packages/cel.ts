@@ -3,8 +3,11 @@
  * stand is a `CelScope`: it fixes the variables the expression sees at run
  * time and the types its result may have, so a typo (`signal.paylod`) or a
  * wrong type fails `registry check`, not an installation's first signal.
+ * Compiling and running go through signalbus's bounded CEL
+ * (src/policy/cel-program.ts): the same length, nesting and cost limits, a
+ * budget per evaluation, and RE2 for `matches`.
  */
-import { Environment } from '@marcbachmann/cel-js';
+import { compile, CelCompileError, type CelBudget, type CelVariable } from '../policy/cel-program.ts';
 
 export type CelScope = 'handler' | 'step' | 'projection' | 'webhook' | 'webhook-pubsub' | 'policy';
 
@@ -47,22 +50,20 @@ const ACCEPTED: Record<Exclude<CelResult, 'any'>, readonly string[]> = {
   occurred_at: ['int', 'string', 'google.protobuf.Timestamp'],
 };
 
-const environments = new Map<CelScope, Environment>();
-
-function environmentOf(scope: CelScope): Environment {
-  let environment = environments.get(scope);
-  if (!environment) {
-    environment = new Environment();
-    for (const [name, type] of Object.entries(SCOPE_VARIABLES[scope])) {
-      if (typeof type === 'string') environment.registerVariable(name, type);
-      else environment.registerVariable(name, { schema: Object.fromEntries(type.fields.map((field) => [field, 'dyn'])) });
-    }
-    environments.set(scope, environment);
-  }
-  return environment;
+function variablesOf(scope: CelScope): Record<string, CelVariable> {
+  return Object.fromEntries(
+    Object.entries(SCOPE_VARIABLES[scope]).map(([name, type]) => [
+      name,
+      typeof type === 'string' ? type : { schema: Object.fromEntries(type.fields.map((field) => [field, 'dyn'])) },
+    ]),
+  );
 }
 
-export type CelProgram = (variables: Record<string, unknown>) => unknown;
+/**
+ * Runs under `budget` (a fresh one when absent); past it, throws
+ * CelBudgetExceeded carrying the expression, for the run to fail with it.
+ */
+export type CelProgram = (variables: Record<string, unknown>, budget?: CelBudget) => unknown;
 
 export type CompiledCel =
   | { ok: true; program: CelProgram; type: string }
@@ -73,32 +74,20 @@ export type CompiledCel =
  * where (`… at line L, column C`), 1-based.
  */
 export function compileManifestCel(expression: string, scope: CelScope, result: CelResult = 'any'): CompiledCel {
-  let program: ReturnType<Environment['parse']>;
+  let program;
   try {
-    program = environmentOf(scope).parse(expression);
+    program = compile(expression, { variables: variablesOf(scope) });
   } catch (error) {
-    return failure(expression, error);
+    if (!(error instanceof CelCompileError)) throw error;
+    return failure(error.summary, error.offset, error.line, error.column);
   }
-  const checked = program.check();
-  if (!checked.valid) return failure(expression, checked.error);
-  const type = checked.type ?? 'dyn';
+  const { type } = program;
   if (result !== 'any' && type !== 'dyn' && !ACCEPTED[result].includes(type)) {
-    return failure(expression, { summary: `must evaluate to ${ACCEPTED[result].join(' or ')}, not ${type}` });
+    return failure(`must evaluate to ${ACCEPTED[result].join(' or ')}, not ${type}`, 0, 1, 1);
   }
-  return { ok: true, program: (variables) => program(variables), type };
+  return { ok: true, program: program.evaluate, type };
 }
 
-function failure(expression: string, error: unknown): CompiledCel & { ok: false } {
-  const details = error as { summary?: unknown; message?: unknown; range?: { start?: unknown } } | undefined;
-  const summary =
-    typeof details?.summary === 'string'
-      ? details.summary
-      : typeof details?.message === 'string'
-        ? details.message.split('\n')[0]!
-        : 'invalid expression';
-  const offset = Math.max(0, Math.min(typeof details?.range?.start === 'number' ? details.range.start : 0, expression.length));
-  const before = expression.slice(0, offset);
-  const line = before.split('\n').length;
-  const column = offset - (before.lastIndexOf('\n') + 1) + 1;
+function failure(summary: string, offset: number, line: number, column: number): CompiledCel & { ok: false } {
   return { ok: false, message: `${summary} at line ${line}, column ${column}`, offset, line, column };
 }

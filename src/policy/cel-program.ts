@@ -124,9 +124,12 @@ export interface CelProgram {
   evaluate(activation: Record<string, unknown>, budget?: CelBudget): unknown;
 }
 
+/** A CEL type name (`map`, `dyn`, `string`, …), or an object whose fields are declared. */
+export type CelVariable = string | { schema: Readonly<Record<string, string>> };
+
 export interface CompileOptions {
-  /** Variable name → CEL type (`map`, `dyn`, `string`, …). */
-  variables: Readonly<Record<string, string>>;
+  /** Variable name → its type. */
+  variables: Readonly<Record<string, CelVariable>>;
 }
 
 // The budget of the evaluation running now. Evaluation is synchronous (no
@@ -167,13 +170,16 @@ function sizeOf(value: unknown): number {
 
 const environments = new Map<string, Environment>();
 
-function environmentFor(variables: Readonly<Record<string, string>>): { key: string; environment: Environment } {
+function environmentFor(variables: CompileOptions['variables']): { key: string; environment: Environment } {
   const key = JSON.stringify(Object.entries(variables).sort(([a], [b]) => (a < b ? -1 : 1)));
   let environment = environments.get(key);
   if (!environment) {
     // The parser's own depth limit stays above ours: ours runs first and names the position.
     environment = new Environment({ limits: { maxDepth: 250 } });
-    for (const [name, type] of Object.entries(variables)) environment.registerVariable(name, type);
+    for (const [name, type] of Object.entries(variables)) {
+      if (typeof type === 'string') environment.registerVariable(name, type);
+      else environment.registerVariable(name, { schema: { ...type.schema } });
+    }
     environments.set(key, environment);
   }
   return { key, environment };
