@@ -6,12 +6,14 @@ import { runExecutorsBench } from './bench/executors.ts';
 import { runFanoutBench } from './bench/fanout.ts';
 import { runIngestBench } from './bench/ingest.ts';
 import { runPolicyBench } from './bench/policy.ts';
+import { runStreamBench } from './bench/stream.ts';
 
 const scenarios: Record<string, () => Promise<void>> = {
   ingest: runIngestBench,
   fanout: runFanoutBench,
   executors: runExecutorsBench,
   policy: runPolicyBench,
+  stream: runStreamBench,
 };
 
 const name = process.argv[2] ?? 'ingest';

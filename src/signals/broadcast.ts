@@ -20,8 +20,11 @@ import type { LogNotifier } from './log-notifier.ts';
 import { decodeCursor, encodeCursor, toSignal, type Cursor, type SignalRow, type TypeFilter } from './model.ts';
 import { currentHorizon, hasSignalsAfter, readSignalsAfter } from './read.ts';
 
-/** What a follower writes: server-sent event frames, or a heartbeat while idle. */
-export type StreamChunk = { kind: 'events'; text: string } | { kind: 'heartbeat' };
+/**
+ * What a follower writes: server-sent event frames as UTF-8, or a heartbeat
+ * while idle. Members that take a whole batch share its one encoding.
+ */
+export type StreamChunk = { kind: 'events'; data: Uint8Array } | { kind: 'heartbeat' };
 
 /** Signals that committed before a "from now" stream began, to leave out. */
 export interface PastFilter {
@@ -62,8 +65,8 @@ interface Entry {
 interface Batch {
   entries: Entry[];
   last: string;
-  /** All frames joined, made once for the members that take every entry. */
-  text?: string;
+  /** All frames, encoded once for the members that take every entry. */
+  data?: Uint8Array;
 }
 
 interface Member {
@@ -71,7 +74,7 @@ interface Member {
   position: string;
   accepts: ((type: string) => boolean) | undefined;
   past: PastFilter | undefined;
-  queue: string[];
+  queue: Uint8Array[];
   queuedBytes: number;
   dropped: boolean;
   wake: (() => void) | undefined;
@@ -88,6 +91,8 @@ interface Hub {
   wakeLoop: (() => void) | undefined;
   unsubscribe: (() => void) | undefined;
 }
+
+const utf8 = new TextEncoder();
 
 export const frameOf = (row: SignalRow): string => `id: ${row.position}\nevent: signal\ndata: ${JSON.stringify(toSignal(row))}\n\n`;
 
@@ -200,10 +205,12 @@ export function createLogBroadcast(
   function offer(hub: Hub, member: Member, batch: Batch) {
     if (batch.last <= member.position) return;
     const takesAll = !member.accepts && !member.past && batch.entries[0]!.position > member.position;
-    const text = takesAll ? (batch.text ??= batch.entries.map((entry) => entry.frame).join('')) : framesFor(member, batch.entries);
+    const data = takesAll
+      ? (batch.data ??= utf8.encode(batch.entries.map((entry) => entry.frame).join('')))
+      : utf8.encode(framesFor(member, batch.entries));
     // A member with nothing waiting takes any batch, so one large batch
     // alone never drops it.
-    if (member.queue.length > 0 && member.queuedBytes + text.length > queueBytes) {
+    if (member.queue.length > 0 && member.queuedBytes + data.byteLength > queueBytes) {
       hub.members.delete(member);
       member.dropped = true;
       dropped++;
@@ -212,9 +219,9 @@ export function createLogBroadcast(
     }
     member.position = batch.last;
     if (member.past && member.position >= member.past.pastEnds) member.past = undefined;
-    if (text.length === 0) return;
-    member.queue.push(text);
-    member.queuedBytes += text.length;
+    if (data.byteLength === 0) return;
+    member.queue.push(data);
+    member.queuedBytes += data.byteLength;
     member.wake?.();
   }
 
@@ -271,7 +278,7 @@ export function createLogBroadcast(
           if (member.past && member.position >= member.past.pastEnds) member.past = undefined;
           if (text.length > 0) {
             lastOutput = Date.now();
-            yield { kind: 'events', text };
+            yield { kind: 'events', data: utf8.encode(text) };
           }
           continue;
         }
@@ -280,11 +287,11 @@ export function createLogBroadcast(
         hub.members.add(member);
         while (!abort.aborted && !hub.stopped) {
           if (member.queue.length > 0) {
-            const text = member.queue.length === 1 ? member.queue[0]! : member.queue.join('');
+            const data = member.queue.length === 1 ? member.queue[0]! : Buffer.concat(member.queue);
             member.queue = [];
             member.queuedBytes = 0;
             lastOutput = Date.now();
-            yield { kind: 'events', text };
+            yield { kind: 'events', data };
             continue;
           }
           if (member.dropped) break;

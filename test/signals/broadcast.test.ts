@@ -122,11 +122,11 @@ describe('shared live streams', () => {
     const start = await head();
     const abort = new AbortController();
     const follow = () => broadcast.follow({ tenant: org, after: decodeCursor(start), heartbeatMs: 60_000, abort: abort.signal });
-    const positionsIn = (text: string) => [...text.matchAll(/^id: ([0-9a-f]{32})$/gm)].map((match) => match[1]!);
+    const positionsIn = (data: Uint8Array) => [...Buffer.from(data).toString('utf8').matchAll(/^id: ([0-9a-f]{32})$/gm)].map((match) => match[1]!);
     const fast: string[] = [];
     const fastStream = follow();
     const fastReading = (async () => {
-      for await (const chunk of fastStream) if (chunk.kind === 'events') fast.push(...positionsIn(chunk.text));
+      for await (const chunk of fastStream) if (chunk.kind === 'events') fast.push(...positionsIn(chunk.data));
     })();
     const slowStream = follow();
     try {
@@ -136,7 +136,7 @@ describe('shared live streams', () => {
       await waitFor(() => broadcast.stats().members === 2, 10_000, 'both subscribers to join');
       const first = await post(0);
       const taken = await taking;
-      const slow = positionsIn(taken.value && taken.value.kind === 'events' ? taken.value.text : '');
+      const slow = positionsIn(taken.value && taken.value.kind === 'events' ? taken.value.data : new Uint8Array());
       expect(slow).toEqual([first]);
       const rest: string[] = [];
       for (let index = 1; index <= 60; index++) rest.push(await post(index, 'x'.repeat(300)));
@@ -146,7 +146,7 @@ describe('shared live streams', () => {
       while (slow.length < all.length) {
         const { value, done } = await slowStream.next();
         if (done) break;
-        if (value.kind === 'events') slow.push(...positionsIn(value.text));
+        if (value.kind === 'events') slow.push(...positionsIn(value.data));
       }
       expect(fast).toEqual(all);
       expect(slow).toEqual(all);

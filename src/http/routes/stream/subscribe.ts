@@ -69,7 +69,7 @@ export function registerStream(app: ApiApp) {
             heartbeatMs: deps.heartbeatMs,
             abort: abort.signal,
           });
-          for await (const chunk of chunks) await stream.write(chunk.kind === 'events' ? chunk.text : ': heartbeat\n\n');
+          for await (const chunk of chunks) await stream.write(chunk.kind === 'events' ? chunk.data : ': heartbeat\n\n');
         } finally {
           release();
         }
