@@ -81,7 +81,9 @@ async function limiterCost(
   peak: number,
   offUrl: string,
   load: (url: string) => Promise<autocannon.Result>,
-): Promise<{ results: { limit_per_s: number; off_per_s: number; on_per_s: number; ratio: number } }> {
+): Promise<{
+  results: { limit_per_s: number; off_per_s: number; on_per_s: number; ratio: number; rounds: Array<{ off: number; on: number }> };
+}> {
   const limit = Math.max(1000, Math.round(peak * 2));
   const limited = await startServer(databaseUrl, {
     LOG_LEVEL: 'info',
@@ -107,6 +109,7 @@ async function limiterCost(
         off_per_s: median(rounds.map((round) => round.off)),
         on_per_s: median(rounds.map((round) => round.on)),
         ratio: +median(rounds.map((round) => round.on / round.off)).toFixed(3),
+        rounds,
       },
     };
   } finally {

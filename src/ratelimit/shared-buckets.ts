@@ -6,8 +6,9 @@
  * record) and spends them locally. Leased tokens left the shared bucket, so
  * the processes together never serve more than the bucket allows; a lease
  * is at most a twentieth of a second of the rate (and a quarter of the
- * burst), and what a process leased but did not spend lapses after a
- * second, so no process saves up an old allowance. An empty bucket is
+ * burst), the next goes out while half of the last is left (so requests do
+ * not wait for it), and what a process leased but did not spend lapses a
+ * second after its last lease, so no process saves up an old allowance. An empty bucket is
  * remembered until it refills, so a client over its limit costs the
  * database one statement per token, not one per request.
  */
@@ -40,6 +41,8 @@ interface Lease {
   deniedUntil: number;
   /** A lease under way, which concurrent requests wait for rather than lease again. */
   pending: Promise<void> | undefined;
+  /** The last lease failed. */
+  failed: boolean;
 }
 
 const LEASE_SECONDS_OF_RATE = 0.05;
@@ -73,16 +76,34 @@ export function createSharedBuckets(deps: { sql: Sql; onError?: (error: unknown)
         updated_at = greatest(b.updated_at, now())
       returning granted, tokens`;
     const now = Date.now();
-    state.held = row!.granted;
+    // A lease tops up what is held; what lapsed is gone.
+    state.held = (now < state.expiresAt ? state.held : 0) + row!.granted;
     state.expiresAt = now + LEASE_TTL_MS;
     state.shared = row!.tokens;
     state.leasedAt = now;
     state.deniedUntil = row!.granted > 0 ? 0 : now + secondsUntil(1, row!.tokens, policy) * 1000;
   };
 
-  const spend = (state: Lease, policy: BucketPolicy, now: number): BucketVerdict | undefined => {
+  /** Starts a lease unless one is under way; it never rejects (a failure is reported and marked). */
+  const startLease = (id: string, policy: BucketPolicy, state: Lease): Promise<void> =>
+    (state.pending ??= lease(id, policy, state).then(
+      () => {
+        state.pending = undefined;
+        state.failed = false;
+      },
+      (error) => {
+        state.pending = undefined;
+        state.failed = true;
+        deps.onError?.(error);
+      },
+    ));
+
+  const spend = (id: string, policy: BucketPolicy, state: Lease, now: number): BucketVerdict | undefined => {
     if (state.held >= 1 && now < state.expiresAt) {
       state.held -= 1;
+      // The next lease goes out while half of this one is left, so requests
+      // do not wait for it while the bucket has tokens.
+      if (state.held < leaseSize(policy) / 2 && !state.pending) void startLease(id, policy, state);
       const refilled = ((now - state.leasedAt) / 1000) * policy.ratePerS;
       return { allowed: true, remaining: Math.floor(Math.min(policy.burst, state.held + state.shared + refilled)), retryAfterS: 0 };
     }
@@ -92,21 +113,12 @@ export function createSharedBuckets(deps: { sql: Sql; onError?: (error: unknown)
 
   const takeLeased = async (id: string, policy: BucketPolicy, state: Lease): Promise<BucketVerdict> => {
     for (;;) {
-      const verdict = spend(state, policy, Date.now());
+      await startLease(id, policy, state);
+      const verdict = spend(id, policy, state, Date.now());
       if (verdict) return verdict;
-      if (!state.pending) {
-        state.pending = lease(id, policy, state).finally(() => {
-          state.pending = undefined;
-        });
-      }
-      try {
-        await state.pending;
-      } catch (error) {
-        // The limiter must not turn a database hiccup into refusals of its
-        // own: this request passes, the next one leases again.
-        deps.onError?.(error);
-        return { allowed: true, remaining: 0, retryAfterS: 0 };
-      }
+      // The limiter must not turn a database hiccup into refusals of its
+      // own: this request passes, the next one leases again.
+      if (state.failed) return { allowed: true, remaining: 0, retryAfterS: 0 };
     }
   };
 
@@ -115,10 +127,10 @@ export function createSharedBuckets(deps: { sql: Sql; onError?: (error: unknown)
       let state = leases.get(id);
       if (!state) {
         if (leases.size >= MAX_TRACKED) leases.clear();
-        state = { held: 0, expiresAt: 0, shared: policy.burst, leasedAt: now, deniedUntil: 0, pending: undefined };
+        state = { held: 0, expiresAt: 0, shared: policy.burst, leasedAt: now, deniedUntil: 0, pending: undefined, failed: false };
         leases.set(id, state);
       }
-      return (!state.pending && spend(state, policy, now)) || takeLeased(id, policy, state);
+      return spend(id, policy, state, now) ?? takeLeased(id, policy, state);
     },
   };
 }
