@@ -2,6 +2,7 @@
  * `npm run bench -- <scenario>`: benchmarks that print their figures and a
  * ratio against a baseline measured in the same run. Not tests.
  */
+import { runEdgeBench } from './bench/edge.ts';
 import { runExecutorsBench } from './bench/executors.ts';
 import { runFanoutBench } from './bench/fanout.ts';
 import { runIngestBench } from './bench/ingest.ts';
@@ -14,6 +15,7 @@ const scenarios: Record<string, () => Promise<void>> = {
   executors: runExecutorsBench,
   policy: runPolicyBench,
   stream: runStreamBench,
+  edge: runEdgeBench,
 };
 
 const name = process.argv[2] ?? 'ingest';

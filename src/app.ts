@@ -174,8 +174,10 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     tenantMigrations,
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
     maxBatchBytes: config.SIGNALBUS_MAX_BATCH_BYTES,
+    maxBodyValues: config.SIGNALBUS_MAX_BODY_VALUES,
+    maxPageBytes: config.SIGNALBUS_MAX_PAGE_BYTES,
     heartbeatMs: config.SIGNALBUS_SSE_HEARTBEAT_SECONDS * 1000,
-    streams: createLogBroadcast({ sql, notifier }),
+    streams: createLogBroadcast({ sql, notifier }, { maxPageBytes: config.SIGNALBUS_MAX_PAGE_BYTES }),
     streamSlots: createStreamSlots({
       perKey: config.SIGNALBUS_SSE_MAX_STREAMS_PER_KEY,
       perOrg: config.SIGNALBUS_SSE_MAX_STREAMS_PER_ORG,

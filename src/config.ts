@@ -62,8 +62,21 @@ export const Config = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Largest accepted signal payload, canonical JSON bytes. */
   SIGNALBUS_MAX_PAYLOAD_BYTES: z.coerce.number().int().positive().default(256 * 1024),
-  /** Largest accepted request body for a batch emit. */
-  SIGNALBUS_MAX_BATCH_BYTES: z.coerce.number().int().positive().default(32 * 1024 * 1024),
+  /**
+   * Largest accepted request body for a batch emit: 1,000 signals of about
+   * 2 KiB each. Larger payloads go one per request (or in smaller batches).
+   */
+  SIGNALBUS_MAX_BATCH_BYTES: z.coerce.number().int().min(1024).default(2 * 1024 * 1024),
+  /**
+   * Most values (array elements, object members, containers) one request body
+   * may hold, counted before it is parsed; bounds what a parse can build.
+   */
+  SIGNALBUS_MAX_BODY_VALUES: z.coerce.number().int().min(1000).default(250_000),
+  /**
+   * Byte budget of one page of signals (list, stream): a page ends early,
+   * with its cursor, before the signal that would pass it; never empty.
+   */
+  SIGNALBUS_MAX_PAGE_BYTES: z.coerce.number().int().min(64 * 1024).default(2 * 1024 * 1024),
   /** Connections in the application pool; keep small, see ARCHITECTURE.md (Scale). */
   SIGNALBUS_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   /** Connections for appends outside a caller's transaction (group commit, pipelined). */

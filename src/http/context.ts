@@ -50,6 +50,10 @@ export interface HttpDeps {
   tenantMigrations: TenantMigration[];
   maxPayloadBytes: number;
   maxBatchBytes: number;
+  /** Values one request body may hold (see `limitBody`). */
+  maxBodyValues: number;
+  /** Byte budget of a signals page (list and stream reads). */
+  maxPageBytes: number;
   heartbeatMs: number;
   /** Live streams: one shared tail per org. */
   streams: LogBroadcast;

@@ -18,7 +18,7 @@ import type { Sql } from '../db/client.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { decodeCursor, encodeCursor, toSignal, type Cursor, type SignalRow, type TypeFilter } from './model.ts';
-import { currentHorizon, hasSignalsAfter, readSignalsAfter } from './read.ts';
+import { currentHorizon, hasSignalsAfter, readSignalPage } from './read.ts';
 
 /**
  * What a follower writes: server-sent event frames as UTF-8, or a heartbeat
@@ -52,6 +52,8 @@ export interface LogBroadcast {
 export interface BroadcastOptions {
   /** Rows per read, the hub's and a catch-up's. */
   pageSize?: number;
+  /** Byte budget of one read, as for list pages (`readSignalPage`). */
+  maxPageBytes?: number;
   /** Event bytes a member may have waiting to be written before it is dropped from the hub. */
   queueBytes?: number;
 }
@@ -106,7 +108,7 @@ export function typeMatcher({ exact, prefixes }: TypeFilter): (type: string) => 
 
 export function createLogBroadcast(
   deps: { sql: Sql; notifier: Pick<LogNotifier, 'subscribe'> },
-  { pageSize = 500, queueBytes = 4 * 1024 * 1024 }: BroadcastOptions = {},
+  { pageSize = 500, maxPageBytes = 2 * 1024 * 1024, queueBytes = 4 * 1024 * 1024 }: BroadcastOptions = {},
 ): LogBroadcast {
   const hubs = new Map<string, Hub>();
   let dropped = 0;
@@ -168,11 +170,11 @@ export function createLogBroadcast(
       try {
         while (!hub.stopped) {
           woken = false;
-          const rows = await readSignalsAfter(deps.sql, hub.tenant, decodeCursor(hub.head), pageSize);
+          const { rows, more } = await readSignalPage(deps.sql, hub.tenant, decodeCursor(hub.head), { limit: pageSize, maxBytes: maxPageBytes });
           if (hub.stopped) break;
           if (rows.length > 0) {
             publish(hub, rows);
-            if (rows.length === pageSize) continue;
+            if (more) continue;
           }
           // Committed rows above the horizon wake nobody when the transaction
           // holding it back ends: look again shortly (see `hasSignalsAfter`).
@@ -268,13 +270,14 @@ export function createLogBroadcast(
         if (hub.stopped) throw hub.failure ?? new Error('the stream closed');
         if (member.position < hub.head) {
           const head = hub.head;
-          const rows = await readSignalsAfter(deps.sql, tenant, decodeCursor(member.position), pageSize, {
-            ...(types ? { types } : {}),
-            until: decodeCursor(head),
+          const { rows, more } = await readSignalPage(deps.sql, tenant, decodeCursor(member.position), {
+            limit: pageSize,
+            maxBytes: maxPageBytes,
+            filter: { ...(types ? { types } : {}), until: decodeCursor(head) },
           });
           const text = framesFor(member, rows.map((row) => ({ position: row.position, type: row.type, frame: frameOf(row) })));
-          // A short page read everything up to the head as it was.
-          member.position = rows.length === pageSize ? rows[rows.length - 1]!.position : head;
+          // A page that was not cut (by count or bytes) read everything up to the head as it was.
+          member.position = more ? rows[rows.length - 1]!.position : head;
           if (member.past && member.position >= member.past.pastEnds) member.past = undefined;
           if (text.length > 0) {
             lastOutput = Date.now();

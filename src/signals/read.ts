@@ -37,6 +37,65 @@ export async function readSignalsAfter(
 }
 
 /**
+ * What a page adds to a response besides its payloads' JSON: ids, type,
+ * subject, actor, keys and timestamps are short (their inputs are capped).
+ */
+const ROW_ENVELOPE_BYTES = 512;
+
+export interface SignalPageRows {
+  rows: SignalRow[];
+  /** More signals match past this page: it was cut by `limit` or by `maxBytes`. */
+  more: boolean;
+}
+
+/**
+ * Reads up to `limit` signals after `cursor`, stopping before the one that
+ * would take the page's JSON past `maxBytes` — but always at least one. The
+ * running sum of payload sizes is taken in PostgreSQL by walking the log one
+ * position at a time, so the walk ends at the budget: rows past it are
+ * neither sent here nor even read (detoasting and printing a large payload
+ * is the expensive part). Only the rows kept are then read whole.
+ */
+export async function readSignalPage(
+  db: Queryable,
+  tenant: Tenant,
+  cursor: Cursor,
+  { limit, maxBytes, filter = {} }: { limit: number; maxBytes: number; filter?: SignalFilter },
+): Promise<SignalPageRows> {
+  const table = db(`${tenant.schema}.signals`);
+  const size = (alias: string) => db.unsafe(`octet_length(${alias}.payload::text) + ${ROW_ENVELOPE_BYTES}`);
+  // The walk goes on while it keeps rows, so it takes one step past the page
+  // (by count or by bytes): that step says whether more follow.
+  const rows = await db<(SignalRow & { walked: number })[]>`
+    with recursive walk (tx_id, seq, n, upto) as (
+      (select tx_id, seq, 1, ${size('origin')}
+         from ${table} origin
+        where (tx_id, seq) > (${cursor.txId}::xid8, ${cursor.seq}::bigint)
+          and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+          ${matching(db, filter)}
+        order by tx_id, seq
+        limit 1)
+      union all
+      (select step.tx_id, step.seq, walk.n + 1, walk.upto + ${size('step')}
+         from walk
+        cross join lateral (
+          select tx_id, seq, payload
+            from ${table} candidate
+           where (candidate.tx_id, candidate.seq) > (walk.tx_id, walk.seq)
+             and candidate.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             ${matching(db, filter)}
+           order by tx_id, seq
+           limit 1) step
+        where walk.n <= ${limit} and (walk.upto <= ${maxBytes} or walk.n = 1))
+    )
+    select ${db.unsafe(SIGNAL_COLUMNS)}, (select count(*)::int from walk) as walked
+      from walk join ${table} signal using (tx_id, seq)
+     where walk.n <= ${limit} and (walk.upto <= ${maxBytes} or walk.n = 1)
+     order by tx_id, seq`;
+  return { rows, more: rows.length > 0 && rows[0]!.walked > rows.length };
+}
+
+/**
  * True when committed signals matching `filter` lie after `position` — after
  * a short page, those are rows held above the horizon. A tail looks again
  * shortly when this holds, since the transaction holding the horizon back
@@ -107,20 +166,20 @@ export interface SignalListPage {
   has_more: boolean;
 }
 
+/** A page of at most `limit` signals whose JSON stays within `maxBytes` (or one signal, when that alone is larger). */
 export async function listSignals(
   db: Queryable,
   tenant: Tenant,
-  { after, limit, filter }: { after?: Cursor; limit: number; filter?: SignalFilter },
+  { after, limit, maxBytes, filter }: { after?: Cursor; limit: number; maxBytes: number; filter?: SignalFilter },
 ): Promise<SignalListPage> {
-  const page = await readSignalsAfter(db, tenant, after ?? BEGINNING, limit + 1, filter);
-  const rows = page.slice(0, limit);
+  const { rows, more } = await readSignalPage(db, tenant, after ?? BEGINNING, { limit, maxBytes, ...(filter ? { filter } : {}) });
   const last = rows[rows.length - 1];
   return {
     data: rows.map(toSignal),
     // The cursor to continue from, also at the end of the stream: a tailing
     // client keeps polling with it and sees nothing twice.
     next_cursor: last ? last.position : after && after !== BEGINNING ? encodeCursor(after) : null,
-    has_more: page.length > limit,
+    has_more: more,
   };
 }
 

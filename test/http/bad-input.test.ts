@@ -22,6 +22,7 @@ import { ERROR_STATUS, type ErrorCode } from '../../src/core/errors.ts';
 import { newId, type IdKind } from '../../src/core/ids.ts';
 import { decideDirective } from '../../src/directives/transitions.ts';
 import { retryExecution } from '../../src/handlers/retry-execution.ts';
+import { MAX_BODY_DEPTH } from '../../src/http/body.ts';
 import { compileCondition } from '../../src/policy/cel.ts';
 import { Effect, KIND_GLOB_PATTERN } from '../../src/policy/model.ts';
 import { EmitSignalInput, isReservedType } from '../../src/signals/model.ts';
@@ -209,7 +210,8 @@ const WRONG_CONTENT_TYPES = [
 
 type Mutation =
   | { kind: 'json'; value: unknown }
-  | { kind: 'raw'; text: string }
+  /** Text sent as is; `allowed` when it is not simply malformed. */
+  | { kind: 'raw'; text: string; allowed?: readonly ErrorCode[] }
   | { kind: 'content-type'; contentType: string | undefined };
 
 /**
@@ -268,7 +270,7 @@ async function sendMutation(
     case 'raw':
       return {
         answer: await send(method, path, { key, text: mutation.text, headers: { 'content-type': 'application/json', ...headers } }),
-        allowed: ['invalid_json'],
+        allowed: mutation.allowed ?? ['invalid_json'],
       };
     case 'content-type':
       return {
@@ -298,8 +300,7 @@ const fixtures = {} as {
 };
 
 beforeAll(async () => {
-  // Batches may be big, but the bodies here only need to be bigger than every limit.
-  t = await createTestApp({ handlers: [alwaysFails], env: { SIGNALBUS_MAX_BATCH_BYTES: String(5 * 1024 * 1024) } });
+  t = await createTestApp({ handlers: [alwaysFails] });
   org = await t.createOrg('bad');
   other = await t.createOrg('bad_other');
   const make = async (tenant: Tenant | null, role: 'admin' | 'viewer' | 'support') =>
@@ -448,7 +449,8 @@ describe('bad input on write routes writes nothing and answers a clean problem',
         fc.jsonValue({ maxDepth: 2 }),
         fc.tuple(fc.constantFrom('type', 'payload', 'subject', 'dedupe_key', 'occurred_at', 'schema_version'), spoiled).map(([field, value]) => ({ ...item, [field]: value })),
         fc.constantFrom('org.created', 'directive.approved').map((type) => ({ ...item, type })),
-        fc.constantFrom({ s: '\u0000' }, { nested: deeplyNested(300) }).map((payload) => ({ ...item, payload })),
+        // Deeper than a payload may nest, yet within the body's depth: refused item by item.
+        fc.constantFrom({ s: '\u0000' }, { nested: deeplyNested(MAX_STORED_DEPTH + 5) }).map((payload) => ({ ...item, payload })),
       )
       .map(asSent)
       .filter((value) => !emitWouldWrite(value));
@@ -457,6 +459,26 @@ describe('bad input on write routes writes nothing and answers a clean problem',
       .map((signals): Mutation => ({ kind: 'json', value: { signals } }));
     const oversizedEnvelope = fc.constant<Mutation>({ kind: 'json', value: { signals: Array.from({ length: 1001 }, () => ({})) } });
     const emptyEnvelope = fc.constant<Mutation>({ kind: 'json', value: { signals: [] } });
+    // Nesting and size, built as text: refused before the body is parsed.
+    const itemText = (payload: string) => `{"signals": [${JSON.stringify(item)}, {"type": "bad.batch.item", "payload": ${payload}}]}`;
+    const tooDeep = fc.integer({ min: MAX_BODY_DEPTH, max: 50_000 }).map(
+      (depth): Mutation => ({ kind: 'raw', text: itemText(`{"n": ${'['.repeat(depth)}${']'.repeat(depth)}}`), allowed: ['validation_failed'] }),
+    );
+    const unclosed = fc.integer({ min: 1, max: 200_000 }).map(
+      (depth): Mutation => ({ kind: 'raw', text: '['.repeat(depth), allowed: depth > MAX_BODY_DEPTH ? ['validation_failed'] : ['invalid_json'] }),
+    );
+    const maxBytes = t.app.deps.maxBatchBytes;
+    const overBytes = fc.integer({ min: 1, max: 64 * 1024 }).map(
+      (extra): Mutation => ({ kind: 'raw', text: itemText(`{"blob": "${'x'.repeat(maxBytes + extra)}"}`), allowed: ['payload_too_large'] }),
+    );
+    const maxValues = t.app.deps.maxBodyValues;
+    const overValues = fc.tuple(fc.integer({ min: 1, max: 5_000 }), fc.constantFrom('0', '[]', '{}', '""')).map(
+      ([extra, value]): Mutation => ({
+        kind: 'raw',
+        text: itemText(`{"many": [${Array.from({ length: maxValues + extra }, () => value).join(',')}]}`),
+        allowed: ['payload_too_large'],
+      }),
+    );
 
     await assertNothingWritten(
       fc.oneof(
@@ -464,6 +486,10 @@ describe('bad input on write routes writes nothing and answers a clean problem',
         { arbitrary: allInvalid, weight: 8 },
         { arbitrary: oversizedEnvelope, weight: 1 },
         { arbitrary: emptyEnvelope, weight: 1 },
+        { arbitrary: tooDeep, weight: 2 },
+        { arbitrary: unclosed, weight: 2 },
+        { arbitrary: overBytes, weight: 1 },
+        { arbitrary: overValues, weight: 1 },
       ),
       async (mutation) => {
         const { answer, allowed } = await sendMutation('POST', '/v1/orgs/bad/signals/batch', adminKey, valid, mutation);
@@ -490,7 +516,7 @@ describe('bad input on write routes writes nothing and answers a clean problem',
 // Every operation of the route table, with the schemas the app registered.
 
 const TABLE_RUNS = RUNS;
-/** Over every body limit: policies take 4 MiB, batches 5 MiB in this file (see beforeAll). */
+/** Over every body limit: policies take 4 MiB, batches 2 MiB. */
 const OVERSIZE_BYTES = 6 * 1024 * 1024;
 /** Deeper than a stored payload may nest (MAX_PAYLOAD_DEPTH in signals/model.ts is 128). */
 const MAX_STORED_DEPTH = 128;

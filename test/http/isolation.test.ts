@@ -407,7 +407,7 @@ describe('two tenants interleaved on one pooled connection', () => {
                 misplaced.push(`emit:${tenant.slug}:${i}`);
               }
             }),
-            listSignals(sql, tenant, { limit: 1000 }).then((page) => checkRead(tenant, page.data, `list:${tenant.slug}`)),
+            listSignals(sql, tenant, { limit: 1000, maxBytes: t.app.deps.maxPageBytes }).then((page) => checkRead(tenant, page.data, `list:${tenant.slug}`)),
             readSignalsAfter(sql, tenant, BEGINNING, 1000).then((rows) => checkRead(tenant, rows, `read:${tenant.slug}`)),
           );
         }
@@ -420,7 +420,7 @@ describe('two tenants interleaved on one pooled connection', () => {
       for (const tenant of tenants) {
         // Another file's open transaction may hold the horizon back a moment.
         const page = await waitFor(async () => {
-          const listed = await listSignals(sql, tenant, { limit: 1000 });
+          const listed = await listSignals(sql, tenant, { limit: 1000, maxBytes: t.app.deps.maxPageBytes });
           return listed.data.filter((signal) => signal.type.startsWith('interleaved.')).length >= rounds && listed;
         }, 10_000, 'every ping below the horizon');
         checkRead(tenant, page.data, `final:${tenant.slug}`);

@@ -20,11 +20,17 @@ afterAll(async () => {
   await t.close();
 });
 
-function post(path: string, body: string | Buffer[], headers: Record<string, string> = {}) {
+/** `headers` override the defaults; an undefined one is left out. */
+function post(path: string, body: string | Buffer[], headers: Record<string, string | undefined> = {}) {
   return new Promise<{ status: number; headers: Record<string, unknown>; body: any }>((resolve, reject) => {
     const request = httpRequest(
       `${server.url}${path}`,
-      { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers } },
+      {
+        method: 'POST',
+        headers: Object.fromEntries(
+          Object.entries({ authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers }).filter(([, value]) => value !== undefined),
+        ) as Record<string, string>,
+      },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk) => chunks.push(chunk));
@@ -73,6 +79,26 @@ describe('HTTP over a socket', () => {
     expect(streamed.body.code).toBe('payload_too_large');
     expect(streamed.headers['x-request-id']).toBe(streamed.body.request_id);
     expect(await signalCount()).toBe(before);
+  });
+
+  it('refuses a non-empty body that is not declared JSON with 415, even where the body is optional', async () => {
+    const before = await signalCount();
+    const reason = JSON.stringify({ reason: 'dropped silently before' });
+    for (const contentType of [undefined, 'text/plain']) {
+      // A directive route whose body is optional, and one whose body is required; sent with a length and chunked.
+      for (const [path, body] of [
+        ['/v1/orgs/sockets/directives/dir_00000000000000000000000000/reject', reason],
+        ['/v1/orgs/sockets/signals', [Buffer.from('{"type": "socket.sent", '), Buffer.from('"payload": {}}')]],
+      ] as const) {
+        const answer = await post(path, typeof body === 'string' ? body : [...body], { 'content-type': contentType });
+        expect(answer.status, `${path} with ${contentType}`).toBe(415);
+        expect(answer.body.code).toBe('unsupported_media_type');
+      }
+    }
+    expect(await signalCount()).toBe(before);
+    // No body at all still needs no content type.
+    const empty = await post('/v1/orgs/sockets/directives/dir_00000000000000000000000000/reject', '', { 'content-type': undefined });
+    expect(empty.status).toBe(404);
   });
 
   it('answers malformed JSON with 400 invalid_json', async () => {

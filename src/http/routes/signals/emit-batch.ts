@@ -27,7 +27,10 @@ export const emitBatchRoute = createRoute({
   operationId: 'emitSignalBatch',
   tags: ['Signals'],
   summary: 'Emit up to 1000 signals; created ones commit together',
-  description: 'Role: operator or above. Each item is created, deduplicated, a conflict or invalid, reported in input order; the created signals commit in one transaction.',
+  description:
+    'Role: operator or above. Each item is created, deduplicated, a conflict or invalid, reported in input order; the created signals commit in one transaction. ' +
+    'The body is limited to SIGNALBUS_MAX_BATCH_BYTES (default 2 MiB, about 2 KiB a signal for 1,000): send larger ' +
+    'payloads one per request or in smaller batches. Bodies nested deeper than 160 levels are refused whole (422).',
   middleware: [requireAccess('org:operate'), limitBody((deps) => deps.maxBatchBytes)] as const,
   request: { params: OrgParams, body: jsonBody(BatchInput) },
   responses: {

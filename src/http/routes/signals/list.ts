@@ -25,7 +25,7 @@ export const listSignalsRoute = createRoute({
   responses: {
     200: jsonResponse(
       z.object({ data: z.array(SignalSchema), next_cursor: z.string().nullable(), has_more: z.boolean() }),
-      'A page of signals',
+      'A page of signals: up to `limit`, ending early (with `has_more` and `next_cursor`) where the next signal would take the page past the byte budget',
     ),
     ...errorResponses(422),
   },
@@ -37,6 +37,7 @@ export function registerListSignals(app: ApiApp) {
     const page = await listSignals(c.get('deps').sql, tenantOf(c), {
       ...(query.after ? { after: decodeCursor(query.after) } : {}),
       limit: query.limit,
+      maxBytes: c.get('deps').maxPageBytes,
       filter: {
         ...(query.type ? { types: parseTypeFilter(query.type, 'type') } : {}),
         ...(query.subject !== undefined ? { subject: query.subject } : {}),
