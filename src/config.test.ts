@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from './config.ts';
+import { celLimitsOf, ConfigError, parseConfig } from './config.ts';
+import { DEFAULT_CEL_LIMITS } from './policy/cel-program.ts';
 
 /** Parses `env` expecting a ConfigError, and returns it. */
 function configError(env: Record<string, string | undefined>): ConfigError {
@@ -136,5 +137,22 @@ describe('parseConfig', () => {
     const error = configError({ DATABASE_URL: 'mysql://root:hunter2@localhost/app' });
     expect(error.message).toContain('DATABASE_URL');
     expect(error.message).not.toContain('hunter2');
+  });
+
+  it('reads the CEL limits, defaulting to those of the engine, and refuses values outside their bounds', () => {
+    expect(celLimitsOf(parseConfig({}))).toEqual(DEFAULT_CEL_LIMITS);
+    expect(celLimitsOf(parseConfig({ SIGNALBUS_CEL_MAX_LENGTH: '2000', SIGNALBUS_CEL_MAX_DEPTH: '16', SIGNALBUS_CEL_MAX_COST: '50000', SIGNALBUS_CEL_TIMEOUT_MS: '20' }))).toEqual({
+      maxLength: 2000,
+      maxDepth: 16,
+      maxCost: 50_000,
+      timeoutMs: 20,
+    });
+    const error = configError({ SIGNALBUS_CEL_MAX_DEPTH: '1000', SIGNALBUS_CEL_TIMEOUT_MS: '0', SIGNALBUS_CEL_MAX_COST: 'lots', SIGNALBUS_CEL_MAX_LENGTH: '10' });
+    expect(error.issues.map((issue) => issue.split(':')[0]).sort()).toEqual([
+      'SIGNALBUS_CEL_MAX_COST',
+      'SIGNALBUS_CEL_MAX_DEPTH',
+      'SIGNALBUS_CEL_MAX_LENGTH',
+      'SIGNALBUS_CEL_TIMEOUT_MS',
+    ]);
   });
 });
