@@ -48,6 +48,9 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
     // carries it, and problem responses add it themselves. Setting it on a
     // finished response would make the server materialise its headers.
     c.header('x-request-id', requestId);
+    c.header('x-content-type-options', 'nosniff');
+    // API answers carry tenant data (and, at key creation, a secret): no cache keeps them.
+    if (c.req.path.startsWith('/v1/')) c.header('cache-control', 'no-store');
     const started = performance.now();
     await next();
     const status = c.res.status;

@@ -89,6 +89,11 @@ export function knownProblem(error: unknown): Problem | undefined {
 export function problemResponse(body: Problem, requestId?: string): Response {
   return new Response(JSON.stringify(requestId ? { ...body, request_id: requestId } : body), {
     status: body.status,
-    headers: { 'content-type': 'application/problem+json', ...(requestId ? { 'x-request-id': requestId } : {}) },
+    headers: {
+      'content-type': 'application/problem+json',
+      'x-content-type-options': 'nosniff',
+      'cache-control': 'no-store',
+      ...(requestId ? { 'x-request-id': requestId } : {}),
+    },
   });
 }

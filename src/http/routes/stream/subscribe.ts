@@ -54,7 +54,7 @@ export function registerStream(app: ApiApp) {
       // Without a cursor the stream starts at the present: rows committed
       // before we connected may sit above the horizon, but are the past.
       const present = resumeAfter ? undefined : await currentHorizon(deps.sql);
-      return streamSSE(c, async (stream) => {
+      const response = streamSSE(c, async (stream) => {
         stream.onAbort(() => {
           abort.abort();
           release();
@@ -77,6 +77,9 @@ export function registerStream(app: ApiApp) {
         // The client reconnects with its Last-Event-ID; the cause is ours to see.
         deps.logger.warn({ request_id: c.get('requestId'), err: error }, 'event stream ended by an error');
       });
+      // streamSSE sets `no-cache`; like every API answer, the stream is not to be stored.
+      response.headers.set('cache-control', 'no-store');
+      return response;
     } catch (error) {
       release();
       throw error;
