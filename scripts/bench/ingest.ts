@@ -71,37 +71,49 @@ async function httpLoad(options: autocannon.Options): Promise<autocannon.Result>
 const perSecond = (count: number, ms: number) => Math.round((count / ms) * 1000);
 
 /**
- * The rate limiter's cost: single emits through a second server with the
- * key and org limits on — at twice the measured peak, so nothing is refused
- * and what shows is the checking — in rounds alternating with the server
- * without limits.
+ * The rate limiter's cost: single emits through two fresh servers, one with
+ * the key and org limits on — at twice the measured peak, so nothing is
+ * refused and what shows is the checking — and one without, warmed alike,
+ * in rounds that alternate which goes first. (Against the server the main
+ * rounds warmed, a fresh one measured 15 % slower with no limiter at all.)
+ * BENCH_LIMITER_CONTROL=1 starts both without limits: the ratio then shows
+ * the noise between two identical processes.
  */
 async function limiterCost(
   databaseUrl: string,
   peak: number,
-  offUrl: string,
   load: (url: string) => Promise<autocannon.Result>,
 ): Promise<{
   results: { limit_per_s: number; off_per_s: number; on_per_s: number; ratio: number; rounds: Array<{ off: number; on: number }> };
 }> {
   const limit = Math.max(1000, Math.round(peak * 2));
-  const limited = await startServer(databaseUrl, {
-    LOG_LEVEL: 'info',
+  const limits = {
     SIGNALBUS_RATE_LIMIT_KEY_PER_S: String(limit),
     SIGNALBUS_RATE_LIMIT_KEY_BURST: String(limit),
     SIGNALBUS_RATE_LIMIT_ORG_PER_S: String(limit),
     SIGNALBUS_RATE_LIMIT_ORG_BURST: String(limit),
     SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: '1',
-  });
+  };
+  const control = process.env.BENCH_LIMITER_CONTROL === '1';
+  const off = await startServer(databaseUrl, { LOG_LEVEL: 'info' });
+  const on = await startServer(databaseUrl, { LOG_LEVEL: 'info', ...(control ? {} : limits) });
   try {
-    console.log('warming up the server with the rate limiter on…');
-    await load(limited.url);
+    console.log('warming up both servers for the rate limiter rounds…');
+    for (let i = 0; i < 2; i++) {
+      await load(off.url);
+      await load(on.url);
+    }
+    const rate = (result: autocannon.Result) => Math.round(result['2xx'] / result.duration);
     const rounds: Array<{ off: number; on: number }> = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      console.log(`limiter round ${round}/${ROUNDS}: single emits with the limiter off, then on…`);
-      const off = await load(offUrl);
-      const on = await load(limited.url);
-      rounds.push({ off: Math.round(off['2xx'] / off.duration), on: Math.round(on['2xx'] / on.duration) });
+      console.log(`limiter round ${round}/${ROUNDS}: single emits with the limiter off and on…`);
+      if (round % 2) {
+        const first = rate(await load(off.url));
+        rounds.push({ off: first, on: rate(await load(on.url)) });
+      } else {
+        const first = rate(await load(on.url));
+        rounds.push({ off: rate(await load(off.url)), on: first });
+      }
     }
     return {
       results: {
@@ -113,7 +125,7 @@ async function limiterCost(
       },
     };
   } finally {
-    await limited.stop();
+    await Promise.all([off.stop(), on.stop()]);
   }
 }
 
@@ -175,7 +187,7 @@ export async function runIngestBench(): Promise<void> {
 
     const singleEmits = (url: string) =>
       httpLoad({ url: `${url}/v1/orgs/bench/signals`, method: 'POST', headers, body: JSON.stringify(signalBody), connections: SINGLE_CONCURRENCY });
-    const limiter = await limiterCost(database.url, singleRate, server.url, singleEmits);
+    const limiter = await limiterCost(database.url, singleRate, singleEmits);
 
     const halfRate = Math.max(1, Math.round(singleRate / 2));
     console.log(`single emit latency at ${halfRate}/s (half the peak)…`);
