@@ -37,6 +37,7 @@ import { createTenantDirectory } from './tenancy/directory.ts';
 import { loadTenantMigrations } from './tenancy/tenant-migrations.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { createMetrics, oldestJobAgeQuery } from './telemetry/metrics.ts';
+import { RESERVED_TYPE_PREFIXES } from './signals/model.ts';
 import { createTracing } from './telemetry/tracing.ts';
 
 export interface AppOptions {
@@ -89,7 +90,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
         })
       : undefined;
   const tracer = tracing?.tracer;
-  const metrics = createMetrics({ collectOldestJobAgeSeconds: () => oldestJobAgeQuery(sql) });
+  const metrics = createMetrics({
+    collectOldestJobAgeSeconds: () => oldestJobAgeQuery(sql),
+    tenantLabels: config.SIGNALBUS_METRICS_TENANT_LABELS,
+    systemFamilies: RESERVED_TYPE_PREFIXES,
+  });
 
   const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection, circuitsProjection]);
   const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });

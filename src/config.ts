@@ -59,6 +59,8 @@ export const Config = z.object({
   SIGNALBUS_GOOGLE_OAUTH_BASE: httpUrl.optional(),
   /** OTLP/HTTP collector for traces; without it (and outside tests) no spans are made. */
   OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+  /** Label signal counts in /metrics by every type family, tenants' own included (see telemetry/metrics.ts). */
+  SIGNALBUS_METRICS_TENANT_LABELS: booleanFlag.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Largest accepted signal payload, canonical JSON bytes. */
   SIGNALBUS_MAX_PAYLOAD_BYTES: z.coerce.number().int().positive().default(256 * 1024),

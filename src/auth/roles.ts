@@ -20,6 +20,8 @@ export const PERMISSIONS = {
   'org:admin': ['admin', 'platform_admin'],
   /** Replays (a later issue). */
   'org:replay': ['admin', 'support', 'platform_admin'],
+  /** Scrape `/metrics`: platform-wide figures, so platform keys only. */
+  'platform:observe': ['support', 'platform_admin'],
   /** Create organizations. */
   'platform:admin': ['platform_admin'],
   /** Any valid key: the package registry and similar shared reads. */

@@ -7,7 +7,7 @@ import { Scalar } from '@scalar/hono-api-reference';
 import { routePath } from 'hono/route';
 import { newId } from '../core/ids.ts';
 import { traceRequests } from '../telemetry/tracing.ts';
-import type { ApiEnv, HttpDeps } from './context.ts';
+import { requireAccess, type ApiEnv, type HttpDeps } from './context.ts';
 import { knownProblem, problem, problemResponse } from './problem.ts';
 import { registerOperations } from './routes/index.ts';
 
@@ -81,7 +81,8 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
     return c.json({ status: ready ? 'ready' : 'not_ready', ...detail }, ready ? 200 : 503);
   });
   const metrics = deps.metrics;
-  if (metrics) app.get('/metrics', async (c) => c.body(await metrics.render(), 200, { 'content-type': metrics.contentType }));
+  // Platform-wide figures: a platform key with the observe permission (docs/http.md).
+  if (metrics) app.get('/metrics', requireAccess('platform:observe'), async (c) => c.body(await metrics.render(), 200, { 'content-type': metrics.contentType }));
 
   registerOperations(app);
 

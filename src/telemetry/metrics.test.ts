@@ -3,7 +3,7 @@ import { createMetrics } from './metrics.ts';
 
 describe('metrics', () => {
   it('counts signals by type family and folds malformed or excess families into other', async () => {
-    const metrics = createMetrics({});
+    const metrics = createMetrics({ tenantLabels: true });
     metrics.signalsEmitted('stripe.charge.refunded');
     metrics.signalsEmitted('stripe.charge.created', 2);
     metrics.signalsEmitted('Weird Type');

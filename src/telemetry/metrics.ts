@@ -22,6 +22,14 @@ export interface Metrics {
 export interface MetricsOptions {
   /** Age of the oldest runnable job, read at scrape time; null when there is none. */
   collectOldestJobAgeSeconds?: () => Promise<number | null>;
+  /**
+   * Label signal counts with every type family. Off by default: families
+   * other than `systemFamilies` are chosen by tenants, and a scrape would
+   * show one tenant's vocabulary to whoever reads it; they count as `other`.
+   */
+  tenantLabels?: boolean;
+  /** Families the platform itself emits (`directive`, `execution`, …), labelled by name. */
+  systemFamilies?: readonly string[];
   /** Process metrics (CPU, memory, event loop); off by default to keep test scrapes small. */
   collectDefaults?: boolean;
 }
@@ -67,7 +75,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registers = [registry];
   if (options.collectDefaults) collectDefaultMetrics({ register: registry, prefix: 'signalbus_' });
 
-  const family = boundedLabel(200, FAMILY);
+  const anyFamily = boundedLabel(200, FAMILY);
+  const systemFamilies = new Set(options.systemFamilies ?? []);
+  const family = (value: string) => (options.tenantLabels || systemFamilies.has(value) ? anyFamily(value) : OTHER);
   const task = boundedLabel(100, NAME);
   const effect = boundedLabel(20, NAME);
   const handler = boundedLabel(500, NAME);

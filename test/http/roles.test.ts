@@ -29,6 +29,8 @@ const EXPECTED_GRANTS: Record<Permission, readonly Role[]> = {
   'org:admin': ['admin', 'platform_admin'],
   'org:replay': ['admin', 'support', 'platform_admin'],
   'platform:admin': ['platform_admin'],
+  /** GET /metrics: API.md's "a platform key". */
+  'platform:observe': ['support', 'platform_admin'],
   authenticated: ['viewer', 'operator', 'admin', 'support', 'platform_admin'],
 };
 
