@@ -2,6 +2,11 @@
  * signalbus workers as real child processes (test/support/worker-process.ts),
  * for tests that SIGKILL them. Every child is tracked by the leak guard and
  * keeps its last output lines for failure messages.
+ *
+ * Loading TypeScript and building the app takes a child seconds on a busy
+ * machine, and crash tests replace dozens of dead workers; so children are
+ * warmed ahead: a spare loads everything, then waits for a line on stdin
+ * before it starts its worker. Taking a spare costs only the worker's start.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -21,24 +26,57 @@ export interface WorkerChild {
 export interface WorkerChildren {
   spawn(): Promise<WorkerChild>;
   kill(worker: WorkerChild): Promise<void>;
-  /** Those still running. */
+  /** Those started and still running (warm spares not included). */
   alive(): WorkerChild[];
-  /** Every one spawned, dead ones too. */
+  /** Every one started, dead ones too. */
   spawned: WorkerChild[];
   /** The last lines of every worker, oldest first. */
   outputs(lines?: number): string;
+  /** Kills the started workers and the warm spares. */
   killAll(): Promise<void>;
 }
 
-export function workerChildren(env: Record<string, string>): WorkerChildren {
-  const children = new Set<WorkerChild>();
-  const spawned: WorkerChild[] = [];
+interface Warm {
+  worker: WorkerChild;
+  /** Resolves once the child has loaded and waits for its go. */
+  loaded: Promise<void>;
+}
 
-  async function spawnWorker(): Promise<WorkerChild> {
+function waitForLine(worker: WorkerChild, prefix: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const { child, output } = worker;
+    const timer = setTimeout(() => {
+      child.stdout!.off('data', check);
+      reject(new Error(`worker process ${child.pid} printed no "${prefix}" after ${WORKER_READY_MS} ms:\n${output.join('\n')}`));
+    }, WORKER_READY_MS);
+    function check() {
+      if (!output.some((line) => line.startsWith(prefix))) return;
+      child.stdout!.off('data', check);
+      clearTimeout(timer);
+      resolve();
+    }
+    child.stdout!.on('data', check);
+    check();
+    void worker.exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`worker process exited before "${prefix}":\n${output.join('\n')}`));
+    });
+  });
+}
+
+/** `spares`: how many children to keep loaded ahead of need. */
+export function workerChildren(env: Record<string, string>, options: { spares?: number } = {}): WorkerChildren {
+  const spares = options.spares ?? 2;
+  const started = new Set<WorkerChild>();
+  const warming: Warm[] = [];
+  const spawned: WorkerChild[] = [];
+  let closed = false;
+
+  function warm(): Warm {
     const child = spawn(process.execPath, ['--import', 'tsx', workerScript], {
       cwd: projectRoot,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn', ...env, WORKER_WAIT_FOR_GO: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
     const output: string[] = [];
     const keep = (chunk: Buffer) => {
@@ -47,36 +85,41 @@ export function workerChildren(env: Record<string, string>): WorkerChildren {
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
+    // A child killed while the parent writes its go must not fail the parent.
+    child.stdin!.on('error', () => {});
     const worker: WorkerChild = {
       child,
       pid: child.pid!,
       output,
       exited: new Promise((resolve) => child.once('exit', () => resolve())),
     };
-    children.add(worker);
-    spawned.push(worker);
     trackResource(worker, `worker process ${child.pid}`);
+    const entry: Warm = { worker, loaded: waitForLine(worker, 'worker loaded') };
+    entry.loaded.catch(() => {});
     void worker.exited.then(() => {
-      children.delete(worker);
+      started.delete(worker);
+      const index = warming.indexOf(entry);
+      if (index >= 0) warming.splice(index, 1);
       releaseResource(worker);
     });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`worker process ${child.pid} not ready after ${WORKER_READY_MS} ms:\n${output.join('\n')}`)),
-        WORKER_READY_MS,
-      );
-      const ready = () => {
-        if (!output.some((line) => line.startsWith('worker ready'))) return;
-        child.stdout!.off('data', ready);
-        clearTimeout(timer);
-        resolve();
-      };
-      child.stdout!.on('data', ready);
-      void worker.exited.then(() => {
-        clearTimeout(timer);
-        reject(new Error(`worker process exited before it was ready:\n${output.join('\n')}`));
-      });
-    });
+    return entry;
+  }
+
+  function topUp(): void {
+    while (!closed && warming.length < spares) warming.push(warm());
+  }
+
+  async function spawnWorker(): Promise<WorkerChild> {
+    closed = false;
+    topUp();
+    const entry = warming.shift() ?? warm();
+    topUp();
+    const { worker } = entry;
+    await entry.loaded;
+    started.add(worker);
+    spawned.push(worker);
+    worker.child.stdin!.write('go\n');
+    await waitForLine(worker, 'worker ready');
     return worker;
   }
 
@@ -88,11 +131,13 @@ export function workerChildren(env: Record<string, string>): WorkerChildren {
   return {
     spawn: spawnWorker,
     kill,
-    alive: () => [...children],
+    alive: () => [...started],
     spawned,
     outputs: (lines = 15) => spawned.map((worker) => `--- worker ${worker.pid}:\n${worker.output.slice(-lines).join('\n')}`).join('\n'),
     killAll: async () => {
-      await Promise.all([...children].map(kill));
+      closed = true;
+      const spare = warming.splice(0).map((entry) => entry.worker);
+      await Promise.all([...started, ...spare].map(kill));
     },
   };
 }

@@ -56,6 +56,15 @@ if (process.env.CRASH_AFTER_EXECUTE === '1') {
     });
   }
 }
+if (process.env.WORKER_WAIT_FOR_GO === '1') {
+  // Loaded and connected: the parent starts this spare's worker when it needs one.
+  process.stdout.write(`worker loaded ${process.pid}\n`);
+  await new Promise<void>((resolve) => {
+    process.stdin.once('data', () => resolve());
+    // The parent died before it needed this spare.
+    process.stdin.once('end', () => process.exit(0));
+  });
+}
 await startWorker(app, {
   databaseUrl,
   concurrency: Number(process.env.WORKER_CONCURRENCY ?? 4),
