@@ -88,7 +88,7 @@ const propose = async (kind: string, params: Record<string, unknown>) =>
  */
 async function runThroughCrashes(ids: string[]): Promise<{ deaths: number; directives: Directive[] }> {
   const before = workers.spawned.length;
-  const deadline = Date.now() + 150_000;
+  const deadline = Date.now() + 240_000;
   for (;;) {
     const rows = await Promise.all(ids.map((id) => getDirective(t.app.deps.sql, org, id)));
     if (rows.every((row) => row.status === 'succeeded' || row.status === 'failed')) {
@@ -121,7 +121,7 @@ describe('one effect per directive when the worker dies right after the provider
       expect(stripe.calls.filter((call) => call.idempotencyKey === directive.id && call.replayed).length, directive.id).toBeGreaterThanOrEqual(1);
     }
     expect(stripe.effects.filter((effect) => ids.includes(effect.idempotencyKey!))).toHaveLength(DIRECTIVES);
-  }, 180_000);
+  }, 270_000);
 
   it(`webhook.post: ${DIRECTIVES} kills, one effect per directive through the same webhook-id`, async () => {
     const ids: string[] = [];
@@ -137,7 +137,7 @@ describe('one effect per directive when the worker dies right after the provider
     }
     expect(new Set(sink.deliveries.map((delivery) => delivery.webhookId)).size).toBe(DIRECTIVES);
     expect(sink.calls.effects).toBe(DIRECTIVES);
-  }, 180_000);
+  }, 270_000);
 
   it(`gmail.send: ${DIRECTIVES} kills, one message per directive, found by its Message-ID instead of sent again`, async () => {
     const ids: string[] = [];
@@ -154,5 +154,5 @@ describe('one effect per directive when the worker dies right after the provider
       expect(gmail.sentCount(messageId), directive.id).toBe(1);
     }
     expect(gmail.effects.filter((effect) => effect.type === 'message.sent')).toHaveLength(DIRECTIVES);
-  }, 180_000);
+  }, 270_000);
 });
