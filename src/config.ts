@@ -59,6 +59,14 @@ export const Config = z.object({
   SIGNALBUS_GOOGLE_OAUTH_BASE: httpUrl.optional(),
   /** OTLP/HTTP collector for traces; without it (and outside tests) no spans are made. */
   OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+  /** Time a client has to send its request headers (docs/http.md). */
+  SIGNALBUS_HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
+  /** Time a client has to send its whole request, body included. */
+  SIGNALBUS_HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  /** How long an idle keep-alive connection is kept open. */
+  SIGNALBUS_HTTP_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000),
+  /** Connections one process holds at once (event streams included); more are refused. */
+  SIGNALBUS_HTTP_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(10_000),
   /** Label signal counts in /metrics by every type family, tenants' own included (see telemetry/metrics.ts). */
   SIGNALBUS_METRICS_TENANT_LABELS: booleanFlag.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

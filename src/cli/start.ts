@@ -6,7 +6,8 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
+import { serverLimits, startHttpServer } from '../http/server.ts';
 import type { Logger } from 'pino';
 import { createApp, type SignalbusApp } from '../app.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
@@ -85,16 +86,13 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
   return 0;
 }
 
-function listen(app: SignalbusApp, config: Config, logger: Logger): Promise<{ server: ServerType; url: string }> {
-  return new Promise((resolve, reject) => {
-    const server = serve({ fetch: app.http.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
-      const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
-      const url = `http://${host}:${info.port}`;
-      logger.info({ url }, 'listening');
-      resolve({ server, url });
-    });
-    server.once('error', reject);
-  });
+async function listen(app: SignalbusApp, config: Config, logger: Logger): Promise<{ server: ServerType; url: string }> {
+  const server = await startHttpServer(app.http.fetch, { hostname: config.HOST, port: config.PORT, limits: serverLimits(config) });
+  const address = server.address();
+  const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
+  const url = `http://${host}:${typeof address === 'object' && address ? address.port : config.PORT}`;
+  logger.info({ url }, 'listening');
+  return { server, url };
 }
 
 /**

@@ -8,7 +8,8 @@ import { generateMasterKeys } from '../../src/secrets/keys.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { startWorker, type WorkerOptions, type WorkerProcess } from '../../src/worker/runner.ts';
 import { Writable } from 'node:stream';
-import { serve, type ServerType } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
+import { serverLimits, startHttpServer } from '../../src/http/server.ts';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import postgres from 'postgres';
 import { inject } from 'vitest';
@@ -226,10 +227,8 @@ export async function createTestApp(
 }
 
 /** Serves the app on a loopback port, for clients that need a real socket (SSE, load). */
-export async function listen(app: SignalbusApp): Promise<{ url: string; server: ServerType; close(): Promise<void> }> {
-  const server = await new Promise<ServerType>((resolve) => {
-    const started = serve({ fetch: app.http.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(started));
-  });
+export async function listen(app: SignalbusApp, config: Config = parseConfig({})): Promise<{ url: string; server: ServerType; close(): Promise<void> }> {
+  const server = await startHttpServer(app.http.fetch, { hostname: '127.0.0.1', port: 0, limits: serverLimits(config) });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const handle = {
