@@ -28,6 +28,7 @@ import { deferJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { ExecuteResult } from '../executors/registry.ts';
 import { circuitGate, circuitKeyOf, circuitsNotClosed } from './circuit.ts';
+import { decideClaim } from './claim.ts';
 import { createGroupRunner, type GroupRunner } from '../core/group-runner.ts';
 import { credentialsFor, CredentialUnreadableError } from './credentials.ts';
 import type { ExecutionStarted } from '../executions/model.ts';
@@ -241,20 +242,10 @@ async function claimGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
       if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
       const executor = deps.executors.require(directive.kind);
       const executionId = executionIdOfDirective(directive.id);
-      let firstAttemptAt = startedAt;
-      let priorOutcomeUnknown = false;
-      if (directive.status === 'executing') {
-        const execution = executionById.get(executionId);
-        firstAttemptAt = execution?.started_at ?? startedAt;
-        priorOutcomeUnknown = !execution || (execution.status === 'running' && execution.attempts >= directive.attempts);
-        if (priorOutcomeUnknown && !executor.honorsIdempotencyKey && !executor.looksUpPriorEffect) {
-          return { kind: 'unrecoverable', directive, message: 'a worker stopped during execution and the provider cannot deduplicate a repeat; reconcile by hand' };
-        }
-        // Past the provider's memory of the key a repeat could take effect twice.
-        if (executor.idempotencyWindowMs !== undefined && startedAt.getTime() - firstAttemptAt.getTime() >= executor.idempotencyWindowMs) {
-          return { kind: 'unrecoverable', directive, message: "the provider's idempotency window has passed since the first attempt; reconcile by hand" };
-        }
-      }
+      const decision = decideClaim({ directive, execution: executionById.get(executionId), executor }, startedAt);
+      if (decision.kind === 'skip') return decision;
+      if (decision.kind === 'unrecoverable') return { ...decision, directive };
+      const { firstAttemptAt, priorOutcomeUnknown } = decision;
       const endpoint = endpoints.get(directive.id);
       if (endpoint) {
         const admission = circuits.admit({ endpoint, directiveId: directive.id, policy: executor.circuit!, now: startedAt });

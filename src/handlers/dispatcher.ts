@@ -15,18 +15,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.ts';
-import { addJobs, type JobSpec } from '../db/jobs.ts';
+import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { newId } from '../core/ids.ts';
-import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
-import type { SignalRow } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
+import { compare, planDispatch, stampOrdered, type PageRow, type Position } from './dispatch-plan.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
 import { ensureSubscriptions } from './subscriptions.ts';
 
-/** Ordered handlers' jobs spread over this many queues per (org, handler), by subject. */
-const ORDERED_LANES = 64;
 
 export interface DispatcherDeps {
   sql: Sql;
@@ -65,29 +62,6 @@ export interface DispatchResult {
   heldBack: boolean;
 }
 
-type Position = { tx: bigint; seq: bigint };
-const compare = (a: Position, b: Position) => (a.tx === b.tx ? (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0) : a.tx < b.tx ? -1 : 1);
-
-function lane(subject: string | null): number {
-  if (subject === null) return 0;
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < subject.length; i++) hash = Math.imul(hash ^ subject.charCodeAt(i), 0x01000193);
-  return (hash >>> 0) % ORDERED_LANES;
-}
-
-export function orderedQueueName(orgId: string, handler: string, subject: string | null): string {
-  return `sb:${orgId}:${handler}:${lane(subject)}`;
-}
-
-type PageRow = Pick<SignalRow, 'id' | 'type' | 'subject' | 'payload' | 'actor' | 'source' | 'correlation_id' | 'causation_id' | 'trace'> & {
-  tx_id: string;
-  seq: string;
-};
-
-/** An ISO timestamp with microseconds, which Date cannot carry. */
-function microsecondIso(us: bigint): string {
-  return new Date(Number(us / 1000n)).toISOString().replace('Z', `${(us % 1000n).toString().padStart(3, '0')}Z`);
-}
 
 const YIELD_EVERY_MS = 10;
 
@@ -123,58 +97,20 @@ export async function dispatchOnce(
        order by signals.tx_id, signals.seq
        limit ${pageSize}`;
 
-    const jobs: JobSpec[] = [];
-    // Each condition runs under its own CEL budget; a page of signals that
-    // each spend theirs would still hold the event loop, so let other work
-    // in between.
-    let slice = performance.now();
-    for (const signal of page) {
-      if (performance.now() - slice > YIELD_EVERY_MS) {
-        await new Promise((resolve) => setImmediate(resolve));
-        slice = performance.now();
-      }
-      const position = { tx: BigInt(signal.tx_id), seq: BigInt(signal.seq) };
-      for (const sub of subs) {
-        if (compare(position, sub.position) <= 0 || !sub.handler.matches(signal)) continue;
-        const payload: HandleSignalPayload = {
-          org_id: tenant.id,
-          handler: sub.handler.id,
-          signal_id: signal.id,
-          execution_id: newId('execution'),
-          attempt: 1,
-          traceparent: signal.trace,
-        };
-        jobs.push({
-          identifier: HANDLE_SIGNAL,
-          payload,
-          queue_name: sub.handler.ordered ? orderedQueueName(tenant.id, sub.handler.id, signal.subject) : null,
-        });
-      }
-    }
-    // graphile-worker takes a queue's next job by (priority, run_at) with no
-    // tie-break: jobs of one add_jobs call share run_at and would run in heap
-    // order. Ordered jobs get strictly increasing run_at instead, counted in
-    // microseconds from a clock read under the subscription locks; the previous
-    // pass spent more than a microsecond per job before committing, so its
-    // jobs stay ahead of this pass's.
-    const ordered = jobs.filter((job) => job.queue_name);
-    if (ordered.length > 0) {
+    const { jobs, advanced } = planDispatch({ orgId: tenant.id, page, subs, newExecutionId: () => newId('execution') });
+    // Ordered jobs get strictly increasing run_at from a clock read under the subscription locks (see stampOrdered).
+    if (jobs.some((job) => job.queue_name)) {
       const [clock] = await sql<{ us: string }[]>`select (extract(epoch from clock_timestamp()) * 1000000)::bigint::text as us`;
-      let us = BigInt(clock!.us);
-      for (const job of ordered) job.run_at = microsecondIso(us++);
+      stampOrdered(jobs, BigInt(clock!.us));
     }
     await addJobs(sql, jobs);
 
     const last = page[page.length - 1];
-    if (last) {
-      const end = { tx: BigInt(last.tx_id), seq: BigInt(last.seq) };
-      const advanced = subs.filter((sub) => compare(sub.position, end) < 0).map((sub) => sub.handler.id);
-      if (advanced.length > 0) {
-        await sql`
-          update ${sql(`${tenant.schema}.subscriptions`)}
-             set tx_id = ${last.tx_id}::xid8, seq = ${last.seq}::bigint, updated_at = now()
-           where handler = any(${advanced}::text[])`;
-      }
+    if (last && advanced.length > 0) {
+      await sql`
+        update ${sql(`${tenant.schema}.subscriptions`)}
+           set tx_id = ${last.tx_id}::xid8, seq = ${last.seq}::bigint, updated_at = now()
+         where handler = any(${advanced}::text[])`;
     }
     const full = page.length === pageSize;
     let heldBack = false;

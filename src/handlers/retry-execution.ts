@@ -12,7 +12,7 @@ import { findExecution, type Execution } from '../executions/read.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 import { emitSystem, type LifecycleContext } from '../signals/system.ts';
 import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
-import { orderedQueueName } from './dispatcher.ts';
+import { orderedQueueName } from './dispatch-plan.ts';
 import type { HandlerRegistry } from './registry.ts';
 
 /** Re-runs a failed execution as its next attempt. 409 unless it failed for good. */

@@ -12,7 +12,6 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Tracer } from '@opentelemetry/api';
-import { backoffMs } from '../core/backoff.ts';
 import { canonicalJson, sha256Hex } from '../core/canonical-json.ts';
 import { DomainError } from '../core/errors.ts';
 import type { Sql } from '../db/client.ts';
@@ -26,9 +25,10 @@ import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
-import { orderedQueueName } from './dispatcher.ts';
+import { orderedQueueName } from './dispatch-plan.ts';
 import type { ExecutionError, ExecutionFailed, ExecutionSucceeded } from '../executions/model.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
+import { planRetry } from './retry-plan.ts';
 
 
 export interface RuntimeDeps {
@@ -43,11 +43,6 @@ export interface RuntimeDeps {
   tracer?: Tracer;
 }
 
-const DEFAULT_MAX_ATTEMPTS = 5;
-const DEFAULT_RETRY_BASE_MS = 1000;
-const MAX_BACKOFF_MS = 5 * 60_000;
-/** An ordered handler holds its lane while it waits; keep that wait short. */
-const MAX_IN_JOB_BACKOFF_MS = 30_000;
 const DEDUPE_KEY_LIMIT = 256;
 
 interface Outputs {
@@ -97,7 +92,6 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
   if (execution && (execution.status === 'succeeded' || (execution.status === 'failed' && execution.attempts >= job.attempt))) return;
 
   const handler = deps.handlers.get(job.handler);
-  const maxAttempts = handler?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
 
   for (let attempt = job.attempt; ; attempt++) {
     const startedAt = now();
@@ -114,11 +108,7 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
     } catch (error) {
       const finishedAt = now();
       const permanent = error instanceof PermanentFailure || error instanceof DomainError;
-      const final = permanent || attempt >= maxAttempts;
-      const delay = final
-        ? 0
-        : backoffMs(attempt, { baseMs: handler?.retryBaseMs ?? DEFAULT_RETRY_BASE_MS, maxMs: handler?.ordered ? MAX_IN_JOB_BACKOFF_MS : MAX_BACKOFF_MS });
-      const retryAt = final ? null : new Date(finishedAt.getTime() + delay);
+      const { final, delayMs: delay, retryAt, inJob } = planRetry({ attempt, permanent, finishedAt, handler });
       const failed: ExecutionFailed = {
         execution_id: job.execution_id,
         handler: job.handler,
@@ -132,7 +122,6 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
         final,
         retry_at: retryAt?.toISOString() ?? null,
       };
-      const inJob = !final && handler?.ordered === true;
       await withTransaction(deps.sql, undefined, async (tx) => {
         await emitSystem(deps.emit, ctx, tx, {
           type: 'execution.failed',
