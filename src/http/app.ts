@@ -3,12 +3,12 @@
  * errors, operations, and the unversioned operational routes.
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { Scalar } from '@scalar/hono-api-reference';
 import { routePath } from 'hono/route';
 import { newId } from '../core/ids.ts';
 import { traceRequests } from '../telemetry/tracing.ts';
 import { requireAccess, type ApiEnv, type HttpDeps } from './context.ts';
 import { knownProblem, problem, problemResponse } from './problem.ts';
+import { registerReferencePage } from './reference-page.ts';
 import { registerOperations } from './routes/index.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -100,6 +100,6 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
     tags: TAGS,
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' });
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'signalbus API' }));
+  registerReferencePage(app);
   return app;
 }

@@ -42,10 +42,34 @@ describe('operational routes', () => {
     expect(emitBody.required).toEqual(expect.arrayContaining(['type', 'payload']));
   });
 
-  it('serves the interactive reference at /docs', async () => {
+  it('serves the interactive reference at /docs from its own origin, under a CSP without inline scripts', async () => {
     const response = await t.request('GET', '/docs');
     expect(response.status).toBe(200);
-    expect(response.text).toContain('/openapi.json');
+    const csp = response.headers.get('content-security-policy')!;
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toMatch(/script-src[^;]*unsafe-inline/);
+    // Every script, style and icon the page loads is a path on this server, and each is served.
+    const loads = [...response.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1]!);
+    expect(loads.length).toBeGreaterThanOrEqual(3);
+    expect(response.text).not.toMatch(/<script>/);
+    for (const load of loads) {
+      expect(load, load).toMatch(/^\/docs\/assets\//);
+      const asset = await t.request('GET', load);
+      expect(asset.status, load).toBe(200);
+    }
+    const initializer = await t.request('GET', '/docs/assets/reference.js');
+    expect(initializer.text).toContain("'/openapi.json'");
+    const bundle = await t.request('GET', '/docs/assets/swagger-ui-bundle.js');
+    expect(bundle.headers.get('content-type')).toContain('javascript');
+    expect(bundle.text.length).toBeGreaterThan(100_000);
+  });
+
+  it('serves nothing else from the reference package', async () => {
+    for (const name of ['package.json', 'index.html', '..%2F..%2Fpackage.json', 'swagger-ui-bundle.js.map']) {
+      const response = await t.request('GET', `/docs/assets/${name}`);
+      expect(response.status, name).toBe(404);
+    }
   });
 
   it('answers an unknown route with a 404 problem and a request id', async () => {
