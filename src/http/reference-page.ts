@@ -55,13 +55,14 @@ const ASSETS: Record<string, { file?: string; body?: string; type: string }> = {
   'reference.js': { body: INITIALIZER, type: 'text/javascript; charset=utf-8' },
 };
 
-const loaded = new Map<string, Promise<Uint8Array | string>>();
+const loaded = new Map<string, Promise<Uint8Array<ArrayBuffer> | string>>();
 
-function assetBody(name: string): Promise<Uint8Array | string> {
+function assetBody(name: string): Promise<Uint8Array<ArrayBuffer> | string> {
   let body = loaded.get(name);
   if (!body) {
     const asset = ASSETS[name]!;
-    body = asset.body !== undefined ? Promise.resolve(asset.body) : readFile(path.join(distDirectory, asset.file!));
+    // Copied once into a plain Uint8Array, the body type hono takes, rather than on every request.
+    body = asset.body !== undefined ? Promise.resolve(asset.body) : readFile(path.join(distDirectory, asset.file!)).then((file) => new Uint8Array(file));
     loaded.set(name, body);
   }
   return body;
@@ -78,7 +79,6 @@ export function registerReferencePage(app: Hono<any>): void {
     c.header('Content-Type', ASSETS[name]!.type);
     c.header('Cache-Control', 'public, max-age=3600');
     c.header('Content-Security-Policy', REFERENCE_CSP);
-    const body = await assetBody(name);
-    return c.body(typeof body === 'string' ? body : new Uint8Array(body));
+    return c.body(await assetBody(name));
   });
 }
