@@ -4,20 +4,14 @@
  * changes in that same transaction. Directives, executions, policy, secrets
  * and the worker all record their steps through it.
  */
-import type { Tenant } from '../core/tenant.ts';
 import { DomainError } from '../core/errors.ts';
 import type { Tx } from '../db/transaction.ts';
-import type { Actor } from './actor.ts';
+import type { VerbContext } from './verb-context.ts';
 import { emit, emitBatch, type EmitDeps } from './emit.ts';
 import type { SignalRow } from './model.ts';
 
-export interface LifecycleContext {
-  tenant: Tenant;
-  actor: Actor;
-  source: string;
-  traceparent?: string | null;
-  installationId?: string | null;
-}
+/** Being folded into `VerbContext`: the context lifecycle steps record themselves with. */
+export type LifecycleContext = VerbContext;
 
 /**
  * The payload of each bus-owned signal type, by type (Emmett's
