@@ -7,7 +7,7 @@ import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { createKeyAuthenticator } from './auth/authenticate.ts';
 import { celLimitsOf, type Config } from './config.ts';
-import { createSql } from './db/client.ts';
+import { createSql, type Sql } from './db/client.ts';
 import { shippedPublicMigrations, TENANT_MIGRATIONS_DIR } from './db/migrate.ts';
 import { createHttpApp } from './http/app.ts';
 import { createStreamSlots } from './http/stream-slots.ts';
@@ -58,7 +58,10 @@ export interface AppOptions {
   registryDir?: string;
 }
 
-export type AppDeps = HttpDeps;
+/** The HTTP app's deps and the pool: the CLI, tests and benchmarks reach the database through it; routes do not. */
+export interface AppDeps extends HttpDeps {
+  sql: Sql;
+}
 
 export interface SignalbusApp {
   deps: AppDeps;
@@ -141,6 +144,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   };
   const bus: Bus = {
     emit: emitDeps,
+    orgs: { ...emitDeps, tenantMigrations },
     directives,
     executors,
     handlers,

@@ -5,7 +5,7 @@
  * on rollback), which is where the log's wake-up belongs.
  */
 import type postgres from 'postgres';
-import type { Sql } from './client.ts';
+import type { Queryable, Sql } from './client.ts';
 
 export interface Tx {
   sql: postgres.TransactionSql;
@@ -95,4 +95,9 @@ export async function withTransaction<T>(sql: Sql, tx: Tx | undefined, fn: (tx: 
 export function quoteIdent(name: string): string {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`refusing to quote identifier ${JSON.stringify(name)}`);
   return `"${name}"`;
+}
+
+/** Where a read runs: in the caller's transaction when it has one, so it sees that transaction's writes. */
+export function readerOf(sql: Sql, tx: Tx | undefined): Queryable {
+  return tx ? tx.sql : sql;
 }

@@ -16,7 +16,8 @@ import { isoTimestamp, type SignalRow } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 import { type Directive } from './store.ts';
-import { emitSystem, type LifecycleContext, type SystemSignal } from '../signals/system.ts';
+import { emitSystem, type SystemSignal } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 
 export type CircuitState = 'closed' | 'open' | 'half_open';
 
@@ -223,7 +224,7 @@ export interface EndpointVerdict {
  * each whose endpoint answered (`healthy`) while it was not closed. The
  * circuits are read and locked in one statement, in id order.
  */
-export async function settleCircuits(emit: EmitDeps, ctx: LifecycleContext, tx: Tx, verdicts: EndpointVerdict[], now: Date): Promise<void> {
+export async function settleCircuits(emit: EmitDeps, ctx: VerbContext, tx: Tx, verdicts: EndpointVerdict[], now: Date): Promise<void> {
   if (verdicts.length === 0) return;
   const rows = await readCircuits(tx.sql, ctx.tenant, verdicts.map((verdict) => verdict.endpoint), { lock: true });
   const verdictOf = new Map(verdicts.map((verdict) => [verdict.endpoint, verdict]));

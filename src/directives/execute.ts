@@ -38,7 +38,8 @@ import type { Tenant } from '../core/tenant.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { executionIdOfDirective, recordOutcomes, type Outcome } from './outcomes.ts';
 import { DIRECTIVE_SELECT, type Directive } from './store.ts';
-import { emitSystem, type LifecycleContext, type SystemSignal } from '../signals/system.ts';
+import { emitSystem, type SystemSignal } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 
 
 export { executionIdOfDirective } from './outcomes.ts';
@@ -74,7 +75,7 @@ interface ExecuteRequestRef {
 interface Groups {
   starts: GroupRunner<ExecuteRequestRef, Start>;
   claims: GroupRunner<ExecuteRequestRef, Claim>;
-  outcomes: GroupRunner<{ ctx: LifecycleContext; outcome: Outcome }, void>;
+  outcomes: GroupRunner<{ ctx: VerbContext; outcome: Outcome }, void>;
 }
 const groupsByDeps = new WeakMap<DirectiveDeps, Groups>();
 
@@ -110,7 +111,7 @@ export async function executeDirective(
   callSlots: CallSlots = (work) => work(),
 ): Promise<void> {
   const { tenant, traceparent } = request;
-  const ctx: LifecycleContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
+  const ctx: VerbContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
   const groups = groupsOf(deps);
   const key = groupKey(tenant, traceparent);
   const start = await groups.starts.run(key, request);
@@ -214,7 +215,7 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
  */
 async function claimGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): Promise<Claim[]> {
   const { tenant, traceparent } = requests[0]!;
-  const ctx: LifecycleContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
+  const ctx: VerbContext = { tenant, actor: PLATFORM_ACTOR, source: 'system', traceparent };
   return withTransaction(deps.sql, undefined, async (tx) => {
     const ids = [...new Set(requests.map((request) => request.directiveId))];
     const locked = await tx.sql<Directive[]>`

@@ -7,7 +7,7 @@
  * too — its projection, its update verb, the guards' usage counts — so that
  * `src/policy` stays pure.
  */
-export { proposeDirective, simulateDirective, type ProposeContext, type ProposeResult } from './propose.ts';
+export { proposeDirective, simulateDirective, type ProposalCause, type ProposeResult } from './propose.ts';
 export { decideDirective, expireDirective, type DirectiveAction } from './transitions.ts';
 export { executeDirective, executionIdOfDirective } from './execute.ts';
 export { getDirective, listDirectives, type Directive } from './store.ts';

@@ -15,7 +15,8 @@ import { emitBatch } from '../signals/emit.ts';
 import { circuitKeyOf, settleCircuits, type CircuitOutcome, type EndpointVerdict } from './circuit.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { type Directive } from './store.ts';
-import { emitSystem, type LifecycleContext, type SystemSignal } from '../signals/system.ts';
+import { emitSystem, type SystemSignal } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 
 export const executionIdOfDirective = (directiveId: string) => `exe_${directiveId.slice(directiveId.indexOf('_') + 1)}`;
 const DEFAULT_MAX_ATTEMPTS = 5;
@@ -36,7 +37,7 @@ export interface Outcome {
  * (with a retry job where attempts remain), the executors' result signals,
  * and the verdict on each endpoint's circuit.
  */
-export async function recordOutcomes(deps: DirectiveDeps, ctx: LifecycleContext, outcomes: Outcome[]): Promise<void> {
+export async function recordOutcomes(deps: DirectiveDeps, ctx: VerbContext, outcomes: Outcome[]): Promise<void> {
   const finishedAt = nowOf(deps);
   await withTransaction(deps.sql, undefined, async (tx) => {
     const signals: SystemSignal[] = [];
@@ -139,7 +140,7 @@ function outcomeSignals(
  * from the directive, so a repeated recording adds nothing. Caused by the
  * directive's proposal, they carry its correlation.
  */
-async function recordResultSignals(deps: DirectiveDeps, ctx: LifecycleContext, tx: Tx, directive: Directive, signals: ResultSignal[]): Promise<string[]> {
+async function recordResultSignals(deps: DirectiveDeps, ctx: VerbContext, tx: Tx, directive: Directive, signals: ResultSignal[]): Promise<string[]> {
   if (signals.length === 0) return [];
   const results = await emitBatch(deps.emit, {
     ctx: { ...ctx, system: true, tx },

@@ -4,9 +4,10 @@
  * the composition root makes), and the update verb, which records
  * `policy.updated` for the policies projection to fold.
  */
-import type { Queryable } from '../db/client.ts';
-import { withTransaction } from '../db/transaction.ts';
-import { emitSystem, type LifecycleContext } from '../signals/system.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { readerOf, withTransaction } from '../db/transaction.ts';
+import { emitSystem } from '../signals/system.ts';
+import type { VerbCall } from '../signals/verb-context.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { compilePolicy, EMPTY_POLICY, type CompiledPolicy } from '../policy/compile.ts';
@@ -75,16 +76,21 @@ export async function getPolicy(db: Queryable, tenant: Tenant): Promise<PolicyVi
   return row ?? { version: 0, rules: [], guards: { rate_limits: [], budgets: [], lists: [] }, updated_at: null };
 }
 
+/** The org's current policy, read in the caller's transaction when it has one. */
+export function showPolicy(deps: { sql: Sql }, { ctx }: VerbCall<Record<string, never>>): Promise<PolicyView> {
+  return getPolicy(readerOf(deps.sql, ctx.tx), ctx.tenant);
+}
+
 /**
  * Replaces the org's policy: validated and compiled first (422 with CEL
  * positions), then recorded as `policy.updated` with the next version.
  */
 export async function updatePolicy(
   deps: EmitDeps,
-  { ctx, input }: { ctx: LifecycleContext; input: unknown },
+  { ctx, input }: VerbCall<unknown>,
 ): Promise<PolicyView> {
   const { document } = compilePolicy(input);
-  return withTransaction(deps.sql, undefined, async (tx) => {
+  return withTransaction(deps.sql, ctx.tx, async (tx) => {
     await lockPolicy(tx.sql, ctx.tenant);
     const current = await getPolicy(tx.sql, ctx.tenant);
     const version = current.version + 1;

@@ -17,12 +17,13 @@ import { EXPIRE_DIRECTIVE } from '../core/jobs.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { ProposeDirectiveInput, statusAfterDecision, type DirectiveProposed } from './model.ts';
 import { findDirective, type Directive } from './store.ts';
-import { emitSystem, type LifecycleContext } from '../signals/system.ts';
+import { emitSystem } from '../signals/system.ts';
+import type { VerbCall, VerbContext } from '../signals/verb-context.ts';
 
-export interface ProposeContext extends LifecycleContext {
-  tx?: Tx;
-  /** The signal whose handler proposes this; null for API proposals. */
-  cause?: { signalId: string; correlationId: string | null } | null;
+/** The signal whose handler proposes a directive; absent for API proposals. */
+export interface ProposalCause {
+  signalId: string;
+  correlationId: string | null;
 }
 
 function parseInput(deps: DirectiveDeps, input: unknown): ProposeDirectiveInput {
@@ -41,10 +42,11 @@ function parseInput(deps: DirectiveDeps, input: unknown): ProposeDirectiveInput 
 async function evaluate(
   deps: DirectiveDeps,
   tx: Tx,
-  ctx: ProposeContext,
+  ctx: VerbContext,
   input: ProposeDirectiveInput,
   idempotencyKey: string,
   policy: StoredPolicy,
+  cause?: ProposalCause | null,
 ) {
   const executor = deps.executors.require(input.kind);
   const estimated = executor.estimateCostUsd(input.kind, input.params);
@@ -55,7 +57,7 @@ async function evaluate(
       directive: {
         kind: input.kind,
         idempotency_key: idempotencyKey,
-        causation_id: ctx.cause?.signalId ?? null,
+        causation_id: cause?.signalId ?? null,
         installation_id: ctx.installationId ?? null,
         estimated_cost_usd: estimated,
         recipients: executor.recipients?.(input.kind, input.params) ?? [],
@@ -84,7 +86,7 @@ const idOnly = (id: string) => ({ id }) as Directive;
  */
 export async function proposeDirective(
   deps: DirectiveDeps,
-  { ctx, input, read = true }: { ctx: ProposeContext; input: unknown; read?: boolean },
+  { ctx, input, cause, read = true }: VerbCall<unknown> & { cause?: ProposalCause | null; read?: boolean },
 ): Promise<ProposeResult> {
   const proposal = parseInput(deps, input);
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
@@ -107,7 +109,7 @@ export async function proposeDirective(
     }
 
     const policy = deps.policies.compiled(ctx.tenant, state!.policy);
-    const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, idempotencyKey, policy);
+    const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, idempotencyKey, policy, cause);
     const now = nowOf(deps);
     const status = statusAfterDecision(decision);
     const ttl = decision.approval_ttl_seconds ?? deps.approvalTtlSeconds;
@@ -127,8 +129,8 @@ export async function proposeDirective(
       subject: `directive:${id}`,
       payload,
       dedupe_key: `directive.proposed:${id}`,
-      causation_id: ctx.cause?.signalId ?? null,
-      correlation_id: ctx.cause?.correlationId ?? null,
+      causation_id: cause?.signalId ?? null,
+      correlation_id: cause?.correlationId ?? null,
     });
     if (status === 'approved') deferJobs(tx, [executeJob(ctx.tenant.id, id, ctx.traceparent ?? null)]);
     if (expiresAt) {
@@ -152,7 +154,7 @@ export interface Simulation {
 /** The decision a proposal would get now. Rolls back: writes nothing, holds no lock afterwards. */
 export async function simulateDirective(
   deps: DirectiveDeps,
-  { ctx, input }: { ctx: ProposeContext; input: unknown },
+  { ctx, input }: VerbCall<unknown>,
 ): Promise<Simulation> {
   const proposal = parseInput(deps, input);
   let simulation: Simulation | undefined;

@@ -1,8 +1,10 @@
 /** Reading directives: one by id, or a page in proposal order. */
 import { notFound } from '../core/errors.ts';
-import type { Queryable } from '../db/client.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { readerOf } from '../db/transaction.ts';
 import { isoTimestamp } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
+import type { VerbCall } from '../signals/verb-context.ts';
 import type { DirectiveRow, DirectiveStatus } from './model.ts';
 
 export type Directive = DirectiveRow;
@@ -29,7 +31,7 @@ export async function getDirective(db: Queryable, tenant: Tenant, id: string): P
 export async function listDirectives(
   db: Queryable,
   tenant: Tenant,
-  { status, kind, after, limit }: { status?: DirectiveStatus; kind?: string; after?: string; limit: number },
+  { status, kind, after, limit }: DirectiveFilter,
 ): Promise<{ data: Directive[]; next_cursor: string | null }> {
   // Ids are time-sortable, so id order is proposal order.
   const rows = await db<Directive[]>`
@@ -41,4 +43,15 @@ export async function listDirectives(
      order by id limit ${limit + 1}`;
   const data = rows.slice(0, limit);
   return { data, next_cursor: rows.length > limit ? data[data.length - 1]!.id : null };
+}
+
+export type DirectiveFilter = { status?: DirectiveStatus; kind?: string; after?: string; limit: number };
+
+/** The read verbs: in the caller's transaction when it has one. */
+export function showDirective(deps: { sql: Sql }, { ctx, input }: VerbCall<{ id: string }>): Promise<Directive> {
+  return getDirective(readerOf(deps.sql, ctx.tx), ctx.tenant, input.id);
+}
+
+export function showDirectives(deps: { sql: Sql }, { ctx, input }: VerbCall<DirectiveFilter>): Promise<{ data: Directive[]; next_cursor: string | null }> {
+  return listDirectives(readerOf(deps.sql, ctx.tx), ctx.tenant, input);
 }

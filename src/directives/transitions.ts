@@ -8,11 +8,12 @@
  */
 import { DomainError, notFound } from '../core/errors.ts';
 import { deferJobs } from '../db/jobs.ts';
-import { withTransaction, type Tx } from '../db/transaction.ts';
+import { withTransaction } from '../db/transaction.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import type { DirectiveStatus } from './model.ts';
 import { findDirective, type Directive } from './store.ts';
-import { emitSystem, type LifecycleContext } from '../signals/system.ts';
+import { emitSystem } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 
 export type DirectiveAction = 'approve' | 'reject' | 'cancel';
 
@@ -27,7 +28,7 @@ const invalid = (directive: Directive, action: string, why?: string) =>
 
 export async function decideDirective(
   deps: DirectiveDeps,
-  { ctx, id, action, reason }: { ctx: LifecycleContext & { tx?: Tx }; id: string; action: DirectiveAction; reason?: string | null },
+  { ctx, id, action, reason }: { ctx: VerbContext; id: string; action: DirectiveAction; reason?: string | null },
 ): Promise<Directive> {
   const rule = RULES[action];
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
@@ -57,7 +58,7 @@ export async function decideDirective(
 }
 
 /** The expiry job: ends the wait when nobody decided in time; a no-op otherwise. */
-export async function expireDirective(deps: DirectiveDeps, { ctx, id }: { ctx: LifecycleContext; id: string }): Promise<boolean> {
+export async function expireDirective(deps: DirectiveDeps, { ctx, id }: { ctx: VerbContext; id: string }): Promise<boolean> {
   return withTransaction(deps.sql, undefined, async (tx) => {
     const directive = await findDirective(tx.sql, ctx.tenant, id, { lock: true });
     if (!directive || directive.status !== 'awaiting_approval') return false;

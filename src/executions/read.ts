@@ -1,8 +1,10 @@
 /** Reading executions: one by id, or a page in enqueue order. */
 import { notFound } from '../core/errors.ts';
-import type { Queryable } from '../db/client.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { readerOf } from '../db/transaction.ts';
 import { isoTimestamp } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
+import type { VerbCall } from '../signals/verb-context.ts';
 import type { ExecutionRow, ExecutionStatus } from './model.ts';
 
 export type Execution = ExecutionRow;
@@ -27,7 +29,7 @@ export async function getExecution(db: Queryable, tenant: Tenant, id: string): P
 export async function listExecutions(
   db: Queryable,
   tenant: Tenant,
-  { status, handler, signalId, after, limit }: { status?: ExecutionStatus; handler?: string; signalId?: string; after?: string; limit: number },
+  { status, handler, signalId, after, limit }: ExecutionFilter,
 ): Promise<{ data: Execution[]; next_cursor: string | null }> {
   const rows = await db<Execution[]>`
     select ${db.unsafe(EXECUTION_SELECT)} from ${db(`${tenant.schema}.executions`)}
@@ -39,4 +41,15 @@ export async function listExecutions(
      order by id limit ${limit + 1}`;
   const data = rows.slice(0, limit);
   return { data, next_cursor: rows.length > limit ? data[data.length - 1]!.id : null };
+}
+
+export type ExecutionFilter = { status?: ExecutionStatus; handler?: string; signalId?: string; after?: string; limit: number };
+
+/** The read verbs: in the caller's transaction when it has one. */
+export function showExecution(deps: { sql: Sql }, { ctx, input }: VerbCall<{ id: string }>): Promise<Execution> {
+  return getExecution(readerOf(deps.sql, ctx.tx), ctx.tenant, input.id);
+}
+
+export function showExecutions(deps: { sql: Sql }, { ctx, input }: VerbCall<ExecutionFilter>): Promise<{ data: Execution[]; next_cursor: string | null }> {
+  return listExecutions(readerOf(deps.sql, ctx.tx), ctx.tenant, input);
 }

@@ -10,7 +10,8 @@ import { withTransaction } from '../db/transaction.ts';
 import type { ExecutionRetryRequested } from '../executions/model.ts';
 import { findExecution, type Execution } from '../executions/read.ts';
 import type { EmitDeps } from '../signals/emit.ts';
-import { emitSystem, type LifecycleContext } from '../signals/system.ts';
+import { emitSystem } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
 import { orderedQueueName } from './dispatch-plan.ts';
 import type { HandlerRegistry } from './registry.ts';
@@ -18,7 +19,7 @@ import type { HandlerRegistry } from './registry.ts';
 /** Re-runs a failed execution as its next attempt. 409 unless it failed for good. */
 export async function retryExecution(
   bus: { emit: EmitDeps; handlers: HandlerRegistry },
-  { ctx, id, reason }: { ctx: LifecycleContext; id: string; reason?: string | null },
+  { ctx, id, reason }: { ctx: VerbContext; id: string; reason?: string | null },
 ): Promise<Execution> {
   return withTransaction(bus.emit.sql, undefined, async (tx) => {
     const execution = await findExecution(tx.sql, ctx.tenant, id, { lock: true });

@@ -19,7 +19,8 @@ import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { DirectiveDeps } from '../directives/deps.ts';
 import { proposeDirective } from '../directives/propose.ts';
-import { emitSystem, type LifecycleContext } from '../signals/system.ts';
+import { emitSystem } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
@@ -74,7 +75,7 @@ function errorOf(error: unknown): ExecutionError {
 
 export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tenant: Tenant; job: HandleSignalPayload }): Promise<void> {
   const now = () => (deps.now ? deps.now() : new Date());
-  const ctx: LifecycleContext = {
+  const ctx: VerbContext = {
     tenant,
     actor: { type: 'system', id: `handler:${job.handler}` },
     source: `handler:${job.handler}`,
@@ -161,7 +162,7 @@ async function collect(handler: RegisteredHandler, signal: SignalRow, attempt: n
 
 async function commitSuccess(
   deps: RuntimeDeps,
-  ctx: LifecycleContext,
+  ctx: VerbContext,
   run: { handler: RegisteredHandler; signal: SignalRow; job: HandleSignalPayload; attempt: number; startedAt: Date; finishedAt: Date; outputs: Outputs },
 ): Promise<void> {
   const { handler, signal, job, outputs } = run;
@@ -191,7 +192,8 @@ async function commitSuccess(
     for (const output of outputs.directives) {
       const { directive } = await proposeDirective(deps.directives, {
         read: false,
-        ctx: { ...ctx, tx, cause: { signalId: signal.id, correlationId: signal.correlation_id } },
+        ctx: { ...ctx, tx },
+        cause: { signalId: signal.id, correlationId: signal.correlation_id },
         input: { kind: output.kind, params: output.params, idempotency_key: derivedKey('', signal.id, handler.id, output.key) },
       });
       directiveIds.push(directive.id);

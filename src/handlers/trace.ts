@@ -4,7 +4,9 @@
  * on down the chain — bounded by the loop guard's depth, and by a node cap
  * so a wide fan-out cannot make one request unbounded.
  */
-import type { Queryable } from '../db/client.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { readerOf } from '../db/transaction.ts';
+import type { VerbCall } from '../signals/verb-context.ts';
 import { getDirective } from '../directives/store.ts';
 import { getSignal } from '../signals/read.ts';
 import type { Signal } from '../signals/model.ts';
@@ -63,4 +65,9 @@ export async function traceSignal(db: Queryable, tenant: Tenant, id: string, { m
   };
   const root = await visit(await getSignal(db, tenant, id), 0);
   return { root, truncated };
+}
+
+/** The trace verb behind `GET …/signals/{id}/trace`: in the caller's transaction when it has one. */
+export function showTrace(deps: { sql: Sql }, { ctx, input }: VerbCall<{ id: string }>): Promise<Trace> {
+  return traceSignal(readerOf(deps.sql, ctx.tx), ctx.tenant, input.id);
 }

@@ -14,7 +14,6 @@ import type { Logger } from 'pino';
 import type { KeyAuthenticator, Principal } from '../auth/authenticate.ts';
 import { roleHolds, type Permission } from '../auth/roles.ts';
 import { DomainError, forbidden, notFound } from '../core/errors.ts';
-import type { Sql } from '../db/client.ts';
 import type { Bus } from '../bus.ts';
 import type { VaultDeps } from '../secrets/vault.ts';
 import type { ProjectionRegistry } from '../projections/registry.ts';
@@ -31,11 +30,11 @@ import { problem, problemResponse } from './problem.ts';
 import { cleanTraceparent } from '../signals/model.ts';
 import { currentTraceparent } from '../telemetry/tracing.ts';
 import type { EmitContext, EmitDeps } from '../signals/emit.ts';
-import type { LifecycleContext } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 import type { PackageRegistry } from '../packages/registry.ts';
 
+/** What routes reach: verbs' deps and the edge's own parts, never a database connection. */
 export interface HttpDeps {
-  sql: Sql;
   logger: Logger;
   tenants: TenantDirectory;
   authenticator: KeyAuthenticator;
@@ -76,6 +75,7 @@ export interface ApiEnv {
     requestId: string;
     principal?: Principal;
     tenant?: Tenant;
+    verbContext?: VerbContext;
   };
 }
 
@@ -167,25 +167,31 @@ export function tenantOf(c: ApiContext): Tenant {
   return tenant;
 }
 
-/** The emit context of an API request: tenant and actor from the key, never from the body. */
-export function emitContextOf(c: ApiContext): EmitContext {
-  const idempotencyKey = c.req.header('idempotency-key');
-  return {
+/**
+ * The request's verb context: tenant and actor from the key, never from the
+ * body, the request id, and the request's span when tracing (else the
+ * caller's traceparent header as it came). Built once per request.
+ */
+export function verbContextOf(c: ApiContext): VerbContext {
+  const built = c.get('verbContext');
+  if (built) return built;
+  const ctx: VerbContext = {
     tenant: tenantOf(c),
     actor: principalOf(c).actor,
     source: 'api',
-    // The request's span when tracing, else the caller's header as it came.
     traceparent: (c.get('deps').tracer ? currentTraceparent() : null) ?? cleanTraceparent(c.req.header('traceparent')),
-    ...(idempotencyKey ? { idempotencyKey } : {}),
+    requestId: c.get('requestId'),
   };
+  c.set('verbContext', ctx);
+  return ctx;
 }
 
 /**
- * The context of a domain verb other than emit (directives, executions,
- * policies): tenant, actor and trace of the request. The request's
- * Idempotency-Key is left out — those verbs take their keys explicitly.
+ * The emit context of an API request: its verb context and its
+ * Idempotency-Key. Other verbs take their keys explicitly, so only emit reads it.
  */
-export function verbContextOf(c: ApiContext): LifecycleContext {
-  const { tenant, actor, source, traceparent } = emitContextOf(c);
-  return { tenant, actor, source, traceparent: traceparent ?? null };
+export function emitContextOf(c: ApiContext): EmitContext {
+  const idempotencyKey = c.req.header('idempotency-key');
+  const ctx = verbContextOf(c);
+  return idempotencyKey ? { ...ctx, idempotencyKey } : ctx;
 }

@@ -4,7 +4,7 @@
  * shows who changed which credential and when without holding it.
  */
 import { withTransaction, type Tx } from '../db/transaction.ts';
-import type { LifecycleContext } from '../signals/system.ts';
+import type { VerbContext } from '../signals/verb-context.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { deleteSecret, listSecrets, ORG_OWNER, putSecret, type SecretChanged, type SecretView, type VaultDeps } from './vault.ts';
 
@@ -13,7 +13,7 @@ export interface SecretVerbDeps {
   emit: EmitDeps;
 }
 
-async function audit(deps: SecretVerbDeps, ctx: LifecycleContext, tx: Tx, type: 'secret.updated' | 'secret.deleted', view: SecretView) {
+async function audit(deps: SecretVerbDeps, ctx: VerbContext, tx: Tx, type: 'secret.updated' | 'secret.deleted', view: SecretView) {
   const payload: SecretChanged = { name: view.name, owner: ORG_OWNER, fingerprint: view.fingerprint, last4: view.last4 };
   await emit(deps.emit, {
     ctx: { ...ctx, system: true, tx },
@@ -25,7 +25,7 @@ async function audit(deps: SecretVerbDeps, ctx: LifecycleContext, tx: Tx, type: 
   });
 }
 
-export function setSecret(deps: SecretVerbDeps, { ctx, name, input }: { ctx: LifecycleContext; name: string; input: unknown }): Promise<SecretView> {
+export function setSecret(deps: SecretVerbDeps, { ctx, name, input }: { ctx: VerbContext; name: string; input: unknown }): Promise<SecretView> {
   return withTransaction(deps.vault.sql, undefined, async (tx) => {
     const view = await putSecret(deps.vault, { tenant: ctx.tenant, name, input, db: tx.sql });
     await audit(deps, ctx, tx, 'secret.updated', view);
@@ -33,7 +33,7 @@ export function setSecret(deps: SecretVerbDeps, { ctx, name, input }: { ctx: Lif
   });
 }
 
-export function removeSecret(deps: SecretVerbDeps, { ctx, name }: { ctx: LifecycleContext; name: string }): Promise<SecretView> {
+export function removeSecret(deps: SecretVerbDeps, { ctx, name }: { ctx: VerbContext; name: string }): Promise<SecretView> {
   return withTransaction(deps.vault.sql, undefined, async (tx) => {
     const view = await deleteSecret(tx.sql, { tenant: ctx.tenant, name });
     await audit(deps, ctx, tx, 'secret.deleted', view);
@@ -41,6 +41,6 @@ export function removeSecret(deps: SecretVerbDeps, { ctx, name }: { ctx: Lifecyc
   });
 }
 
-export function listOrgSecrets(deps: SecretVerbDeps, { ctx }: { ctx: LifecycleContext }): Promise<SecretView[]> {
+export function listOrgSecrets(deps: SecretVerbDeps, { ctx }: { ctx: VerbContext }): Promise<SecretView[]> {
   return listSecrets(deps.vault.sql, ctx.tenant);
 }

@@ -18,7 +18,7 @@ import type { Sql } from '../db/client.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { decodeCursor, encodeCursor, toSignal, type Cursor, type SignalRow, type TypeFilter } from './model.ts';
-import { currentHorizon, hasSignalsAfter, readSignalPage } from './read.ts';
+import { currentHorizon, hasSignalsAfter, readSignalPage, type Present } from './read.ts';
 
 /**
  * What a follower writes: server-sent event frames as UTF-8, or a heartbeat
@@ -45,6 +45,8 @@ export interface FollowOptions {
 
 export interface LogBroadcast {
   follow(options: FollowOptions): AsyncGenerator<StreamChunk>;
+  /** The log's present: where a stream started without a cursor begins, and what is already past. */
+  present(): Promise<Present>;
   /** Open hubs, their members, and how many members were dropped for a full queue. */
   stats(): { hubs: number; members: number; dropped: number };
 }
@@ -316,6 +318,7 @@ export function createLogBroadcast(
 
   return {
     follow,
+    present: () => currentHorizon(deps.sql),
     stats() {
       let members = 0;
       for (const hub of hubs.values()) members += hub.members.size;

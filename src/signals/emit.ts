@@ -8,7 +8,6 @@
  * the group-commit batcher when one is configured.
  */
 import type { Tracer } from '@opentelemetry/api';
-import type { Actor } from './actor.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import { DomainError, type FieldError } from '../core/errors.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
@@ -19,6 +18,7 @@ import type { AppendBatcher } from './append-batcher.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { toSignal, type Signal, type SignalFacts, type SignalRow } from './model.ts';
 import { prepare, sameRequest, type Prepared } from './prepare.ts';
+import type { VerbContext } from './verb-context.ts';
 
 /**
  * The inline projections `emit` folds new signals into, inside the append's
@@ -44,18 +44,12 @@ export interface EmitDeps {
   tracer?: Tracer;
 }
 
-export interface EmitContext {
-  tenant: Tenant;
-  actor: Actor;
-  /** Where the signal entered: `api`, `webhook:stripe`, `handler:<id>`, `system`. */
-  source: string;
-  traceparent?: string | null;
+/** A verb's context with what only emitting takes. */
+export interface EmitContext extends VerbContext {
   /** The request's `Idempotency-Key`, used when the body names no `dedupe_key`. */
   idempotencyKey?: string;
-  installationId?: string | null;
   /** The bus's own callers may emit reserved (system) types; API callers may not. */
   system?: boolean;
-  tx?: Tx;
 }
 
 export interface EmitResult {

@@ -12,5 +12,5 @@ export { getSignal, listSignals, readSignalsAfter, hasSignalsAfter, currentHoriz
 export { createLogBroadcast, type LogBroadcast, type StreamChunk } from './broadcast.ts';
 export { decodeCursor, encodeCursor, BEGINNING, type Cursor, type Signal, type SignalRow } from './model.ts';
 export { Actor, PLATFORM_ACTOR } from './actor.ts';
-export { emitSystem, type LifecycleContext, type SystemSignal } from './system.ts';
+export { emitSystem, type SystemSignal } from './system.ts';
 export type { VerbContext, VerbCall } from './verb-context.ts';

@@ -5,10 +5,12 @@
  * behind a position a reader has passed. A row above the horizon is delivered
  * once the transactions below it end — late, never skipped.
  */
-import type { Queryable } from '../db/client.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { readerOf } from '../db/transaction.ts';
 import { notFound } from '../core/errors.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { BEGINNING, encodeCursor, SIGNAL_COLUMNS, toSignal, type Cursor, type Signal, type SignalRow, type TypeFilter } from './model.ts';
+import type { VerbCall } from './verb-context.ts';
 
 export interface SignalFilter {
   types?: TypeFilter;
@@ -188,4 +190,17 @@ export async function getSignal(db: Queryable, tenant: Tenant, id: string): Prom
     select ${db.unsafe(SIGNAL_COLUMNS)} from ${db(`${tenant.schema}.signals`)} where id = ${id}`;
   if (!row) throw notFound('signal');
   return toSignal(row);
+}
+
+/** The signal `input.id` of the caller's org: what `GET …/signals/{id}` answers. */
+export function showSignal(deps: { sql: Sql }, { ctx, input }: VerbCall<{ id: string }>): Promise<Signal> {
+  return getSignal(readerOf(deps.sql, ctx.tx), ctx.tenant, input.id);
+}
+
+/** A page of the caller's org's log: what `GET …/signals` answers. */
+export function showSignals(
+  deps: { sql: Sql },
+  { ctx, input }: VerbCall<{ after?: Cursor; limit: number; maxBytes: number; filter?: SignalFilter }>,
+): Promise<SignalListPage> {
+  return listSignals(readerOf(deps.sql, ctx.tx), ctx.tenant, input);
 }

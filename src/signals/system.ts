@@ -10,9 +10,6 @@ import type { VerbContext } from './verb-context.ts';
 import { emit, emitBatch, type EmitDeps } from './emit.ts';
 import type { SignalRow } from './model.ts';
 
-/** Being folded into `VerbContext`: the context lifecycle steps record themselves with. */
-export type LifecycleContext = VerbContext;
-
 /**
  * The payload of each bus-owned signal type, by type (Emmett's
  * `Event<'Type', data>`). Empty here: each domain folder adds its own types
@@ -57,7 +54,7 @@ export function systemSignalOf<T extends SystemSignalType>(signal: SignalRow, ty
  * of that step — a redelivered job, a retried run — carries other timings,
  * and the step recorded first stands.
  */
-export async function emitSystem(deps: EmitDeps, ctx: LifecycleContext, tx: Tx, input: SystemSignal | SystemSignal[]): Promise<void> {
+export async function emitSystem(deps: EmitDeps, ctx: VerbContext, tx: Tx, input: SystemSignal | SystemSignal[]): Promise<void> {
   const system = { ...ctx, system: true, tx };
   if (Array.isArray(input)) {
     const results = await emitBatch(deps, { ctx: system, inputs: input });

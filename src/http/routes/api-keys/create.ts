@@ -21,7 +21,7 @@ export const createApiKeyRoute = createRoute({
 
 export function registerCreateApiKey(app: ApiApp) {
   app.openapi(createApiKeyRoute, async (c) => {
-    const result = await createApiKey(c.get('deps'), {
+    const result = await createApiKey(c.get('deps').bus.emit, {
       tenant: tenantOf(c),
       input: c.req.valid('json'),
       by: principalOf(c).actor,

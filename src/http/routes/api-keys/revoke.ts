@@ -21,7 +21,7 @@ export const revokeApiKeyRoute = createRoute({
 export function registerRevokeApiKey(app: ApiApp) {
   app.openapi(revokeApiKeyRoute, async (c) => {
     const deps = c.get('deps');
-    const apiKey = await revokeApiKey(deps, { tenant: tenantOf(c), id: c.req.valid('param').id, by: principalOf(c).actor });
+    const apiKey = await revokeApiKey(deps.bus.emit, { tenant: tenantOf(c), id: c.req.valid('param').id, by: principalOf(c).actor });
     deps.authenticator.forget(apiKey.id);
     return c.json({ api_key: { ...apiKey, revoked: true as const } }, 200);
   });

@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
-import { getDirective } from '../../../directives/store.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showDirective } from '../../../directives/store.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { DirectiveSchema, OrgIdParams } from '../../schemas-directives.ts';
 
@@ -22,6 +22,6 @@ export function registerGetDirective(app: ApiApp) {
   app.openapi(getDirectiveRoute, async (c) => {
     const { id } = c.req.valid('param');
     if (!isId('directive', id)) throw notFound('directive');
-    return c.json({ directive: await getDirective(c.get('deps').sql, tenantOf(c), id) }, 200);
+    return c.json({ directive: await showDirective(c.get('deps').bus.directives, { ctx: verbContextOf(c), input: { id } }) }, 200);
   });
 }

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { DIRECTIVE_STATUSES } from '../../../directives/model.ts';
-import { listDirectives } from '../../../directives/store.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showDirectives } from '../../../directives/store.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { DirectiveSchema, PageQuery } from '../../schemas-directives.ts';
 
@@ -26,11 +26,14 @@ export const listDirectivesRoute = createRoute({
 export function registerListDirectives(app: ApiApp) {
   app.openapi(listDirectivesRoute, async (c) => {
     const { status, kind, after, limit } = c.req.valid('query');
-    const page = await listDirectives(c.get('deps').sql, tenantOf(c), {
-      limit,
-      ...(status ? { status } : {}),
-      ...(kind ? { kind } : {}),
-      ...(after ? { after } : {}),
+    const page = await showDirectives(c.get('deps').bus.directives, {
+      ctx: verbContextOf(c),
+      input: {
+        limit,
+        ...(status ? { status } : {}),
+        ...(kind ? { kind } : {}),
+        ...(after ? { after } : {}),
+      },
     });
     return c.json(page, 200);
   });

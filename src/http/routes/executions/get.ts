@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
-import { getExecution } from '../../../executions/read.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showExecution } from '../../../executions/read.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { ExecutionSchema, OrgIdParams } from '../../schemas-directives.ts';
 
@@ -22,6 +22,6 @@ export function registerGetExecution(app: ApiApp) {
   app.openapi(getExecutionRoute, async (c) => {
     const { id } = c.req.valid('param');
     if (!isId('execution', id)) throw notFound('execution');
-    return c.json({ execution: await getExecution(c.get('deps').sql, tenantOf(c), id) }, 200);
+    return c.json({ execution: await showExecution(c.get('deps').bus.runtime, { ctx: verbContextOf(c), input: { id } }) }, 200);
   });
 }

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { EXECUTION_STATUSES } from '../../../executions/model.ts';
-import { listExecutions } from '../../../executions/read.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showExecutions } from '../../../executions/read.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { ExecutionSchema, PageQuery } from '../../schemas-directives.ts';
 
@@ -29,11 +29,14 @@ export const listExecutionsRoute = createRoute({
 export function registerListExecutions(app: ApiApp) {
   app.openapi(listExecutionsRoute, async (c) => {
     const { status, handler, after, limit } = c.req.valid('query');
-    const page = await listExecutions(c.get('deps').sql, tenantOf(c), {
-      limit,
-      ...(status ? { status } : {}),
-      ...(handler ? { handler } : {}),
-      ...(after ? { after } : {}),
+    const page = await showExecutions(c.get('deps').bus.runtime, {
+      ctx: verbContextOf(c),
+      input: {
+        limit,
+        ...(status ? { status } : {}),
+        ...(handler ? { handler } : {}),
+        ...(after ? { after } : {}),
+      },
     });
     return c.json(page, 200);
   });

@@ -27,7 +27,7 @@ export const createOrgRoute = createRoute({
 export function registerCreateOrg(app: ApiApp) {
   app.openapi(createOrgRoute, async (c) => {
     const deps = c.get('deps');
-    const { tenant, created } = await provisionOrg(deps, { input: c.req.valid('json') });
+    const { tenant, created } = await provisionOrg(deps.bus.orgs, { input: c.req.valid('json') });
     return c.json({ org: orgView(tenant) }, created ? 201 : 200);
   });
 }

@@ -1,6 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
-import { getPolicy } from '../../../directives/policy-store.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showPolicy } from '../../../directives/policy-store.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { policyResponse, PolicySchema } from '../../schemas-directives.ts';
 
@@ -18,6 +18,6 @@ export const getPolicyRoute = createRoute({
 
 export function registerGetPolicy(app: ApiApp) {
   app.openapi(getPolicyRoute, async (c) => {
-    return c.json(policyResponse(await getPolicy(c.get('deps').sql, tenantOf(c))), 200);
+    return c.json(policyResponse(await showPolicy(c.get('deps').bus.directives, { ctx: verbContextOf(c), input: {} })), 200);
   });
 }

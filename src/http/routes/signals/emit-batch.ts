@@ -41,7 +41,7 @@ export const emitBatchRoute = createRoute({
 
 export function registerEmitBatch(app: ApiApp) {
   app.openapi(emitBatchRoute, async (c) => {
-    const results = await emitBatch(c.get('deps'), { ctx: emitContextOf(c), inputs: c.req.valid('json').signals });
+    const results = await emitBatch(c.get('deps').bus.emit, { ctx: emitContextOf(c), inputs: c.req.valid('json').signals });
     return c.json({ results }, 200);
   });
 }

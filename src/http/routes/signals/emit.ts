@@ -29,7 +29,7 @@ export const emitSignalRoute = createRoute({
 
 export function registerEmitSignal(app: ApiApp) {
   app.openapi(emitSignalRoute, async (c) => {
-    const result = await emit(c.get('deps'), { ctx: emitContextOf(c), input: c.req.valid('json') });
+    const result = await emit(c.get('deps').bus.emit, { ctx: emitContextOf(c), input: c.req.valid('json') });
     return c.json(result, result.deduplicated ? 200 : 201);
   });
 }

@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
-import { getSignal } from '../../../signals/read.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showSignal } from '../../../signals/read.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams, SignalSchema } from '../../schemas.ts';
 
 export const getSignalRoute = createRoute({
@@ -21,6 +21,6 @@ export function registerGetSignal(app: ApiApp) {
   app.openapi(getSignalRoute, async (c) => {
     const { id } = c.req.valid('param');
     if (!isId('signal', id)) throw notFound('signal');
-    return c.json({ signal: await getSignal(c.get('deps').sql, tenantOf(c), id) }, 200);
+    return c.json({ signal: await showSignal(c.get('deps').bus.emit, { ctx: verbContextOf(c), input: { id } }) }, 200);
   });
 }

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { decodeCursor, parseTypeFilter } from '../../../signals/model.ts';
-import { listSignals } from '../../../signals/read.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showSignals } from '../../../signals/read.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams, SignalSchema } from '../../schemas.ts';
 
 export const listSignalsRoute = createRoute({
@@ -34,14 +34,18 @@ export const listSignalsRoute = createRoute({
 export function registerListSignals(app: ApiApp) {
   app.openapi(listSignalsRoute, async (c) => {
     const query = c.req.valid('query');
-    const page = await listSignals(c.get('deps').sql, tenantOf(c), {
-      ...(query.after ? { after: decodeCursor(query.after) } : {}),
-      limit: query.limit,
-      maxBytes: c.get('deps').maxPageBytes,
-      filter: {
-        ...(query.type ? { types: parseTypeFilter(query.type, 'type') } : {}),
-        ...(query.subject !== undefined ? { subject: query.subject } : {}),
-        ...(query.correlation_id !== undefined ? { correlationId: query.correlation_id } : {}),
+    const deps = c.get('deps');
+    const page = await showSignals(deps.bus.emit, {
+      ctx: verbContextOf(c),
+      input: {
+        ...(query.after ? { after: decodeCursor(query.after) } : {}),
+        limit: query.limit,
+        maxBytes: deps.maxPageBytes,
+        filter: {
+          ...(query.type ? { types: parseTypeFilter(query.type, 'type') } : {}),
+          ...(query.subject !== undefined ? { subject: query.subject } : {}),
+          ...(query.correlation_id !== undefined ? { correlationId: query.correlation_id } : {}),
+        },
       },
     });
     return c.json(page, 200);

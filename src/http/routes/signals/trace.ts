@@ -1,8 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
-import { traceSignal } from '../../../handlers/trace.ts';
-import { requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { showTrace } from '../../../handlers/trace.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { OrgIdParams, TraceSchema } from '../../schemas-directives.ts';
 
@@ -22,6 +22,6 @@ export function registerTraceSignal(app: ApiApp) {
   app.openapi(traceSignalRoute, async (c) => {
     const { id } = c.req.valid('param');
     if (!isId('signal', id)) throw notFound('signal');
-    return c.json({ trace: await traceSignal(c.get('deps').sql, tenantOf(c), id) }, 200);
+    return c.json({ trace: await showTrace(c.get('deps').bus.runtime, { ctx: verbContextOf(c), input: { id } }) }, 200);
   });
 }

@@ -1,7 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { decodeCursor, parseTypeFilter } from '../../../signals/model.ts';
-import { currentHorizon } from '../../../signals/read.ts';
 import { principalOf, requireAccess, tenantOf, type ApiApp } from '../../context.ts';
 import { problem, problemResponse } from '../../problem.ts';
 import { errorResponses, OrgParams } from '../../schemas.ts';
@@ -53,7 +52,7 @@ export function registerStream(app: ApiApp) {
     try {
       // Without a cursor the stream starts at the present: rows committed
       // before we connected may sit above the horizon, but are the past.
-      const present = resumeAfter ? undefined : await currentHorizon(deps.sql);
+      const present = resumeAfter ? undefined : await deps.streams.present();
       const response = streamSSE(c, async (stream) => {
         stream.onAbort(() => {
           abort.abort();
