@@ -29,6 +29,7 @@ import { setCelLimits } from './policy/cel-program.ts';
 import { parseMasterKeys } from './secrets/keys.ts';
 import type { VaultDeps } from './secrets/vault.ts';
 import { createProjectionRegistry } from './projections/registry.ts';
+import { installationsProjection } from './packages/installation-projection.ts';
 import type { EmitDeps } from './signals/emit.ts';
 import { createAppendBatcher } from './signals/append-batcher.ts';
 import { createLogBroadcast } from './signals/broadcast.ts';
@@ -99,7 +100,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     systemFamilies: RESERVED_TYPE_PREFIXES,
   });
 
-  const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection, circuitsProjection]);
+  const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection, circuitsProjection, installationsProjection]);
   const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });
   const emitDeps: EmitDeps = {
     sql,

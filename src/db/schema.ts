@@ -66,3 +66,22 @@ export const workerHeartbeats = pgTable('worker_heartbeats', {
   process: text('process').notNull(),
   lastSeen: timestamp('last_seen', { withTimezone: true }).notNull(),
 });
+
+/**
+ * Which org an installation belongs to, by installation id alone: the inbound
+ * hook route (`/v1/hooks/:installation_id`, no API key) finds its tenant here.
+ * Written in the transaction that records `installation.requested`; a route
+ * names no secret and is never deleted (an uninstalled installation's hook
+ * answers 404 from its status). Not a projection: rebuilt from each tenant's
+ * installations after an import (`recordInstallationRoutes`).
+ */
+export const installationRoutes = pgTable(
+  'installation_routes',
+  {
+    installationId: text('installation_id').primaryKey(),
+    orgId: text('org_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+  },
+  (table) => [index('installation_routes_org').on(table.orgId)],
+);
