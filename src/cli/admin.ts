@@ -1,4 +1,5 @@
 /** `orgs create`, `keys create` and `keys rotate-encryption`: the same verbs the HTTP API calls, with platform authority. */
+import pino from 'pino';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { createApiKey } from '../auth/api-keys.ts';
 import { Role } from '../auth/roles.ts';
@@ -11,8 +12,13 @@ import { resolveDatabase } from './database.ts';
 import { resolveMasterKeys } from './master-keys.ts';
 import { rotateEncryption } from '../secrets/vault.ts';
 
-async function withApp<T>(config: Config, fn: (app: SignalbusApp) => Promise<T>, { vault = false } = {}): Promise<T> {
-  const logger = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL);
+/** Runs `fn` with an app on the command's database; logs go to stderr when stdout carries the command's output. */
+export async function withApp<T>(
+  config: Config,
+  fn: (app: SignalbusApp) => Promise<T>,
+  { vault = false, logToStderr = false } = {},
+): Promise<T> {
+  const logger = createLogger(config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL, logToStderr ? pino.destination(2) : undefined);
   const database = await resolveDatabase(config, (message) => logger.info(message));
   try {
     const masterKeys = vault ? await resolveMasterKeys(config, database) : undefined;

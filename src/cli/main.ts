@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `signalbus` — one CLI for every process: start (HTTP + worker, the default),
- * serve, worker, migrate, orgs create, keys create, keys rotate-encryption,
+ * serve, worker, migrate, orgs create | export | import, keys create, keys rotate-encryption,
  * registry check | publish | yank | schema.
  */
 import { parseArgs } from 'node:util';
@@ -9,6 +9,7 @@ import { ConfigError, parseConfig, type Config } from '../config.ts';
 import { runStart } from './start.ts';
 import { runMigrate } from './migrate.ts';
 import { runKeysCreate, runOrgsCreate, runRotateEncryption } from './admin.ts';
+import { runOrgsExport, runOrgsImport } from './orgs-move.ts';
 import { runRegistryCheck, runRegistryPublish, runRegistrySchema, runRegistryYank } from './registry.ts';
 
 const USAGE = `usage: signalbus <command>
@@ -19,6 +20,8 @@ const USAGE = `usage: signalbus <command>
   migrate               migrate the public schema, graphile-worker and every tenant schema
   migrate --status [--json]   each tenant's schema version and last failure
   orgs create <slug> --name <name> [--json]
+  orgs export <slug> > org.ndjson      the org's signals as NDJSON (header, signals, trailer with count and sha256)
+  orgs import <file> [--as <slug>] [--json]   verify the whole file, then recreate the org here and rebuild its projections
   keys create --org <slug> --role viewer|operator|admin [--name <name>] [--json]
   keys create --platform-admin | --support [--name <name>] [--json]
   keys rotate-encryption [--json]   re-wrap every secret under the first SIGNALBUS_ENCRYPTION_KEYS key
@@ -55,6 +58,16 @@ async function main(argv: string[]): Promise<number> {
       return runMigrate(config, values);
     }
     case 'orgs': {
+      if (subcommand === 'export' || subcommand === 'import') {
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: { as: { type: 'string' }, json: { type: 'boolean', default: false } },
+        });
+        if (positionals.length !== 1) break;
+        if (subcommand === 'export') return runOrgsExport(config, { slug: positionals[0]! });
+        return runOrgsImport(config, { file: positionals[0]!, as: values.as, json: values.json });
+      }
       if (subcommand !== 'create') break;
       const { values, positionals } = parseArgs({
         args: rest,

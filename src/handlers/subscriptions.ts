@@ -3,7 +3,9 @@
  * the dispatcher has enqueued that handler's jobs. A new subscription starts
  * at the present — the visibility horizon, so a transaction still open when
  * it was created is delivered, never skipped — or backfills from the
- * beginning or a given position.
+ * beginning or a given position. An imported org's beginning is its
+ * `org.imported` signal: the history before it was handled where it was
+ * exported from, and handling it again would repeat those runs.
  */
 import type { Queryable } from '../db/client.ts';
 import type { Cursor } from '../signals/model.ts';
@@ -11,9 +13,14 @@ import type { Tenant } from '../core/tenant.ts';
 
 export type SubscriptionStart = 'now' | 'beginning' | Cursor;
 
-function startPosition(db: Queryable, from: SubscriptionStart) {
+function startPosition(db: Queryable, tenant: Tenant, from: SubscriptionStart) {
   if (from === 'now') return db`pg_snapshot_xmin(pg_current_snapshot()), 0`;
-  if (from === 'beginning') return db`'0'::xid8, 0`;
+  if (from === 'beginning') {
+    return db`coalesce(imported.tx_id, '0'::xid8), coalesce(imported.seq, 0)
+      from (select 1) as origin
+      left join lateral (select tx_id, seq from ${db(`${tenant.schema}.signals`)}
+                          where type = 'org.imported' order by tx_id desc, seq desc limit 1) imported on true`;
+  }
   return db`${from.txId}::xid8, ${from.seq}::bigint`;
 }
 
@@ -28,7 +35,7 @@ export async function ensureSubscriptions(
     if (ids.length === 0) continue;
     await db`
       insert into ${db(`${tenant.schema}.subscriptions`)} (handler, tx_id, seq)
-      select handler, ${startPosition(db, from)} from unnest(${ids}::text[]) as handler
+      select handler.id, start.* from unnest(${ids}::text[]) as handler(id), lateral (select ${startPosition(db, tenant, from)}) as start
       on conflict (handler) do nothing`;
   }
 }
@@ -37,6 +44,6 @@ export async function ensureSubscriptions(
 export async function subscribe(db: Queryable, tenant: Tenant, handler: string, from: SubscriptionStart): Promise<void> {
   await db`
     insert into ${db(`${tenant.schema}.subscriptions`)} (handler, tx_id, seq)
-    values (${handler}, ${startPosition(db, from)})
+    select ${handler}, start.* from (select ${startPosition(db, tenant, from)}) as start
     on conflict (handler) do update set tx_id = excluded.tx_id, seq = excluded.seq, updated_at = now()`;
 }
