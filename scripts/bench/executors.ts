@@ -178,7 +178,7 @@ export async function runExecutorsBench(): Promise<void> {
     await putSecret(app.deps.vault, { tenant, name: 'webhook_signing_secret', input: { value: SIGNING_SECRET } });
 
     const approve = async (id: string) => {
-      await decideDirective(app.deps.bus.directives, { ctx, id, action: 'approve', reason: 'bench' });
+      await decideDirective(app.deps.bus.directives, { ctx, input: { id, action: 'approve', reason: 'bench' } });
       return Date.now();
     };
     const propose = async (count: number, tag: string): Promise<string[]> => {

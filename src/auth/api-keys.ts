@@ -11,10 +11,11 @@ import { sha256Hex } from '../core/canonical-json.ts';
 import { DomainError, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
-import { withTransaction } from '../db/transaction.ts';
+import { withTransaction, type Tx } from '../db/transaction.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { Actor } from '../signals/actor.ts';
+import type { VerbCall } from '../signals/verb-context.ts';
 import { isPlatformRole, OrgRole, type Role } from './roles.ts';
 
 const secretBody = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 40);
@@ -59,12 +60,13 @@ function defaultActor(name: string): Actor {
 }
 
 /**
- * Creates a key. `tenant` null makes a platform key (support, platform_admin);
- * `by` is who asked, recorded on the org's `org.api_key.created` signal.
+ * Creates a key. `tenant` null makes a platform key (support, platform_admin),
+ * which no org's context names; `by` is who asked, recorded on the org's
+ * `org.api_key.created` signal. Joins `tx` when given.
  */
 export async function createApiKey(
   deps: EmitDeps,
-  { tenant, input, by }: { tenant: Tenant | null; input: { name: string; role: Role; actor?: Actor }; by: Actor },
+  { tenant, input, by, tx: outer }: { tenant: Tenant | null; input: { name: string; role: Role; actor?: Actor }; by: Actor; tx?: Tx },
 ): Promise<{ apiKey: ApiKeyView; secret: string }> {
   if ((tenant === null) !== isPlatformRole(input.role)) {
     throw new DomainError('validation_failed', tenant ? 'an org key needs an org role' : 'a platform key needs a platform role', [
@@ -73,7 +75,7 @@ export async function createApiKey(
   }
   const secret = `${KEY_PREFIX}${secretBody()}`;
   const actor = input.actor ?? defaultActor(input.name);
-  return withTransaction(deps.sql, undefined, async (tx) => {
+  return withTransaction(deps.sql, outer, async (tx) => {
     const [row] = await tx.sql<ApiKeyRow[]>`
       insert into public.api_keys (id, org_id, name, role, actor, secret_hash, secret_prefix)
       values (${newId('apiKey')}, ${tenant?.id ?? null}, ${input.name}, ${input.role}, ${tx.sql.json(actor)},
@@ -95,11 +97,9 @@ export async function createApiKey(
 }
 
 /** Revokes an org's key; another org's key is reported as not found. */
-export async function revokeApiKey(
-  deps: EmitDeps,
-  { tenant, id, by }: { tenant: Tenant; id: string; by: Actor },
-): Promise<ApiKeyView> {
-  return withTransaction(deps.sql, undefined, async (tx) => {
+export async function revokeApiKey(deps: EmitDeps, { ctx, input: { id } }: VerbCall<{ id: string }>): Promise<ApiKeyView> {
+  const { tenant, actor: by } = ctx;
+  return withTransaction(deps.sql, ctx.tx, async (tx) => {
     const [row] = await tx.sql<ApiKeyRow[]>`
       update public.api_keys set revoked_at = now()
        where id = ${id} and org_id = ${tenant.id} and revoked_at is null

@@ -39,7 +39,7 @@ export interface Outcome {
  */
 export async function recordOutcomes(deps: DirectiveDeps, ctx: VerbContext, outcomes: Outcome[]): Promise<void> {
   const finishedAt = nowOf(deps);
-  await withTransaction(deps.sql, undefined, async (tx) => {
+  await withTransaction(deps.sql, ctx.tx, async (tx) => {
     const signals: SystemSignal[] = [];
     const retries: ReturnType<typeof executeJob>[] = [];
     /** Per endpoint, whether its last answer in this group showed it healthy. */

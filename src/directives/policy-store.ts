@@ -7,7 +7,7 @@
 import type { Queryable, Sql } from '../db/client.ts';
 import { readerOf, withTransaction } from '../db/transaction.ts';
 import { emitSystem } from '../signals/system.ts';
-import type { VerbCall } from '../signals/verb-context.ts';
+import type { NoInput, VerbCall } from '../signals/verb-context.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { compilePolicy, EMPTY_POLICY, type CompiledPolicy } from '../policy/compile.ts';
@@ -77,7 +77,7 @@ export async function getPolicy(db: Queryable, tenant: Tenant): Promise<PolicyVi
 }
 
 /** The org's current policy, read in the caller's transaction when it has one. */
-export function showPolicy(deps: { sql: Sql }, { ctx }: VerbCall<Record<string, never>>): Promise<PolicyView> {
+export function showPolicy(deps: { sql: Sql }, { ctx }: VerbCall<NoInput>): Promise<PolicyView> {
   return getPolicy(readerOf(deps.sql, ctx.tx), ctx.tenant);
 }
 

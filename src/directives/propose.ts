@@ -158,6 +158,7 @@ export async function simulateDirective(
 ): Promise<Simulation> {
   const proposal = parseInput(deps, input);
   let simulation: Simulation | undefined;
+  // Its own transaction, never the caller's: it ends by rolling back.
   await withTransaction(deps.sql, undefined, async (tx) => {
     const policy = await loadPolicy(tx.sql, ctx.tenant, deps.policies);
     const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, proposal.idempotency_key ?? 'simulation', policy);

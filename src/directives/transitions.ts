@@ -13,7 +13,7 @@ import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import type { DirectiveStatus } from './model.ts';
 import { findDirective, type Directive } from './store.ts';
 import { emitSystem } from '../signals/system.ts';
-import type { VerbContext } from '../signals/verb-context.ts';
+import type { VerbCall } from '../signals/verb-context.ts';
 
 export type DirectiveAction = 'approve' | 'reject' | 'cancel';
 
@@ -28,8 +28,9 @@ const invalid = (directive: Directive, action: string, why?: string) =>
 
 export async function decideDirective(
   deps: DirectiveDeps,
-  { ctx, id, action, reason }: { ctx: VerbContext; id: string; action: DirectiveAction; reason?: string | null },
+  { ctx, input }: VerbCall<{ id: string; action: DirectiveAction; reason?: string | null }>,
 ): Promise<Directive> {
+  const { id, action, reason } = input;
   const rule = RULES[action];
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
     const directive = await findDirective(tx.sql, ctx.tenant, id, { lock: true });
@@ -58,8 +59,8 @@ export async function decideDirective(
 }
 
 /** The expiry job: ends the wait when nobody decided in time; a no-op otherwise. */
-export async function expireDirective(deps: DirectiveDeps, { ctx, id }: { ctx: VerbContext; id: string }): Promise<boolean> {
-  return withTransaction(deps.sql, undefined, async (tx) => {
+export async function expireDirective(deps: DirectiveDeps, { ctx, input: { id } }: VerbCall<{ id: string }>): Promise<boolean> {
+  return withTransaction(deps.sql, ctx.tx, async (tx) => {
     const directive = await findDirective(tx.sql, ctx.tenant, id, { lock: true });
     if (!directive || directive.status !== 'awaiting_approval') return false;
     if (directive.expires_at && new Date(directive.expires_at) > nowOf(deps)) return false;

@@ -11,7 +11,7 @@ import type { ExecutionRetryRequested } from '../executions/model.ts';
 import { findExecution, type Execution } from '../executions/read.ts';
 import type { EmitDeps } from '../signals/emit.ts';
 import { emitSystem } from '../signals/system.ts';
-import type { VerbContext } from '../signals/verb-context.ts';
+import type { VerbCall } from '../signals/verb-context.ts';
 import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
 import { orderedQueueName } from './dispatch-plan.ts';
 import type { HandlerRegistry } from './registry.ts';
@@ -19,9 +19,9 @@ import type { HandlerRegistry } from './registry.ts';
 /** Re-runs a failed execution as its next attempt. 409 unless it failed for good. */
 export async function retryExecution(
   bus: { emit: EmitDeps; handlers: HandlerRegistry },
-  { ctx, id, reason }: { ctx: VerbContext; id: string; reason?: string | null },
+  { ctx, input: { id, reason } }: VerbCall<{ id: string; reason?: string | null }>,
 ): Promise<Execution> {
-  return withTransaction(bus.emit.sql, undefined, async (tx) => {
+  return withTransaction(bus.emit.sql, ctx.tx, async (tx) => {
     const execution = await findExecution(tx.sql, ctx.tenant, id, { lock: true });
     if (!execution) throw notFound('execution');
     if (execution.status !== 'failed') throw new DomainError('invalid_transition', `cannot retry an execution that is ${execution.status}`);

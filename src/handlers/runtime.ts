@@ -123,7 +123,7 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
         final,
         retry_at: retryAt?.toISOString() ?? null,
       };
-      await withTransaction(deps.sql, undefined, async (tx) => {
+      await withTransaction(deps.sql, ctx.tx, async (tx) => {
         await emitSystem(deps.emit, ctx, tx, {
           type: 'execution.failed',
           subject: signal?.subject ?? null,
@@ -173,7 +173,7 @@ async function commitSuccess(
       message: `signal ${signal.id} is ${signal.causation_depth} steps from its origin; outputs would pass the limit of ${deps.maxCausationDepth}`,
     });
   }
-  await withTransaction(deps.sql, undefined, async (tx) => {
+  await withTransaction(deps.sql, ctx.tx, async (tx) => {
     const signalIds: string[] = [];
     for (const output of outputs.signals) {
       const { signal: derived } = await emit(deps.emit, {

@@ -13,4 +13,4 @@ export { createLogBroadcast, type LogBroadcast, type StreamChunk } from './broad
 export { decodeCursor, encodeCursor, BEGINNING, type Cursor, type Signal, type SignalRow } from './model.ts';
 export { Actor, PLATFORM_ACTOR } from './actor.ts';
 export { emitSystem, type SystemSignal } from './system.ts';
-export type { VerbContext, VerbCall } from './verb-context.ts';
+export type { NoInput, VerbContext, VerbCall } from './verb-context.ts';

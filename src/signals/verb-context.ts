@@ -23,6 +23,9 @@ export interface VerbContext {
   tx?: Tx;
 }
 
+/** The input of a verb that needs none beyond its context. */
+export type NoInput = Record<string, never>;
+
 /** A verb's argument: its context and its input. */
 export interface VerbCall<Input> {
   ctx: VerbContext;

@@ -10,7 +10,7 @@ import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { DomainError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { isStorableText, UNSTORABLE_TEXT_MESSAGE } from '../core/storable-text.ts';
-import { withTransaction } from '../db/transaction.ts';
+import { withTransaction, type Tx } from '../db/transaction.ts';
 import { emit, type EmitDeps } from '../signals/emit.ts';
 import { findTenant } from './directory.ts';
 import { schemaNameFor, Slug, type Organization } from './tenant.ts';
@@ -27,12 +27,13 @@ export interface ProvisionDeps extends EmitDeps {
   tenantMigrations: TenantMigration[];
 }
 
+/** A platform verb: no org's context exists before it; joins `tx` when given. */
 export async function provisionOrg(
   deps: ProvisionDeps,
-  { input }: { input: CreateOrgInput },
+  { input, tx: outer }: { input: CreateOrgInput; tx?: Tx },
 ): Promise<{ tenant: Organization; created: boolean }> {
   const schema = schemaNameFor(input.slug);
-  return withTransaction(deps.sql, undefined, async (tx) => {
+  return withTransaction(deps.sql, outer, async (tx) => {
     const [inserted] = await tx.sql`
       insert into public.organizations (id, slug, name, schema_name)
       values (${newId('org')}, ${input.slug}, ${input.name}, ${schema})

@@ -123,7 +123,7 @@ export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: C
       executeDirective(bus.directives, { tenant, directiveId: payload.directive_id, traceparent: payload.traceparent ?? null, attempt: payload.attempt }, callSlots),
     ),
     [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, async (tenant, job) => {
-      await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, id: job.directive_id });
+      await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: job.directive_id } });
     }),
   };
 }

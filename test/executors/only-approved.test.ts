@@ -171,7 +171,7 @@ async function propose(family: Family, c: Case): Promise<Proposed> {
 }
 
 const decide = (id: string, action: 'reject' | 'cancel') =>
-  decideDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor: OPERATOR, source: 'api' }, id, action, reason: `${action}ed by the test` });
+  decideDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor: OPERATOR, source: 'api' }, input: { id, action, reason: `${action}ed by the test` } });
 
 const statusOf = async (id: string) => (await getDirective(t.app.deps.sql, org, id)).status;
 

@@ -101,14 +101,14 @@ describe('an executor whose provider deduplicates for good', () => {
   it('refuses to cancel an approved directive, as its call may be under way; one awaiting approval still cancels', async () => {
     const approved = await propose('relay.send');
     const ctx = { tenant: org, actor: PLATFORM_ACTOR, source: 'api' };
-    const refusal = await decideDirective(t.app.deps.bus.directives, { ctx, id: approved.id, action: 'cancel' }).catch((error: unknown) => error);
+    const refusal = await decideDirective(t.app.deps.bus.directives, { ctx, input: { id: approved.id, action: 'cancel' } }).catch((error: unknown) => error);
     expect(refusal).toBeInstanceOf(DomainError);
     expect(refusal).toMatchObject({ code: 'invalid_transition' });
     expect((await getDirective(t.app.deps.sql, org, approved.id)).status).toBe('approved');
 
     const waiting = await proposeAs(t, by(), { kind: 'relay.send', params: { mode: 'review', n: ++counter } });
     expect(waiting.status).toBe('awaiting_approval');
-    expect(await decideDirective(t.app.deps.bus.directives, { ctx, id: waiting.id, action: 'cancel' })).toMatchObject({ status: 'cancelled' });
+    expect(await decideDirective(t.app.deps.bus.directives, { ctx, input: { id: waiting.id, action: 'cancel' } })).toMatchObject({ status: 'cancelled' });
     await run(waiting.id);
     expect(relay.calls.get(waiting.id)).toBeUndefined();
   });
@@ -124,7 +124,7 @@ describe('an executor that claims before calling', () => {
 
     const approved = await propose('claimed.send');
     const ctx = { tenant: org, actor: PLATFORM_ACTOR, source: 'api' };
-    expect(await decideDirective(t.app.deps.bus.directives, { ctx, id: approved.id, action: 'cancel' })).toMatchObject({ status: 'cancelled' });
+    expect(await decideDirective(t.app.deps.bus.directives, { ctx, input: { id: approved.id, action: 'cancel' } })).toMatchObject({ status: 'cancelled' });
     await run(approved.id);
     expect(claimed.calls.get(approved.id)).toBeUndefined();
   });

@@ -68,7 +68,7 @@ async function propose(mode: 'review' | 'refuse' | 'auto', tenant: Tenant = org,
 }
 
 function decide(id: string, action: DirectiveAction, actor: Actor = ANA) {
-  return decideDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor, source: 'api' }, id, action, reason: `${action} by ${actor.id}` });
+  return decideDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor, source: 'api' }, input: { id, action, reason: `${action} by ${actor.id}` } });
 }
 
 /** Lifecycle signals of one directive, by type. */
@@ -168,7 +168,7 @@ describe('expiry', () => {
        where k.identifier = 'expire_directive' and j.payload->>'directive_id' = ${late.id}`;
     expect(job!.run_at.getTime()).toBe(expiresAt);
     // Before that, the job is a no-op.
-    expect(await expireDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' }, id: late.id })).toBe(false);
+    expect(await expireDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: late.id } })).toBe(false);
     expect((await getDirective(t.app.deps.sql, org, late.id)).status).toBe('awaiting_approval');
 
     try {
@@ -186,7 +186,7 @@ describe('expiry', () => {
       }
       expect((await getDirective(t.app.deps.sql, org, late.id)).status).toBe('awaiting_approval');
 
-      const expire = () => expireDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' }, id: late.id });
+      const expire = () => expireDirective(t.app.deps.bus.directives, { ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: late.id } });
       expect(await expire()).toBe(true);
       expect(await expire()).toBe(false);
     } finally {

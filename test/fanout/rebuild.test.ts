@@ -230,19 +230,19 @@ async function perform(org: Tenant, step: Action): Promise<void> {
     case 'decide': {
       const from = step.action === 'cancel' ? ['awaiting_approval', 'approved'] : ['awaiting_approval'];
       const id = await choose(org, 'directives', from, step.pick);
-      if (id) await tolerated(decideDirective(bus.directives, { ctx, id, action: step.action, reason: `${step.action} by fuzz` }));
+      if (id) await tolerated(decideDirective(bus.directives, { ctx, input: { id, action: step.action, reason: `${step.action} by fuzz` } }));
       return;
     }
     case 'expire': {
       const id = await choose(org, 'directives', ['awaiting_approval'], step.pick);
       // A clock past any approval window, for this call only.
       const later: DirectiveDeps = { ...bus.directives, now: () => new Date(Date.now() + 400 * 86_400_000) };
-      if (id) await expireDirective(later, { ctx: { ...ctx, actor: { type: 'system', id: 'signalbus' }, source: 'system' }, id });
+      if (id) await expireDirective(later, { ctx: { ...ctx, actor: { type: 'system', id: 'signalbus' }, source: 'system' }, input: { id } });
       return;
     }
     case 'retry': {
       const id = await choose(org, 'executions', ['failed'], step.pick, t.app.deps.sql`and directive_id is null`);
-      if (id) await tolerated(retryExecution(bus, { ctx, id, reason: 'fuzz retry' }));
+      if (id) await tolerated(retryExecution(bus, { ctx, input: { id, reason: 'fuzz retry' } }));
       return;
     }
     case 'policy':
@@ -386,7 +386,7 @@ describe('rebuild equals live', () => {
           input: { kind: 'fuzz.act', params: { route: review ? 'review' : 'allow', behavior: i % 4 === 0 ? 'flaky' : 'ok', fail_attempts: 1, cost: 0.1, tag: `${name}-${i}` } },
         });
         written.push(directive.id);
-        if (review && i % 2 === 0) await decideDirective(bus.directives, { ctx: ctxOf(org), id: directive.id, action: 'approve', reason: null });
+        if (review && i % 2 === 0) await decideDirective(bus.directives, { ctx: ctxOf(org), input: { id: directive.id, action: 'approve', reason: null } });
         if (!writing) after++;
       }
     };

@@ -174,7 +174,7 @@ describe('handler retries', () => {
     expect(failedList.every((row) => row.status === 'failed')).toBe(true);
 
     const retry = (reason: string) =>
-      retryExecution(t.app.deps.bus, { ctx: { tenant: org, actor: OPERATOR, source: 'api' }, id: execution.id, reason });
+      retryExecution(t.app.deps.bus, { ctx: { tenant: org, actor: OPERATOR, source: 'api' }, input: { id: execution.id, reason } });
 
     // Still broken: the extra attempt fails and is final at once, not a new series.
     expect((await retry('first look')).status).toBe('queued');
@@ -209,7 +209,7 @@ describe('handler retries', () => {
     expect(refused.code).toBe('invalid_transition');
     expect(refused.status).toBe(409);
     expect((await getExecution(t.app.deps.sql, org, execution.id)).status).toBe('succeeded');
-    const missing = (await retryExecution(t.app.deps.bus, { ctx: { tenant: org, actor: OPERATOR, source: 'api' }, id: 'exe_doesnotexist' })
+    const missing = (await retryExecution(t.app.deps.bus, { ctx: { tenant: org, actor: OPERATOR, source: 'api' }, input: { id: 'exe_doesnotexist' } })
       .catch((caught: unknown) => caught)) as DomainError;
     expect(missing.code).toBe('not_found');
   });
@@ -297,7 +297,7 @@ describe('executor outcomes', () => {
     // An executor run is retried by proposing again, not by retrying the execution.
     const refused = (await retryExecution(t.app.deps.bus, {
       ctx: { tenant: org, actor: OPERATOR, source: 'api' },
-      id: executionIdOfDirective(directive.id),
+      input: { id: executionIdOfDirective(directive.id) },
     }).catch((caught: unknown) => caught)) as DomainError;
     expect(refused.code).toBe('invalid_transition');
   });

@@ -324,9 +324,9 @@ beforeAll(async () => {
   await setPolicy(t, other);
   const ctx = { tenant: org, actor: PLATFORM_ACTOR, source: 'system' };
   const rejected = await heldDirective(t, org);
-  await decideDirective(t.app.deps.bus.directives, { ctx, id: rejected.id, action: 'reject', reason: 'fixture' });
+  await decideDirective(t.app.deps.bus.directives, { ctx, input: { id: rejected.id, action: 'reject', reason: 'fixture' } });
   const retried = await failedExecution(t, org);
-  await retryExecution(t.app.deps.bus, { ctx, id: retried.id, reason: 'fixture' });
+  await retryExecution(t.app.deps.bus, { ctx, input: { id: retried.id, reason: 'fixture' } });
   fixtures.liveKeyId = (await make(org, 'viewer')).apiKey.id;
   fixtures.foreign = {
     directive: (await heldDirective(t, other)).id,

@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { revokeApiKey } from '../../../auth/api-keys.ts';
-import { principalOf, requireAccess, tenantOf, type ApiApp } from '../../context.ts';
+import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { ApiKeySchema, errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 
 export const revokeApiKeyRoute = createRoute({
@@ -21,7 +21,7 @@ export const revokeApiKeyRoute = createRoute({
 export function registerRevokeApiKey(app: ApiApp) {
   app.openapi(revokeApiKeyRoute, async (c) => {
     const deps = c.get('deps');
-    const apiKey = await revokeApiKey(deps.bus.emit, { tenant: tenantOf(c), id: c.req.valid('param').id, by: principalOf(c).actor });
+    const apiKey = await revokeApiKey(deps.bus.emit, { ctx: verbContextOf(c), input: { id: c.req.valid('param').id } });
     deps.authenticator.forget(apiKey.id);
     return c.json({ api_key: { ...apiKey, revoked: true as const } }, 200);
   });

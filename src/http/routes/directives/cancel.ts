@@ -28,9 +28,11 @@ export function registerCancelDirective(app: ApiApp) {
     if (!isId('directive', id)) throw notFound('directive');
     const directive = await decideDirective(c.get('deps').bus.directives, {
       ctx: verbContextOf(c),
-      id,
-      action: 'cancel',
-      reason: c.req.valid('json').reason ?? null,
+      input: {
+        id,
+        action: 'cancel',
+        reason: c.req.valid('json').reason ?? null,
+      },
     });
     return c.json({ directive }, 200);
   });

@@ -26,7 +26,7 @@ export function registerRetryExecution(app: ApiApp) {
   app.openapi(retryExecutionRoute, async (c) => {
     const { id } = c.req.valid('param');
     if (!isId('execution', id)) throw notFound('execution');
-    const execution = await retryExecution(c.get('deps').bus, { ctx: verbContextOf(c), id, reason: c.req.valid('json').reason ?? null });
+    const execution = await retryExecution(c.get('deps').bus, { ctx: verbContextOf(c), input: { id, reason: c.req.valid('json').reason ?? null } });
     return c.json({ execution }, 200);
   });
 }
