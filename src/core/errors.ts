@@ -7,6 +7,8 @@ export const ERROR_STATUS = {
   invalid_json: 400,
   bad_request: 400,
   unauthorized: 401,
+  invalid_signature: 401,
+  timestamp_out_of_tolerance: 401,
   forbidden: 403,
   not_found: 404,
   conflict: 409,

@@ -20,6 +20,8 @@ const TITLES: Record<ErrorCode, string> = {
   invalid_json: 'Malformed JSON',
   bad_request: 'Bad request',
   unauthorized: 'Missing or invalid API key',
+  invalid_signature: 'Invalid webhook signature',
+  timestamp_out_of_tolerance: 'Webhook timestamp out of tolerance',
   forbidden: 'Forbidden',
   not_found: 'Not found',
   conflict: 'Conflict',
