@@ -13,6 +13,7 @@ import { createHttpApp } from './http/app.ts';
 import { createStreamSlots } from './http/stream-slots.ts';
 import { bucketPolicy, createRateLimiter } from './ratelimit/index.ts';
 import type { HttpDeps } from './http/context.ts';
+import type { WorkerDeps } from './worker/runner.ts';
 import type { Bus } from './bus.ts';
 import type { DirectiveDeps } from './directives/deps.ts';
 import { directivesProjection } from './directives/projection.ts';
@@ -66,6 +67,8 @@ export interface AppDeps extends HttpDeps {
 
 export interface SignalbusApp {
   deps: AppDeps;
+  /** The worker process's deps (`startWorker`). */
+  worker: WorkerDeps;
   http: ReturnType<typeof createHttpApp>;
   close(): Promise<void>;
 }
@@ -214,8 +217,19 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     },
   };
 
+  const worker: WorkerDeps = {
+    sql,
+    logger,
+    tenants: deps.tenants,
+    notifier,
+    bus,
+    metrics,
+    ...(tracer ? { tracer } : {}),
+  };
+
   return {
     deps,
+    worker,
     http: createHttpApp(deps),
     async close() {
       await notifier.close();

@@ -21,7 +21,7 @@ if (process.env.BENCH_MODE === 'dispatch') {
   await dispatcher.start();
   stop = () => dispatcher.stop();
 } else {
-  const worker = await startWorker(app, {
+  const worker = await startWorker(app.worker, {
     databaseUrl,
     concurrency: config.SIGNALBUS_WORKER_CONCURRENCY,
     executorConcurrency: config.SIGNALBUS_EXECUTOR_CONCURRENCY,

@@ -53,7 +53,7 @@ export async function runStart(config: Config, options: StartOptions): Promise<n
     app = await createApp(config, { databaseUrl: database.url, logger, masterKeys });
     const adminKey = options.firstRunKey && database.embedded ? await embeddedAdminKey(app, config) : undefined;
     if (options.worker) {
-      worker = await startWorker(app, {
+      worker = await startWorker(app.worker, {
         databaseUrl: database.url,
         concurrency: config.SIGNALBUS_WORKER_CONCURRENCY,
         executorConcurrency: config.SIGNALBUS_EXECUTOR_CONCURRENCY,

@@ -3,4 +3,4 @@
  * payloads with zod on arrival; idempotency lives in our own unique keys,
  * not in job keys. Started by the cli (`worker`, `start`).
  */
-export { createTaskList, startWorker, type WorkerProcess } from './runner.ts';
+export { createTaskList, startWorker, type WorkerDeps, type WorkerProcess } from './runner.ts';

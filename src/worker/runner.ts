@@ -9,7 +9,12 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { Logger as GraphileLogger, run, type Runner, type Task, type WorkerEvents } from 'graphile-worker';
 import type { Logger } from 'pino';
-import type { SignalbusApp } from '../app.ts';
+import type { Tracer } from '@opentelemetry/api';
+import type { Bus } from '../bus.ts';
+import type { Sql } from '../db/client.ts';
+import type { LogNotifier } from '../signals/log-notifier.ts';
+import type { TenantDirectory } from '../tenancy/directory.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
 import { newId } from '../core/ids.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE, HANDLE_SIGNAL, parseTaskPayload, type TaskName, type TaskPayloads } from '../core/jobs.ts';
@@ -41,11 +46,23 @@ export function graphileLogger(logger: Logger): GraphileLogger {
   });
 }
 
+/** What the worker process uses, built by the composition root (`src/app.ts`). */
+export interface WorkerDeps {
+  /** The liveness heartbeat's, the dispatcher's and the tasks' own statements. */
+  sql: Sql;
+  logger: Logger;
+  tenants: Pick<TenantDirectory, 'find'>;
+  /** The dispatcher wakes on the log's commits. */
+  notifier: Pick<LogNotifier, 'subscribeAll'>;
+  bus: Bus;
+  metrics?: Pick<Metrics, 'jobLatency'>;
+  tracer?: Tracer;
+}
+
 /** graphile-worker's task list, one task per name in `src/core/jobs.ts`. */
 export type SignalbusTaskList = { [K in TaskName]: Task<K> };
 
-export function createTaskList(app: SignalbusApp, { callSlots }: { callSlots?: CallSlots } = {}): SignalbusTaskList {
-  const { deps } = app;
+export function createTaskList(deps: WorkerDeps, { callSlots }: { callSlots?: CallSlots } = {}): SignalbusTaskList {
   const { bus } = deps;
   const tenantOf = async (orgId: string): Promise<Tenant | undefined> => deps.tenants.find(orgId);
 
@@ -155,8 +172,7 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-export async function startWorker(app: SignalbusApp, options: WorkerOptions): Promise<WorkerProcess> {
-  const { deps } = app;
+export async function startWorker(deps: WorkerDeps, options: WorkerOptions): Promise<WorkerProcess> {
   const workerIds = new Set<string>();
   // Our own emitter, given to run(): its workers are created before run() returns.
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
@@ -176,7 +192,7 @@ export async function startWorker(app: SignalbusApp, options: WorkerOptions): Pr
   const onPoolError = (error: Error) => deps.logger.warn({ err: error }, 'graphile-worker database client failed');
   pgPool.on('error', onPoolError);
   pgPool.on('connect', (client) => client.on('error', onPoolError));
-  const tasks = createTaskList(app, { callSlots: pLimit(executorConcurrency) });
+  const tasks = createTaskList(deps, { callSlots: pLimit(executorConcurrency) });
   const executionsInFlight = executorConcurrency + EXECUTIONS_BEYOND_CALLS;
   const { [EXECUTE_DIRECTIVE]: executeTask, ...otherTasks } = tasks;
   const common = {

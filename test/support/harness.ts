@@ -204,7 +204,7 @@ export async function createTestApp(
       }, 20_000, 'open transactions to end');
     },
     async startWorker(options = {}) {
-      const worker = await startWorker(app, {
+      const worker = await startWorker(app.worker, {
         databaseUrl: database.url,
         concurrency: 4,
         heartbeatMs: 1000,

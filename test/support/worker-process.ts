@@ -65,7 +65,7 @@ if (process.env.WORKER_WAIT_FOR_GO === '1') {
     process.stdin.once('end', () => process.exit(0));
   });
 }
-await startWorker(app, {
+await startWorker(app.worker, {
   databaseUrl,
   concurrency: Number(process.env.WORKER_CONCURRENCY ?? 4),
   heartbeatMs: Number(process.env.WORKER_HEARTBEAT_MS ?? 500),
