@@ -76,17 +76,37 @@ export interface ProposeResult {
   /** The stored directive; only its id when proposed with `read: false`. */
   directive: Directive;
   created: boolean;
+  /** When created: the decision recorded, and the policy's own (they differ when a hold overrode an allow). */
+  decision?: Decision;
+  policy?: Decision;
+}
+
+/**
+ * A replay holds the new directives it proposes for a human, whatever the
+ * policy allows: an allow becomes require_approval, naming the policy's
+ * verdict. A deny stays a deny — holding never loosens the policy.
+ */
+function held(decision: Decision, reason: string): Decision {
+  if (decision.effect !== 'allow') return decision;
+  const { approval_ttl_seconds: _ttl, ...rest } = decision;
+  return {
+    ...rest,
+    effect: 'require_approval',
+    rule: 'replay.hold',
+    reason: `${reason}; the policy would allow it (${decision.rule ?? 'default'}: ${decision.reason})`.slice(0, 1000),
+  };
 }
 
 const idOnly = (id: string) => ({ id }) as Directive;
 
 /**
  * Proposes a directive. `read: false` answers only its id (handlers need no
- * more), saving the read of the stored row.
+ * more), saving the read of the stored row. `hold` (a reason) holds a new
+ * directive for approval even where the policy allows it.
  */
 export async function proposeDirective(
   deps: DirectiveDeps,
-  { ctx, input, cause, read = true }: VerbCall<unknown> & { cause?: ProposalCause | null; read?: boolean },
+  { ctx, input, cause, read = true, hold }: VerbCall<unknown> & { cause?: ProposalCause | null; read?: boolean; hold?: string },
 ): Promise<ProposeResult> {
   const proposal = parseInput(deps, input);
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
@@ -109,7 +129,9 @@ export async function proposeDirective(
     }
 
     const policy = deps.policies.compiled(ctx.tenant, state!.policy);
-    const { decision, estimated } = await evaluate(deps, tx, ctx, proposal, idempotencyKey, policy, cause);
+    const evaluated = await evaluate(deps, tx, ctx, proposal, idempotencyKey, policy, cause);
+    const { estimated } = evaluated;
+    const decision = hold ? held(evaluated.decision, hold) : evaluated.decision;
     const now = nowOf(deps);
     const status = statusAfterDecision(decision);
     const ttl = decision.approval_ttl_seconds ?? deps.approvalTtlSeconds;
@@ -139,7 +161,12 @@ export async function proposeDirective(
       ]);
     }
     tx.afterCommit(() => deps.onDecision?.(decision.effect));
-    return { directive: read ? (await findDirective(tx.sql, ctx.tenant, id))! : idOnly(id), created: true };
+    return {
+      directive: read ? (await findDirective(tx.sql, ctx.tenant, id))! : idOnly(id),
+      created: true,
+      decision,
+      policy: evaluated.decision,
+    };
   });
 }
 

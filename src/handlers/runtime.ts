@@ -12,24 +12,23 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Tracer } from '@opentelemetry/api';
-import { canonicalJson, sha256Hex } from '../core/canonical-json.ts';
 import { DomainError } from '../core/errors.ts';
 import type { Sql } from '../db/client.ts';
 import { addJobs } from '../db/jobs.ts';
 import { withTransaction } from '../db/transaction.ts';
 import type { DirectiveDeps } from '../directives/deps.ts';
-import { proposeDirective } from '../directives/propose.ts';
 import { emitSystem } from '../signals/system.ts';
 import type { VerbContext } from '../signals/verb-context.ts';
-import { emit, type EmitDeps } from '../signals/emit.ts';
+import type { EmitDeps } from '../signals/emit.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import { currentTraceparent, inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
 import { orderedQueueName } from './dispatch-plan.ts';
-import type { ExecutionError, ExecutionFailed, ExecutionSucceeded } from '../executions/model.ts';
+import type { ExecutionError, ExecutionFailed } from '../executions/model.ts';
 import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
 import { planRetry } from './retry-plan.ts';
+import { collect, depthExceeded, recordSucceeded, writeOutputs, type Outputs } from './outputs.ts';
 
 
 export interface RuntimeDeps {
@@ -42,19 +41,6 @@ export interface RuntimeDeps {
   onFailure?: (handler: string, final: boolean) => void;
   now?: () => Date;
   tracer?: Tracer;
-}
-
-const DEDUPE_KEY_LIMIT = 256;
-
-interface Outputs {
-  signals: Array<{ type: string; subject?: string | null; payload: Record<string, unknown>; key: string }>;
-  directives: Array<{ kind: string; params: Record<string, unknown>; key: string }>;
-}
-
-/** A stable key from (signal, handler, local key), hashed when it would not fit. */
-function derivedKey(prefix: string, signalId: string, handler: string, key: string): string {
-  const plain = `${prefix}${signalId}:${handler}:${key}`;
-  return plain.length <= DEDUPE_KEY_LIMIT ? plain : `${prefix}${sha256Hex(canonicalJson([signalId, handler, key]))}`;
 }
 
 class PermanentFailure extends Error {
@@ -150,71 +136,16 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
   }
 }
 
-async function collect(handler: RegisteredHandler, signal: SignalRow, attempt: number): Promise<Outputs> {
-  const outputs: Outputs = { signals: [], directives: [] };
-  await handler.handle(signal, {
-    attempt,
-    emit: (input) => void outputs.signals.push(input),
-    propose: (input) => void outputs.directives.push(input),
-  });
-  return outputs;
-}
-
 async function commitSuccess(
   deps: RuntimeDeps,
   ctx: VerbContext,
   run: { handler: RegisteredHandler; signal: SignalRow; job: HandleSignalPayload; attempt: number; startedAt: Date; finishedAt: Date; outputs: Outputs },
 ): Promise<void> {
   const { handler, signal, job, outputs } = run;
-  const producesOutputs = outputs.signals.length + outputs.directives.length > 0;
-  if (producesOutputs && signal.causation_depth + 1 > deps.maxCausationDepth) {
-    throw new PermanentFailure({
-      code: 'causation_depth_exceeded',
-      message: `signal ${signal.id} is ${signal.causation_depth} steps from its origin; outputs would pass the limit of ${deps.maxCausationDepth}`,
-    });
-  }
+  const tooDeep = depthExceeded(signal, outputs, deps.maxCausationDepth);
+  if (tooDeep) throw new PermanentFailure(tooDeep);
   await withTransaction(deps.sql, ctx.tx, async (tx) => {
-    const signalIds: string[] = [];
-    for (const output of outputs.signals) {
-      const { signal: derived } = await emit(deps.emit, {
-        ctx: { ...ctx, tx },
-        input: {
-          type: output.type,
-          subject: output.subject ?? null,
-          payload: output.payload,
-          dedupe_key: derivedKey('derived:', signal.id, handler.id, output.key),
-          causation_id: signal.id,
-        },
-      });
-      signalIds.push(derived.id);
-    }
-    const directiveIds: string[] = [];
-    for (const output of outputs.directives) {
-      const { directive } = await proposeDirective(deps.directives, {
-        read: false,
-        ctx: { ...ctx, tx },
-        cause: { signalId: signal.id, correlationId: signal.correlation_id },
-        input: { kind: output.kind, params: output.params, idempotency_key: derivedKey('', signal.id, handler.id, output.key) },
-      });
-      directiveIds.push(directive.id);
-    }
-    const succeeded: ExecutionSucceeded = {
-      execution_id: job.execution_id,
-      handler: handler.id,
-      signal_id: signal.id,
-      directive_id: null,
-      attempt: run.attempt,
-      started_at: run.startedAt.toISOString(),
-      finished_at: run.finishedAt.toISOString(),
-      duration_ms: run.finishedAt.getTime() - run.startedAt.getTime(),
-      outputs: { signals: signalIds, directives: directiveIds },
-    };
-    await emitSystem(deps.emit, ctx, tx, {
-      type: 'execution.succeeded',
-      subject: signal.subject,
-      payload: succeeded,
-      dedupe_key: `execution:${job.execution_id}:succeeded`,
-      causation_id: signal.id,
-    });
+    const written = await writeOutputs(deps, ctx, tx, { handler, signal, outputs });
+    await recordSucceeded(deps, ctx, tx, { ...run, executionId: job.execution_id, handler: handler.id, outputs: written });
   });
 }
