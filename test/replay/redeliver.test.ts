@@ -65,7 +65,7 @@ beforeAll(async () => {
   await setPolicy(t, org, { rules: [{ id: 'allow-stripe', match: 'stripe.*', effect: 'allow' }] });
   await putSecret(t.app.deps.vault, { tenant: org, name: 'stripe_api_key', input: { value: API_KEY } });
   // Stopped before the dry run (its heartbeats write), so started apart from the harness's.
-  const first = await startWorker(t.app, { databaseUrl: t.database.url, concurrency: 4, heartbeatMs: 1000, staleAfterMs: 5000, pollIntervalMs: 50 });
+  const first = await startWorker(t.app.worker, { databaseUrl: t.database.url, concurrency: 4, heartbeatMs: 1000, staleAfterMs: 5000, pollIntervalMs: 50 });
   for (const [i, amount] of AMOUNTS.entries()) {
     await emit(t.app.deps.bus.emit, {
       ctx: { tenant: org, actor: { type: 'human', id: 'ana' }, source: 'api' },
