@@ -29,14 +29,14 @@ import { REGISTRY_DIR } from './packages/registry-files.ts';
 import { setCelLimits } from './policy/cel-program.ts';
 import { parseMasterKeys } from './secrets/keys.ts';
 import type { VaultDeps } from './secrets/vault.ts';
-import { createProjectionRegistry } from './projections/registry.ts';
+import { createProjectionRegistry, type ProjectionRegistry } from './projections/registry.ts';
 import { installationsProjection } from './packages/installation-projection.ts';
 import type { EmitDeps } from './signals/emit.ts';
-import { createAppendBatcher } from './signals/append-batcher.ts';
+import { createAppendBatcher, type AppendBatcher } from './signals/append-batcher.ts';
 import { createLogBroadcast } from './signals/broadcast.ts';
-import { createLogNotifier } from './signals/log-notifier.ts';
+import { createLogNotifier, type LogNotifier } from './signals/log-notifier.ts';
 import { createTenantDirectory } from './tenancy/directory.ts';
-import { loadTenantMigrations } from './tenancy/tenant-migrations.ts';
+import { loadTenantMigrations, type TenantMigration } from './tenancy/tenant-migrations.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { createMetrics, oldestJobAgeQuery } from './telemetry/metrics.ts';
 import { RESERVED_TYPE_PREFIXES } from './signals/model.ts';
@@ -63,6 +63,12 @@ export interface AppOptions {
 /** The HTTP app's deps and the pool: the CLI, tests and benchmarks reach the database through it; routes do not. */
 export interface AppDeps extends HttpDeps {
   sql: Sql;
+  notifier: LogNotifier;
+  appendBatcher: AppendBatcher;
+  projections: ProjectionRegistry;
+  observer?: EmitDeps['observer'];
+  tenantMigrations: TenantMigration[];
+  vault: VaultDeps;
 }
 
 export interface SignalbusApp {
@@ -149,6 +155,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   const bus: Bus = {
     emit: emitDeps,
     orgs: { ...emitDeps, tenantMigrations },
+    secrets: { vault, emit: emitDeps },
     directives,
     executors,
     handlers,

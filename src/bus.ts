@@ -7,12 +7,15 @@ import type { ExecutorRegistry } from './executors/registry.ts';
 import type { HandlerRegistry } from './handlers/registry.ts';
 import type { RuntimeDeps } from './handlers/runtime.ts';
 import type { EmitDeps } from './signals/emit.ts';
+import type { SecretVerbDeps } from './secrets/verbs.ts';
 import type { ProvisionDeps } from './tenancy/provision.ts';
 
 export interface Bus {
   emit: EmitDeps;
   /** Provisioning organizations. */
   orgs: ProvisionDeps;
+  /** The vault's verbs and their audit signals. */
+  secrets: SecretVerbDeps;
   directives: DirectiveDeps;
   runtime: RuntimeDeps;
   handlers: HandlerRegistry;

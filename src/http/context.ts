@@ -15,21 +15,16 @@ import type { KeyAuthenticator, Principal } from '../auth/authenticate.ts';
 import { roleHolds, type Permission } from '../auth/roles.ts';
 import { DomainError, forbidden, notFound } from '../core/errors.ts';
 import type { Bus } from '../bus.ts';
-import type { VaultDeps } from '../secrets/vault.ts';
-import type { ProjectionRegistry } from '../projections/registry.ts';
-import type { AppendBatcher } from '../signals/append-batcher.ts';
 import type { LogBroadcast } from '../signals/broadcast.ts';
-import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { TenantDirectory } from '../tenancy/directory.ts';
 import type { Tenant } from '../core/tenant.ts';
-import type { TenantMigration } from '../tenancy/tenant-migrations.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { StreamSlots } from './stream-slots.ts';
 import type { RateLimiter, RateVerdict } from '../ratelimit/index.ts';
 import { problem, problemResponse } from './problem.ts';
 import { cleanTraceparent } from '../signals/model.ts';
 import { currentTraceparent } from '../telemetry/tracing.ts';
-import type { EmitContext, EmitDeps } from '../signals/emit.ts';
+import type { EmitContext } from '../signals/emit.ts';
 import type { VerbContext } from '../signals/verb-context.ts';
 import type { PackageRegistry } from '../packages/registry.ts';
 
@@ -38,15 +33,9 @@ export interface HttpDeps {
   logger: Logger;
   tenants: TenantDirectory;
   authenticator: KeyAuthenticator;
-  notifier: LogNotifier;
-  appendBatcher: AppendBatcher;
-  projections: ProjectionRegistry;
   bus: Bus;
-  vault: VaultDeps;
   /** The package registry, loaded and checked at start. */
   packages: PackageRegistry;
-  observer?: EmitDeps['observer'];
-  tenantMigrations: TenantMigration[];
   maxPayloadBytes: number;
   maxBatchBytes: number;
   /** Values one request body may hold (see `limitBody`). */

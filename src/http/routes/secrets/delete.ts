@@ -18,8 +18,7 @@ export const deleteSecretRoute = createRoute({
 
 export function registerDeleteSecret(app: ApiApp) {
   app.openapi(deleteSecretRoute, async (c) => {
-    const deps = c.get('deps');
-    const secret = await removeSecret({ vault: deps.vault, emit: deps.bus.emit }, { ctx: verbContextOf(c), input: { name: c.req.valid('param').name } });
+    const secret = await removeSecret(c.get('deps').bus.secrets, { ctx: verbContextOf(c), input: { name: c.req.valid('param').name } });
     return c.json({ secret: { ...secret, deleted: true as const } }, 200);
   });
 }

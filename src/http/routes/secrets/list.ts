@@ -18,8 +18,7 @@ export const listSecretsRoute = createRoute({
 
 export function registerListSecrets(app: ApiApp) {
   app.openapi(listSecretsRoute, async (c) => {
-    const deps = c.get('deps');
-    const data = await listOrgSecrets({ vault: deps.vault, emit: deps.bus.emit }, { ctx: verbContextOf(c), input: {} });
+    const data = await listOrgSecrets(c.get('deps').bus.secrets, { ctx: verbContextOf(c), input: {} });
     return c.json({ data, next_cursor: null }, 200);
   });
 }

@@ -20,8 +20,7 @@ export const putSecretRoute = createRoute({
 
 export function registerPutSecret(app: ApiApp) {
   app.openapi(putSecretRoute, async (c) => {
-    const deps = c.get('deps');
-    const secret = await setSecret({ vault: deps.vault, emit: deps.bus.emit }, { ctx: verbContextOf(c), input: { name: c.req.valid('param').name, secret: c.req.valid('json') } });
+    const secret = await setSecret(c.get('deps').bus.secrets, { ctx: verbContextOf(c), input: { name: c.req.valid('param').name, secret: c.req.valid('json') } });
     return c.json({ secret }, 200);
   });
 }
