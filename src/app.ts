@@ -29,7 +29,11 @@ import { REGISTRY_DIR } from './packages/registry-files.ts';
 import { setCelLimits } from './policy/cel-program.ts';
 import { parseMasterKeys } from './secrets/keys.ts';
 import type { VaultDeps } from './secrets/vault.ts';
-import { createProjectionRegistry, type ProjectionRegistry } from './projections/registry.ts';
+import { createProjectionRegistry, type Projection, type ProjectionRegistry } from './projections/registry.ts';
+import { createReplayModes } from './replay/modes.ts';
+import { replaysProjection } from './replay/projection.ts';
+import { createRebuildMode } from './replay/rebuild.ts';
+import { createAsOfMode } from './replay/as-of.ts';
 import { installationsProjection } from './packages/installation-projection.ts';
 import type { EmitDeps } from './signals/emit.ts';
 import { createAppendBatcher, type AppendBatcher } from './signals/append-batcher.ts';
@@ -50,6 +54,8 @@ export interface AppOptions {
   spanExporter?: SpanExporter;
   /** Handlers beyond the built-ins (tests, embedding applications). */
   handlers?: Handler[];
+  /** Projections beyond the built-ins, folded and rebuilt like them (tests). */
+  projections?: Projection[];
   /** Executors beyond the built-ins. */
   executors?: Executor<any>[];
   /** Fixed clock for the directive and handler verbs (tests). */
@@ -109,7 +115,10 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     systemFamilies: RESERVED_TYPE_PREFIXES,
   });
 
-  const projections = createProjectionRegistry([directivesProjection, executionsProjection, policiesProjection, circuitsProjection, installationsProjection]);
+  const projections = createProjectionRegistry(
+    [directivesProjection, executionsProjection, policiesProjection, circuitsProjection, installationsProjection, ...(options.projections ?? [])],
+    [replaysProjection],
+  );
   const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });
   const emitDeps: EmitDeps = {
     sql,
@@ -152,6 +161,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     ...(tracer ? { tracer } : {}),
     ...(options.now ? { now: options.now } : {}),
   };
+  const replayModeDeps = { sql, projections, pageSize: config.SIGNALBUS_REPLAY_PAGE_SIZE };
   const bus: Bus = {
     emit: emitDeps,
     orgs: { ...emitDeps, tenantMigrations },
@@ -159,6 +169,12 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     directives,
     executors,
     handlers,
+    replays: {
+      sql,
+      emit: emitDeps,
+      modes: createReplayModes([createRebuildMode(replayModeDeps), createAsOfMode({ ...replayModeDeps, ...(options.now ? { now: options.now } : {}) })]),
+      ...(options.now ? { now: options.now } : {}),
+    },
     runtime: {
       sql,
       emit: emitDeps,

@@ -8,6 +8,7 @@ import type { HandlerRegistry } from './handlers/registry.ts';
 import type { RuntimeDeps } from './handlers/runtime.ts';
 import type { EmitDeps } from './signals/emit.ts';
 import type { SecretVerbDeps } from './secrets/verbs.ts';
+import type { ReplayDeps } from './replay/deps.ts';
 import type { ProvisionDeps } from './tenancy/provision.ts';
 
 export interface Bus {
@@ -20,4 +21,5 @@ export interface Bus {
   runtime: RuntimeDeps;
   handlers: HandlerRegistry;
   executors: ExecutorRegistry;
+  replays: ReplayDeps;
 }

@@ -113,6 +113,8 @@ export const Config = z.object({
   SIGNALBUS_MAX_CAUSATION_DEPTH: z.coerce.number().int().min(1).max(1000).default(16),
   /** How long a directive may await approval when its rule names no TTL (72 h). */
   SIGNALBUS_APPROVAL_TTL_SECONDS: z.coerce.number().int().min(60).default(72 * 3600),
+  /** Signals a replay folds per page, and per checkpoint. */
+  SIGNALBUS_REPLAY_PAGE_SIZE: z.coerce.number().int().min(1).max(100_000).default(2000),
   /** First retry delay of executor runs, doubled per attempt with jitter. */
   SIGNALBUS_EXECUTOR_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2000),
   /** The package registry folder; absent = the one shipped with signalbus (`packages-registry`). */

@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   conflict: 409,
   idempotency_conflict: 409,
   invalid_transition: 409,
+  replay_in_progress: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   validation_failed: 422,

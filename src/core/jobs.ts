@@ -10,6 +10,8 @@ import { z } from 'zod';
 export const HANDLE_SIGNAL = 'handle_signal';
 export const EXECUTE_DIRECTIVE = 'execute_directive';
 export const EXPIRE_DIRECTIVE = 'expire_directive';
+export const RUN_REPLAY = 'run_replay';
+export const DROP_REPLAY_STATE = 'drop_replay_state';
 
 /** One attempt of one handler on one signal; the execution id is fixed when the job is first enqueued. */
 export const HandleSignalPayload = z.object({
@@ -37,11 +39,28 @@ export const ExpireDirectivePayload = z.object({
 });
 export type ExpireDirectivePayload = z.infer<typeof ExpireDirectivePayload>;
 
+/** Runs (or resumes from its last checkpoint) one replay; `job_key` `replay:<id>`. */
+export const RunReplayPayload = z.object({
+  org_id: z.string().min(1),
+  replay_id: z.string().min(1),
+  traceparent: z.string().nullish(),
+});
+export type RunReplayPayload = z.infer<typeof RunReplayPayload>;
+
+/** Drops an as-of replay's materialized state once its TTL has passed. */
+export const DropReplayStatePayload = z.object({
+  org_id: z.string().min(1),
+  replay_id: z.string().min(1),
+});
+export type DropReplayStatePayload = z.infer<typeof DropReplayStatePayload>;
+
 /** Task name → payload schema. */
 export const TASK_PAYLOADS = {
   [HANDLE_SIGNAL]: HandleSignalPayload,
   [EXECUTE_DIRECTIVE]: ExecuteDirectivePayload,
   [EXPIRE_DIRECTIVE]: ExpireDirectivePayload,
+  [RUN_REPLAY]: RunReplayPayload,
+  [DROP_REPLAY_STATE]: DropReplayStatePayload,
 } as const;
 
 export type TaskName = keyof typeof TASK_PAYLOADS;

@@ -24,7 +24,7 @@ export interface Tx {
  * postgres.js's own, the socket's, and PostgreSQL's connection-exception
  * (08) and operator-intervention (57P) classes.
  */
-function lostSession(error: unknown): boolean {
+export function lostSession(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   return /^CONNECTION_|^ECONN|^EPIPE$|^08|^57P0[1-4]$/.test(code);

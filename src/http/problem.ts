@@ -27,6 +27,7 @@ const TITLES: Record<ErrorCode, string> = {
   conflict: 'Conflict',
   idempotency_conflict: 'Idempotency key reused with different content',
   invalid_transition: 'Invalid state transition',
+  replay_in_progress: 'A replay of the same scope is in progress',
   payload_too_large: 'Payload too large',
   unsupported_media_type: 'Unsupported media type',
   validation_failed: 'Validation failed',

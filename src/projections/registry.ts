@@ -40,10 +40,17 @@ export type PrefetchedRows = Map<Projection, Prefetched>;
 
 /** The projections `emit` folds into, and the list rebuild walks. */
 export interface ProjectionRegistry extends InlineProjections<PrefetchedRows> {
+  /** What rebuild and as-of refold: the tenant's state. */
   readonly projections: readonly Projection[];
 }
 
-export function createProjectionRegistry(projections: Projection[]): ProjectionRegistry {
+/**
+ * `bookkeeping` projections are folded live like the others but never
+ * refolded by a replay: replay's own record, which a rebuild would otherwise
+ * chase while writing it.
+ */
+export function createProjectionRegistry(rebuildable: Projection[], bookkeeping: Projection[] = []): ProjectionRegistry {
+  const projections = [...rebuildable, ...bookkeeping];
   const handled = new Map<string, boolean>();
   const handledByAny = (type: string) => {
     let answer = handled.get(type);
@@ -54,7 +61,7 @@ export function createProjectionRegistry(projections: Projection[]): ProjectionR
     return answer;
   };
   return {
-    projections,
+    projections: rebuildable,
     handlesAny(types) {
       for (const type of types) if (handledByAny(type)) return true;
       return false;

@@ -17,13 +17,15 @@ import type { TenantDirectory } from '../tenancy/directory.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { newId } from '../core/ids.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE, HANDLE_SIGNAL, parseTaskPayload, type TaskName, type TaskPayloads } from '../core/jobs.ts';
+import { DROP_REPLAY_STATE, EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE, HANDLE_SIGNAL, parseTaskPayload, RUN_REPLAY, type TaskName, type TaskPayloads } from '../core/jobs.ts';
 import { executeDirective, type CallSlots } from '../directives/execute.ts';
 import { emitSystem } from '../signals/system.ts';
 import { expireDirective } from '../directives/transitions.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { createDispatcher, type Dispatcher } from '../handlers/dispatcher.ts';
 import { runHandleSignal } from '../handlers/runtime.ts';
+import { runReplay } from '../replay/run.ts';
+import { dropReplayState } from '../replay/as-of.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { startLiveness, type Liveness } from './liveness.ts';
@@ -142,6 +144,8 @@ export function createTaskList(deps: WorkerDeps, { callSlots }: { callSlots?: Ca
     [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, async (tenant, job) => {
       await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: job.directive_id } });
     }),
+    [RUN_REPLAY]: task(RUN_REPLAY, (tenant, job) => runReplay(bus.replays, { tenant, replayId: job.replay_id })),
+    [DROP_REPLAY_STATE]: task(DROP_REPLAY_STATE, (tenant, job) => dropReplayState(bus.replays, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: job.replay_id } })),
   };
 }
 

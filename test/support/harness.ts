@@ -6,6 +6,7 @@
 import type { Executor } from '../../src/executors/registry.ts';
 import { generateMasterKeys } from '../../src/secrets/keys.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
+import type { Projection } from '../../src/projections/registry.ts';
 import { startWorker, type WorkerOptions, type WorkerProcess } from '../../src/worker/runner.ts';
 import { Writable } from 'node:stream';
 import type { ServerType } from '@hono/node-server';
@@ -123,6 +124,7 @@ export async function createTestApp(
     spanExporter,
     handlers,
     executors,
+    projections,
     now,
   }: {
     env?: Record<string, string>;
@@ -130,6 +132,7 @@ export async function createTestApp(
     spanExporter?: SpanExporter;
     handlers?: Handler[];
     executors?: Executor<any>[];
+    projections?: Projection[];
     now?: () => Date;
   } = {},
 ): Promise<TestApp> {
@@ -149,6 +152,7 @@ export async function createTestApp(
     ...(spanExporter ? { spanExporter } : {}),
     ...(handlers ? { handlers } : {}),
     ...(executors ? { executors } : {}),
+    ...(projections ? { projections } : {}),
     ...(now ? { now } : {}),
   });
   const workers: WorkerProcess[] = [];

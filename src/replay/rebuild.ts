@@ -1,0 +1,156 @@
+/**
+ * The `rebuild` mode: projections (all, or the named ones) refolded from the
+ * log into shadow tables, page by page in position order — each page and its
+ * checkpoint one transaction, so a run killed anywhere resumes exactly —
+ * until caught up with live writes; then one transaction locks the live
+ * tables against writers (readers go on), folds the last signals, reports
+ * checksums and drift, and swaps the shadow tables in with the completion.
+ * Until that commits, reads are served from the old tables; a reducer that
+ * throws fails the replay and leaves them untouched.
+ */
+import { DomainError } from '../core/errors.ts';
+import type { Tenant } from '../core/tenant.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { withTransaction } from '../db/transaction.ts';
+import type { Projection, ProjectionRegistry } from '../projections/registry.ts';
+import { checksumProjections, type Checksums } from '../projections/rebuild.ts';
+import { projectionDrift, type Drift } from './drift.ts';
+import type { ReplayMode, ReplayRun } from './modes.ts';
+import type { ReplayRequest } from './model.ts';
+import { countLog, createShadow, cursorAfter, dropShadow, foldPage, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PagedSignal } from './shadow.ts';
+
+export interface RebuildCheckpoint {
+  cursor: Cursor;
+}
+
+export interface RebuildReport {
+  projections: string[];
+  signals: number;
+  checksums_before: Checksums;
+  checksums_after: Checksums;
+  drift: Record<string, Drift>;
+  [key: string]: unknown;
+}
+
+export interface ProjectionModeDeps {
+  sql: Sql;
+  projections: ProjectionRegistry;
+  /** Signals per page (and per checkpoint). */
+  pageSize: number;
+}
+
+/** The named projections in registry order (the order live writes lock them in), all when none are named. */
+export function chooseProjections(registry: ProjectionRegistry, names: readonly string[] | undefined): Projection[] {
+  const known = registry.projections.map((projection) => projection.name);
+  const unknown = (names ?? []).filter((name) => !known.includes(name));
+  if (unknown.length > 0) {
+    throw new DomainError('validation_failed', `unknown projection ${unknown.join(', ')}`, [{ path: 'projections', message: `one of ${known.join(', ')}` }]);
+  }
+  return registry.projections.filter((projection) => !names || names.includes(projection.name));
+}
+
+function refuseSelection(request: ReplayRequest, allowed: readonly string[]): void {
+  const given = Object.keys(request.selection).filter((key) => !allowed.includes(key));
+  if (given.length > 0) throw new DomainError('validation_failed', `${request.mode} takes no selection ${given.join(', ')}`, [{ path: 'selection', message: 'a rebuild folds the whole log' }]);
+  if (request.handlers) throw new DomainError('validation_failed', `${request.mode} runs no handlers`, [{ path: 'handlers', message: 'only redeliver takes handlers' }]);
+}
+export { refuseSelection };
+
+/** Index names of a table by what they index, so the swapped-in copy keeps the names migrations know. */
+async function indexNames(db: Queryable, schema: string, table: string): Promise<Map<string, string>> {
+  const rows = await db<{ name: string; shape: string }[]>`
+    select indexname as name, regexp_replace(indexdef, '^CREATE (UNIQUE )?INDEX \\S+ ON \\S+', 'CREATE \\1INDEX ON') as shape
+      from pg_indexes where schemaname = ${schema} and tablename = ${table}`;
+  return new Map(rows.map((row) => [row.shape, row.name]));
+}
+
+async function swapIn(db: Queryable, tenant: Tenant, shadow: string, projection: Projection): Promise<void> {
+  const live = await indexNames(db, tenant.schema, projection.table);
+  const copies = await indexNames(db, shadow, projection.table);
+  await db`drop table ${db(`${tenant.schema}.${projection.table}`)}`;
+  for (const [shape, name] of copies) {
+    const original = live.get(shape);
+    if (original && original !== name) await db`alter index ${db(`${shadow}.${name}`)} rename to ${db(original)}`;
+  }
+  await db`alter table ${db(`${shadow}.${projection.table}`)} set schema ${db(tenant.schema)}`;
+}
+
+export function createRebuildMode(deps: ProjectionModeDeps): ReplayMode<RebuildCheckpoint> {
+  return {
+    name: 'rebuild',
+    plan(request) {
+      refuseSelection(request, []);
+      return { scope: chooseProjections(deps.projections, request.projections).map((projection) => projection.name) };
+    },
+    async discard(replay) {
+      await dropShadow(deps.sql, shadowSchemaOf(replay.id, 'rebuild'));
+    },
+    async run(run: ReplayRun<RebuildCheckpoint>) {
+      const { tenant, replay } = run;
+      const projections = chooseProjections(deps.projections, replay.request.projections);
+      const schema = shadowSchemaOf(replay.id, 'rebuild');
+      const shadow: Tenant = { ...tenant, schema };
+      let cursor = run.checkpoint?.cursor ?? LOG_START;
+      let processed = run.processed;
+      let total = replay.total ?? 0;
+      let page: PagedSignal[] = [];
+      const failed = async (error: unknown) => pageFailure(deps.sql, shadow, projections, page, error);
+
+      if (!run.checkpoint) {
+        total = await countLog(deps.sql, tenant, LOG_START, { horizon: false });
+        await withTransaction(deps.sql, undefined, async (tx) => {
+          await createShadow(tx.sql, tenant, schema, projections);
+          await run.progress({ processed: 0, total, checkpoint: { cursor } }, tx);
+        });
+      }
+      // Below the horizon, one page and its checkpoint per transaction, until caught up.
+      for (;;) {
+        page = await readLogPage(deps.sql, tenant, cursor, deps.pageSize, { horizon: true });
+        if (page.length === 0) break;
+        const next = cursorAfter(page);
+        processed += page.length;
+        total = Math.max(total, processed);
+        await withTransaction(deps.sql, undefined, async (tx) => {
+          await foldPage(tx.sql, shadow, projections, page);
+          await run.progress({ processed, total, checkpoint: { cursor: next } }, tx);
+        }).catch(async (error: unknown) => {
+          throw await failed(error);
+        });
+        cursor = next;
+      }
+
+      // The swap: writers of these projections wait on the table locks and
+      // then write into the swapped-in tables; whatever committed before the
+      // locks were granted is visible here, so no horizon is needed.
+      let report: RebuildReport | undefined;
+      await withTransaction(deps.sql, undefined, async (tx) => {
+        const db = tx.sql;
+        for (const projection of projections) await db`lock table ${db(`${tenant.schema}.${projection.table}`)} in exclusive mode`;
+        for (;;) {
+          page = await readLogPage(db, tenant, cursor, deps.pageSize, { horizon: false });
+          if (page.length === 0) break;
+          await foldPage(db, shadow, projections, page);
+          processed += page.length;
+          cursor = cursorAfter(page);
+        }
+        const drift: Record<string, Drift> = {};
+        for (const projection of projections) {
+          drift[projection.name] = await projectionDrift(db, `${tenant.schema}.${projection.table}`, `${schema}.${projection.table}`);
+        }
+        report = {
+          projections: projections.map((projection) => projection.name),
+          signals: processed,
+          checksums_before: await checksumProjections(db, tenant, projections),
+          checksums_after: await checksumProjections(db, shadow, projections),
+          drift,
+        };
+        for (const projection of projections) await swapIn(db, tenant, schema, projection);
+        await dropShadow(db, schema);
+        await run.complete(report, { tx, processed, total: processed });
+      }).catch(async (error: unknown) => {
+        throw await failed(error);
+      });
+      return report;
+    },
+  };
+}
