@@ -35,6 +35,8 @@ import { replaysProjection } from './replay/projection.ts';
 import { createRebuildMode } from './replay/rebuild.ts';
 import { createAsOfMode } from './replay/as-of.ts';
 import { installationsProjection } from './packages/installation-projection.ts';
+import type { InstallationDeps } from './packages/installation-steps.ts';
+import { packagePolicyLookup } from './packages/package-policy.ts';
 import type { EmitDeps } from './signals/emit.ts';
 import { createAppendBatcher, type AppendBatcher } from './signals/append-batcher.ts';
 import { createLogBroadcast } from './signals/broadcast.ts';
@@ -64,6 +66,8 @@ export interface AppOptions {
   masterKeys?: string;
   /** The package registry folder, over SIGNALBUS_REGISTRY_DIR and the shipped one. */
   registryDir?: string;
+  /** Called before each installation step; a throw fails it (tests inject failures). */
+  beforeInstallationStep?: InstallationDeps['beforeStep'];
 }
 
 /** The HTTP app's deps and the pool: the CLI, tests and benchmarks reach the database through it; routes do not. */
@@ -158,6 +162,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     approvalTtlSeconds: config.SIGNALBUS_APPROVAL_TTL_SECONDS,
     retryBaseMs: config.SIGNALBUS_EXECUTOR_RETRY_BASE_MS,
     onDecision: (effect) => metrics.directiveDecision(effect),
+    packagePolicy: packagePolicyLookup(packages),
     ...(tracer ? { tracer } : {}),
     ...(options.now ? { now: options.now } : {}),
   };
@@ -174,6 +179,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
       emit: emitDeps,
       modes: createReplayModes([createRebuildMode(replayModeDeps), createAsOfMode({ ...replayModeDeps, ...(options.now ? { now: options.now } : {}) })]),
       ...(options.now ? { now: options.now } : {}),
+    },
+    installations: {
+      sql,
+      emit: emitDeps,
+      registry: packages,
+      vault,
+      directives,
+      ...(options.beforeInstallationStep ? { beforeStep: options.beforeInstallationStep } : {}),
     },
     runtime: {
       sql,

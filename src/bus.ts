@@ -5,6 +5,7 @@
 import type { DirectiveDeps } from './directives/deps.ts';
 import type { ExecutorRegistry } from './executors/registry.ts';
 import type { HandlerRegistry } from './handlers/registry.ts';
+import type { InstallationDeps } from './packages/installation-steps.ts';
 import type { RuntimeDeps } from './handlers/runtime.ts';
 import type { EmitDeps } from './signals/emit.ts';
 import type { SecretVerbDeps } from './secrets/verbs.ts';
@@ -22,4 +23,6 @@ export interface Bus {
   handlers: HandlerRegistry;
   executors: ExecutorRegistry;
   replays: ReplayDeps;
+  /** Installing, upgrading and uninstalling packages. */
+  installations: InstallationDeps;
 }

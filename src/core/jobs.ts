@@ -12,6 +12,7 @@ export const EXECUTE_DIRECTIVE = 'execute_directive';
 export const EXPIRE_DIRECTIVE = 'expire_directive';
 export const RUN_REPLAY = 'run_replay';
 export const DROP_REPLAY_STATE = 'drop_replay_state';
+export const RUN_INSTALLATION = 'run_installation';
 
 /** One attempt of one handler on one signal; the execution id is fixed when the job is first enqueued. */
 export const HandleSignalPayload = z.object({
@@ -54,6 +55,21 @@ export const DropReplayStatePayload = z.object({
 });
 export type DropReplayStatePayload = z.infer<typeof DropReplayStatePayload>;
 
+/**
+ * One attempt of an installation's install, upgrade or uninstall. A job whose
+ * (operation, version, attempt) is no longer the installation's pending one
+ * completes without running: repeats change nothing.
+ */
+export const RunInstallationPayload = z.object({
+  org_id: z.string().min(1),
+  installation_id: z.string().min(1),
+  operation: z.enum(['install', 'upgrade', 'uninstall']),
+  version: z.string().min(1),
+  attempt: z.number().int().min(1),
+  traceparent: z.string().nullish(),
+});
+export type RunInstallationPayload = z.infer<typeof RunInstallationPayload>;
+
 /** Task name → payload schema. */
 export const TASK_PAYLOADS = {
   [HANDLE_SIGNAL]: HandleSignalPayload,
@@ -61,6 +77,7 @@ export const TASK_PAYLOADS = {
   [EXPIRE_DIRECTIVE]: ExpireDirectivePayload,
   [RUN_REPLAY]: RunReplayPayload,
   [DROP_REPLAY_STATE]: DropReplayStatePayload,
+  [RUN_INSTALLATION]: RunInstallationPayload,
 } as const;
 
 export type TaskName = keyof typeof TASK_PAYLOADS;

@@ -5,6 +5,7 @@ import type { JobSpec } from '../db/jobs.ts';
 import type { ExecutorRegistry } from '../executors/registry.ts';
 import type { VaultDeps } from '../secrets/vault.ts';
 import type { EmitDeps } from '../signals/emit.ts';
+import type { PackagePolicyLookup } from './package-policy.ts';
 import type { PolicyCompiler } from './policy-store.ts';
 
 /** What the directive verbs and tasks use. */
@@ -21,6 +22,8 @@ export interface DirectiveDeps {
   /** Base delay of executor retries (doubled per attempt, with jitter). */
   retryBaseMs: number;
   onDecision?: (effect: string) => void;
+  /** The default policy rules of the package whose installation proposes (set by the composition root). */
+  packagePolicy?: PackagePolicyLookup;
   tracer?: Tracer;
   now?: () => Date;
 }

@@ -11,6 +11,7 @@ import { deferJobs } from '../db/jobs.ts';
 import { withTransaction, type Tx } from '../db/transaction.ts';
 import { decide } from '../policy/evaluate.ts';
 import { guardUsage } from './guard-usage.ts';
+import { scopePolicy } from './package-policy.ts';
 import { loadPolicy, POLICY_ROW_JSON, type PolicyRowData, type StoredPolicy } from './policy-store.ts';
 import type { Decision } from '../policy/model.ts';
 import { EXPIRE_DIRECTIVE } from '../core/jobs.ts';
@@ -49,6 +50,8 @@ async function evaluate(
   cause?: ProposalCause | null,
 ) {
   const executor = deps.executors.require(input.kind);
+  const { policy: scoped, installation } = await scopePolicy(deps.packagePolicy, tx, ctx, policy);
+  policy = scoped;
   const estimated = executor.estimateCostUsd(input.kind, input.params);
   const usage = await guardUsage(tx.sql, ctx.tenant, policy.compiled, input.kind);
   const decision = decide(
@@ -64,7 +67,7 @@ async function evaluate(
       },
       params: input.params,
       actor: ctx.actor,
-      installation: null,
+      installation,
       org: { id: ctx.tenant.id, slug: ctx.tenant.slug },
     },
     usage,

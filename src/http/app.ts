@@ -23,6 +23,7 @@ const TAGS: Array<{ name: string; description: string }> = [
   { name: 'Policies', description: "The organization's rules and guards that decide directives." },
   { name: 'Secrets', description: 'The credentials vault: values encrypted at rest, never returned.' },
   { name: 'Packages', description: 'The package registry: versioned, immutable integration manifests organizations install.' },
+  { name: 'Installations', description: "An organization's installed packages: config, secrets in the vault, status, steps and error reports, upgrades and uninstalls." },
 ];
 
 export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {

@@ -33,3 +33,15 @@ export {
 } from './installation-model.ts';
 export { installationsProjection } from './installation-projection.ts';
 export { findInstallationOrg, getInstallation, listActiveInstallations, listInstallations, type Installation } from './installation-read.ts';
+export {
+  configureInstallation,
+  installPackage,
+  retryInstallation,
+  setInstallationEnabled,
+  uninstallInstallation,
+  upgradeInstallation,
+  type InstallResult,
+} from './installations.ts';
+export { runInstallationJob } from './installation-job.ts';
+export { packagePolicyRules, type InstallationDeps } from './installation-steps.ts';
+export { celToJson, evaluateFields } from './cel-values.ts';

@@ -28,6 +28,9 @@ export interface InstallationStep {
 /** The visible report of a failed operation. */
 export interface InstallationError {
   operation: InstallationOperation;
+  /** The version the operation was for (an upgrade's target). */
+  version: string;
+  attempt: number;
   step: string;
   code: string;
   message: string;

@@ -17,7 +17,7 @@ import type { TenantDirectory } from '../tenancy/directory.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { newId } from '../core/ids.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { DROP_REPLAY_STATE, EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE, HANDLE_SIGNAL, parseTaskPayload, RUN_REPLAY, type TaskName, type TaskPayloads } from '../core/jobs.ts';
+import { DROP_REPLAY_STATE, EXECUTE_DIRECTIVE, EXPIRE_DIRECTIVE, HANDLE_SIGNAL, parseTaskPayload, RUN_INSTALLATION, RUN_REPLAY, type TaskName, type TaskPayloads } from '../core/jobs.ts';
 import { executeDirective, type CallSlots } from '../directives/execute.ts';
 import { emitSystem } from '../signals/system.ts';
 import { expireDirective } from '../directives/transitions.ts';
@@ -26,6 +26,7 @@ import { createDispatcher, type Dispatcher } from '../handlers/dispatcher.ts';
 import { runHandleSignal } from '../handlers/runtime.ts';
 import { runReplay } from '../replay/run.ts';
 import { dropReplayState } from '../replay/as-of.ts';
+import { runInstallationJob } from '../packages/installation-job.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { startLiveness, type Liveness } from './liveness.ts';
@@ -146,6 +147,13 @@ export function createTaskList(deps: WorkerDeps, { callSlots }: { callSlots?: Ca
     }),
     [RUN_REPLAY]: task(RUN_REPLAY, (tenant, job) => runReplay(bus.replays, { tenant, replayId: job.replay_id })),
     [DROP_REPLAY_STATE]: task(DROP_REPLAY_STATE, (tenant, job) => dropReplayState(bus.replays, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: job.replay_id } })),
+    [RUN_INSTALLATION]: task(RUN_INSTALLATION, (tenant, job) =>
+      runInstallationJob(bus.installations, {
+        tenant,
+        job,
+        onUnexpected: (error) => deps.logger.error({ err: error, installation: job.installation_id, operation: job.operation }, 'installation step failed unexpectedly'),
+      }),
+    ),
   };
 }
 

@@ -31,6 +31,7 @@ import { CreateOrgInput } from '../../src/tenancy/provision.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { alwaysFails, failedExecution, heldDirective, HOLD_POLICY, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
+import { installationIn } from '../support/installations.ts';
 import { callRoute, fillPath, V1_ROUTES, type RouteCase, type RouteIdKind } from '../support/routes.ts';
 
 const CODES = Object.keys(ERROR_STATUS) as ErrorCode[];
@@ -94,6 +95,9 @@ async function counts() {
            (select coalesce(string_agg(id || ':' || version, ','), '') from ${table(org, 'policies')}) as policies,
            (select coalesce(string_agg(name || ':' || fingerprint, ',' order by name), '') from ${table(org, 'secrets')}) as secrets,
            (select coalesce(string_agg(name || ':' || fingerprint, ',' order by name), '') from ${table(other, 'secrets')}) as other_secrets,
+           (select coalesce(string_agg(id || ':' || status || ':' || version || ':' || md5(config::text), ',' order by id), '') from ${table(org, 'installations')}) as installations,
+           (select coalesce(string_agg(id || ':' || status, ',' order by id), '') from ${table(other, 'installations')}) as other_installations,
+           (select count(*)::int from public.installation_routes) as installation_routes,
            (select count(*)::int from graphile_worker._private_jobs) as jobs`;
   return row!;
 }
@@ -334,7 +338,9 @@ beforeAll(async () => {
     apiKey: otherOrgKeyId,
     secret: (await putSecret(t.app.deps.vault, { tenant: other, name: 'other_org_token', input: { value: 'other-org-value' } })).name,
   };
-  fixtures.wrongState = { directive: rejected.id, execution: retried.id };
+  fixtures.foreign.installation = await installationIn(t, other, 'installed');
+  // Busy installing: every installation route that changes one refuses it.
+  fixtures.wrongState = { directive: rejected.id, execution: retried.id, installation: await installationIn(t, org, 'installing') };
 });
 afterAll(() => t.close());
 
@@ -691,6 +697,8 @@ async function idFor(route: RouteCase): Promise<string | undefined> {
       return (await failedExecution(t, org)).signal_id!;
     case 'secret':
       return (await putSecret(t.app.deps.vault, { tenant: org, name: `fuzz_${Date.now().toString(36)}`, input: { value: 'fuzz-value' } })).name;
+    case 'installation':
+      return installationIn(t, org, route.state === 'disabled' || route.state === 'install_failed' ? route.state : 'installed');
   }
 }
 

@@ -21,6 +21,7 @@ import type { Tenant } from '../../src/core/tenant.ts';
 import { getDirective, type Directive } from '../../src/directives/store.ts';
 import { getExecution, type Execution } from '../../src/executions/read.ts';
 import { alwaysFails, failedExecution, heldDirective, HOLD_POLICY, setPolicy } from '../support/fanout.ts';
+import { installationIn } from '../support/installations.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import {
   callRoute,
@@ -41,6 +42,7 @@ interface OrgFixture {
   execution: Execution;
   /** A vault entry whose name is the org's own and whose value is the canary. */
   secretName: string;
+  installationId: string;
 }
 
 let t: TestApp;
@@ -75,7 +77,8 @@ async function makeOrg(slug: string, signalBody: Record<string, unknown>, secret
   const secretName = `iso_${slug}_token`;
   const stored = await t.request('PUT', `/v1/orgs/${slug}/secrets/${secretName}`, { key: keys.admin.secret, body: { value: secret } });
   expect(stored.status).toBe(200);
-  return { tenant, keys, signal: emitted.body.signal, directive, execution, secretName };
+  const installationId = await installationIn(t, tenant, 'installed');
+  return { tenant, keys, signal: emitted.body.signal, directive, execution, secretName, installationId };
 }
 
 const countRows = async (tenant: Tenant) => {
@@ -95,6 +98,7 @@ function idOf(route: RouteCase, owner: OrgFixture): string | undefined {
   if (route.id === 'directive') return owner.directive.id;
   if (route.id === 'execution') return owner.execution.id;
   if (route.id === 'secret') return owner.secretName;
+  if (route.id === 'installation') return owner.installationId;
   return undefined;
 }
 
@@ -111,6 +115,7 @@ function expectNoLeak(text: string, what: string) {
   expect(text.includes(a.directive.id), `${what} leaked org A's directive id`).toBe(false);
   expect(text.includes(a.execution.id), `${what} leaked org A's execution id`).toBe(false);
   expect(text.includes(a.secretName), `${what} leaked org A's secret name`).toBe(false);
+  expect(text.includes(a.installationId), `${what} leaked org A's installation id`).toBe(false);
 }
 
 beforeAll(async () => {
@@ -207,6 +212,8 @@ describe("ids of another org through one's own org", () => {
     expect(await countRows(b.tenant)).toEqual(bBefore);
     expect((await getDirective(t.app.deps.sql, b.tenant, b.directive.id)).status).toBe('awaiting_approval');
     expect((await getExecution(t.app.deps.sql, b.tenant, b.execution.id)).status).toBe('failed');
+    const [installation] = await t.app.deps.sql`select status, pending from ${t.app.deps.sql(`${b.tenant.schema}.installations`)} where id = ${b.installationId}`;
+    expect(installation).toEqual({ status: 'installed', pending: null });
     const stillWorks = await t.request('GET', `/v1/orgs/${b.tenant.slug}/signals`, { key: b.keys.admin.secret });
     expect(stillWorks.status).toBe(200);
   });

@@ -17,6 +17,8 @@ import { getDirective } from '../../src/directives/store.ts';
 import { getExecution } from '../../src/executions/read.ts';
 import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
+import { installationIn, registryWithRelayVersions, RELAY_CONFIG } from '../support/installations.ts';
+import { getInstallation } from '../../src/packages/installation-read.ts';
 import { callRoute, fillPath, registeredRoutes, routeKey, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';
 import { listSecrets, putSecret } from '../../src/secrets/vault.ts';
 
@@ -39,6 +41,8 @@ let org: Tenant;
 let signalId: string;
 let directiveId: string;
 let executionId: string;
+let installationId: string;
+let registry: Awaited<ReturnType<typeof registryWithRelayVersions>>;
 const keys = {} as Record<Role, string>;
 let revokedKey: string;
 let counter = 0;
@@ -54,7 +58,7 @@ async function makeKey(tenant: Tenant | null, role: Role) {
 }
 
 interface Victim {
-  kind: 'apiKey' | 'directive' | 'execution' | 'secret';
+  kind: 'apiKey' | 'directive' | 'execution' | 'secret' | 'installation';
   id: string;
 }
 
@@ -66,11 +70,13 @@ interface Victim {
  */
 async function pathFor(route: RouteCase): Promise<{ path: string; victim?: Victim }> {
   let victim: Victim | undefined;
-  if (route.id === 'apiKey') victim = { kind: 'apiKey', id: (await makeKey(org, 'viewer')).id };
+  if (route.id === 'installation') {
+    if (route.state === 'installed' || route.state === 'disabled' || route.state === 'install_failed') victim = { kind: 'installation', id: await installationIn(t, org, route.state) };
+  } else if (route.id === 'apiKey') victim = { kind: 'apiKey', id: (await makeKey(org, 'viewer')).id };
   else if (route.id === 'secret') victim = { kind: 'secret', id: (await putSecret(t.app.deps.vault, { tenant: org, name: `victim_${unique()}`, input: { value: 'victim-value' } })).name };
   else if (route.state === 'awaiting_approval') victim = { kind: 'directive', id: (await heldDirective(t, org)).id };
   else if (route.state === 'failed') victim = { kind: 'execution', id: (await failedExecution(t, org)).id };
-  const fixed = { signal: signalId, directive: directiveId, execution: executionId, apiKey: undefined, secret: undefined };
+  const fixed = { signal: signalId, directive: directiveId, execution: executionId, installation: installationId, apiKey: undefined, secret: undefined };
   const id = victim?.id ?? (route.id ? fixed[route.id] : undefined);
   return { path: fillPath(route.path, { org: org.slug, ...(id ? { id } : {}) }), ...(victim ? { victim } : {}) };
 }
@@ -82,6 +88,11 @@ async function expectUntouched(victim: Victim) {
     expect(row!.revoked_at).toBeNull();
   } else if (victim.kind === 'secret') {
     expect((await listSecrets(t.app.deps.sql, org)).map((secret) => secret.name)).toContain(victim.id);
+  } else if (victim.kind === 'installation') {
+    const row = await getInstallation(t.app.deps.bus.installations, { ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: victim.id } });
+    expect(row.pending).toBeNull();
+    expect(['installed', 'disabled', 'failed']).toContain(row.status);
+    expect(row.config).toEqual(RELAY_CONFIG);
   } else if (victim.kind === 'directive') {
     expect((await getDirective(t.app.deps.sql, org, victim.id)).status).toBe('awaiting_approval');
   } else {
@@ -105,8 +116,10 @@ function expectProblem(response: RouteResponse, status: number, code: string, wh
 }
 
 beforeAll(async () => {
-  t = await createTestApp({ handlers: [alwaysFails] });
+  registry = await registryWithRelayVersions();
+  t = await createTestApp({ handlers: [alwaysFails], env: { SIGNALBUS_REGISTRY_DIR: registry.dir } });
   org = await t.createOrg('roles_a');
+  installationId = await installationIn(t, org, 'installed');
   await setPolicy(t, org);
   directiveId = (await heldDirective(t, org)).id;
   executionId = (await failedExecution(t, org)).id;
@@ -127,7 +140,10 @@ beforeAll(async () => {
   const revoked = await t.request('DELETE', `/v1/orgs/${org.slug}/api-keys/${doomed.id}`, { key: keys.admin });
   expect(revoked.status).toBe(200);
 });
-afterAll(() => t.close());
+afterAll(async () => {
+  await t?.close();
+  await registry?.cleanup();
+});
 
 describe('the route table', () => {
   it('covers every /v1 route the app registers, and names no route the app lacks', () => {

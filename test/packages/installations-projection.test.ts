@@ -41,7 +41,7 @@ describe('the installations projection', () => {
     expect(await getInstallation(t.app.deps, { ctx, input: { id: a } })).toMatchObject({
       status: 'installing', version: '1.0.0', config: { n: 1 }, secrets: ['signing'], pending: { operation: 'install', attempt: 1 },
     });
-    const failure = { operation: 'install' as const, step: 'config', code: 'validation_failed', message: 'no' };
+    const failure = { operation: 'install' as const, version: '1.0.0', attempt: 1, step: 'config', code: 'validation_failed', message: 'no' };
     await record([
       { type: 'installation.installed', payload: { ...ref(a), attempt: 1, steps: STEPS }, dedupe_key: `${a}:installed` },
       { type: 'installation.failed', payload: { ...ref(b), attempt: 1, steps: [{ id: 'config', status: 'failed' }], error: failure }, dedupe_key: `${b}:failed` },

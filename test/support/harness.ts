@@ -14,7 +14,7 @@ import { serverLimits, startHttpServer } from '../../src/http/server.ts';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import postgres from 'postgres';
 import { inject } from 'vitest';
-import { createApp, type SignalbusApp } from '../../src/app.ts';
+import { createApp, type AppOptions, type SignalbusApp } from '../../src/app.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import type { OrgRole } from '../../src/auth/roles.ts';
@@ -126,6 +126,7 @@ export async function createTestApp(
     executors,
     projections,
     now,
+    beforeInstallationStep,
   }: {
     env?: Record<string, string>;
     tenantMigrationsDir?: string;
@@ -134,6 +135,7 @@ export async function createTestApp(
     executors?: Executor<any>[];
     projections?: Projection[];
     now?: () => Date;
+    beforeInstallationStep?: AppOptions['beforeInstallationStep'];
   } = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
@@ -154,6 +156,7 @@ export async function createTestApp(
     ...(executors ? { executors } : {}),
     ...(projections ? { projections } : {}),
     ...(now ? { now } : {}),
+    ...(beforeInstallationStep ? { beforeInstallationStep } : {}),
   });
   const workers: WorkerProcess[] = [];
   const { secret: platformKey } = await createApiKey(app.deps, {

@@ -8,11 +8,12 @@
 import type { Permission, Role } from '../../src/auth/roles.ts';
 import type { SignalbusApp } from '../../src/app.ts';
 import { HOLD_POLICY } from './fanout.ts';
+import { RELAY_CONFIG, type InstallationState } from './installations.ts';
 
 export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** What a route's path parameter names: an object's id, or a secret's name. */
-export type RouteIdKind = 'signal' | 'apiKey' | 'directive' | 'execution' | 'secret';
+export type RouteIdKind = 'signal' | 'apiKey' | 'directive' | 'execution' | 'secret' | 'installation';
 
 export interface RouteCase {
   method: RouteMethod;
@@ -27,7 +28,7 @@ export interface RouteCase {
    * The state `{id}` must be in for the route to succeed. The route consumes
    * it (a transition), so a suite that expects success makes a fresh one per call.
    */
-  state?: 'awaiting_approval' | 'failed';
+  state?: 'awaiting_approval' | 'failed' | InstallationState;
   /** A server-sent event stream: a 200 never ends, so read one chunk and cancel. */
   stream?: boolean;
   /** A valid body; `unique` keeps repeated calls from deduplicating or conflicting. */
@@ -144,6 +145,39 @@ export const V1_ROUTES: readonly RouteCase[] = [
   { method: 'GET', path: '/v1/packages', permission: 'authenticated', allowed: everyone },
   { method: 'GET', path: '/v1/packages/{package}', permission: 'authenticated', allowed: everyone },
   { method: 'GET', path: '/v1/packages/{package}/{version}', permission: 'authenticated', allowed: everyone },
+  // webhook-relay allows several installations, so repeated installs all succeed.
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/installations',
+    permission: 'org:admin',
+    allowed: admins,
+    body: (unique) => ({ package: 'webhook-relay', version: '1.0.0', config: { ...RELAY_CONFIG, forward_types: [`rt.${unique}`] } }),
+  },
+  { method: 'GET', path: '/v1/orgs/{org}/installations', permission: 'org:read', allowed: everyone },
+  { method: 'GET', path: '/v1/orgs/{org}/installations/{id}', permission: 'org:read', allowed: everyone, id: 'installation' },
+  {
+    method: 'PATCH',
+    path: '/v1/orgs/{org}/installations/{id}',
+    permission: 'org:admin',
+    allowed: admins,
+    id: 'installation',
+    state: 'installed',
+    body: (unique) => ({ config: { ...RELAY_CONFIG, forward_types: [`rt.${unique}`] } }),
+  },
+  // 1.0.1 is published by the suites' registry copy (registryWithRelayVersions).
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/installations/{id}/upgrade',
+    permission: 'org:admin',
+    allowed: admins,
+    id: 'installation',
+    state: 'installed',
+    body: () => ({ version: '1.0.1' }),
+  },
+  { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/retry', permission: 'org:admin', allowed: admins, id: 'installation', state: 'install_failed' },
+  { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/disable', permission: 'org:admin', allowed: admins, id: 'installation', state: 'installed' },
+  { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/enable', permission: 'org:admin', allowed: admins, id: 'installation', state: 'disabled' },
+  { method: 'DELETE', path: '/v1/orgs/{org}/installations/{id}', permission: 'org:admin', allowed: admins, id: 'installation', state: 'installed' },
 ];
 
 /** The `{name}` a route without an `id` writes to. */

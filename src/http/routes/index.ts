@@ -15,6 +15,11 @@ import { registerSimulateDirective } from './directives/simulate.ts';
 import { registerGetExecution } from './executions/get.ts';
 import { registerListExecutions } from './executions/list.ts';
 import { registerRetryExecution } from './executions/retry.ts';
+import { registerInstallationActions } from './installations/actions.ts';
+import { registerConfigureInstallation, registerUpgradeInstallation } from './installations/configure.ts';
+import { registerInstallPackage } from './installations/create.ts';
+import { registerGetInstallation } from './installations/get.ts';
+import { registerListInstallations } from './installations/list.ts';
 import { registerCreateOrg } from './orgs/create.ts';
 import { registerGetPackage } from './packages/get.ts';
 import { registerGetPackageVersion } from './packages/get-version.ts';
@@ -59,4 +64,10 @@ export function registerOperations(app: ApiApp): void {
   registerListPackages(app);
   registerGetPackage(app);
   registerGetPackageVersion(app);
+  registerInstallPackage(app);
+  registerListInstallations(app);
+  registerGetInstallation(app);
+  registerConfigureInstallation(app);
+  registerUpgradeInstallation(app);
+  registerInstallationActions(app);
 }

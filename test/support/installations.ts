@@ -1,0 +1,77 @@
+/**
+ * Installations for suites that need one in a given state, made through the
+ * verbs and with the install job run in-process (no worker needed), and a
+ * registry copy holding more versions of webhook-relay to upgrade to:
+ * 1.0.1 (same config schema) and 2.0.0 (its config needs a `timeout_ms`
+ * the 1.x config lacks, and refuses `send_test_ping`), and 1.0.2, yanked.
+ */
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Tenant } from '../../src/core/tenant.ts';
+import { builtinExecutors } from '../../src/executors/builtin.ts';
+import { createExecutorRegistry } from '../../src/executors/registry.ts';
+import { runInstallationJob } from '../../src/packages/installation-job.ts';
+import { getInstallation } from '../../src/packages/installation-read.ts';
+import { installPackage, setInstallationEnabled } from '../../src/packages/installations.ts';
+import { REGISTRY_DIR } from '../../src/packages/registry-files.ts';
+import { publishVersion, yankVersion } from '../../src/packages/registry.ts';
+import type { VerbContext } from '../../src/signals/verb-context.ts';
+import type { TestApp } from './harness.ts';
+
+export const RELAY_CONFIG = { endpoint_url: 'https://relay.example.test/hook', forward_types: [], send_test_ping: false };
+export const RELAY_SECRETS = { inbound_hmac_secret: 'relay-inbound-hmac-value', webhook_signing_secret: 'whsec_cmVsYXktc2lnbmluZy1zZWNyZXQ=' };
+
+export type InstallationState = 'installing' | 'installed' | 'disabled' | 'install_failed';
+
+const adminCtx = (org: Tenant): VerbContext => ({ tenant: org, actor: { type: 'human', id: 'admin@installations.test' }, source: 'api' });
+
+/** Runs the installation's pending job as a worker would. */
+export async function runPendingJob(t: TestApp, org: Tenant, id: string): Promise<void> {
+  const row = await getInstallation(t.app.deps.bus.installations, { ctx: adminCtx(org), input: { id } });
+  if (!row.pending) throw new Error(`installation ${id} has nothing pending`);
+  await runInstallationJob(t.app.deps.bus.installations, {
+    tenant: org,
+    job: { org_id: org.id, installation_id: id, operation: row.pending.operation, version: row.pending.version, attempt: row.pending.attempt },
+  });
+}
+
+/** A webhook-relay installation in `state`; `install_failed` lacks its required secrets. */
+export async function installationIn(t: TestApp, org: Tenant, state: InstallationState): Promise<string> {
+  const ctx = adminCtx(org);
+  const { installation } = await installPackage(t.app.deps.bus.installations, {
+    ctx,
+    input: { package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: state === 'install_failed' ? {} : RELAY_SECRETS },
+  });
+  if (state !== 'installing') await runPendingJob(t, org, installation.id);
+  if (state === 'disabled') await setInstallationEnabled(t.app.deps.bus.installations, { ctx, input: { id: installation.id, enabled: false } });
+  const row = await getInstallation(t.app.deps.bus.installations, { ctx, input: { id: installation.id } });
+  const expected = state === 'install_failed' ? 'failed' : state;
+  if (row.status !== expected) throw new Error(`installation ${installation.id} is ${row.status}, not ${expected}: ${JSON.stringify(row.error)}`);
+  return installation.id;
+}
+
+/** A copy of the shipped registry with webhook-relay 1.0.1 and 2.0.0 published; remove it with `cleanup`. */
+export async function registryWithRelayVersions(): Promise<{ dir: string; cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'signalbus-installs-'));
+  await cp(REGISTRY_DIR, dir, { recursive: true });
+  const manifest = JSON.parse(await readFile(path.join(dir, 'webhook-relay', '1.0.0', 'manifest.json'), 'utf8'));
+  const context = { executors: createExecutorRegistry(builtinExecutors({ allowPrivateTargets: false })), now: () => new Date('2026-12-01T00:00:00Z') };
+  const v2Config = {
+    ...manifest.config,
+    properties: { endpoint_url: manifest.config.properties.endpoint_url, forward_types: manifest.config.properties.forward_types, timeout_ms: { type: 'integer', minimum: 100 } },
+    required: ['endpoint_url', 'forward_types', 'timeout_ms'],
+  };
+  const versions = [
+    { ...manifest, version: '1.0.1' },
+    { ...manifest, version: '2.0.0', config: v2Config, steps: [] },
+  ];
+  for (const version of [...versions, { ...manifest, version: '1.0.2' }]) {
+    const source = await mkdtemp(path.join(tmpdir(), 'signalbus-src-'));
+    await writeFile(path.join(source, 'manifest.json'), JSON.stringify(version));
+    await publishVersion(dir, source, context);
+    await rm(source, { recursive: true, force: true });
+  }
+  await yankVersion(dir, { name: 'webhook-relay', version: '1.0.2', reason: 'posts twice' }, context);
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
