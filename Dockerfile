@@ -5,7 +5,7 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && cp -r src/console/assets dist/console/ && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

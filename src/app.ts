@@ -6,6 +6,8 @@
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { createKeyAuthenticator } from './auth/authenticate.ts';
+import { createSessionStore } from './auth/sessions.ts';
+import { createOrgCatalog } from './tenancy/catalog.ts';
 import { celLimitsOf, type Config } from './config.ts';
 import { createSql, type Sql } from './db/client.ts';
 import { shippedPublicMigrations, TENANT_MIGRATIONS_DIR } from './db/migrate.ts';
@@ -207,12 +209,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     address: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S, config.SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_BURST),
   };
   const rateLimited = rateLimits.key || rateLimits.org || rateLimits.address;
+  const authenticator = createKeyAuthenticator({ sql, onError });
 
   const deps: AppDeps = {
     sql,
     logger,
     tenants: createTenantDirectory({ sql }),
-    authenticator: createKeyAuthenticator({ sql, onError }),
+    authenticator,
     notifier,
     appendBatcher,
     projections,
@@ -221,6 +224,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     packages,
     observer: emitDeps.observer,
     tenantMigrations,
+    sessions: createSessionStore({ sql, authenticator }),
+    orgCatalog: createOrgCatalog({ sql }, { latest: tenantMigrations.length }),
     maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
     maxBatchBytes: config.SIGNALBUS_MAX_BATCH_BYTES,
     maxBodyValues: config.SIGNALBUS_MAX_BODY_VALUES,

@@ -118,6 +118,7 @@ function announce(url: string, adminKey: { secret: string; file: string } | unde
     '',
     `signalbus is running${pgData ? ' on the embedded PostgreSQL' : ''}`,
     `  API:                 ${url}/v1`,
+    `  Console:             ${url}/console`,
     `  Docs:                ${url}/docs`,
     `  OpenAPI:             ${url}/openapi.json`,
   ];

@@ -85,3 +85,23 @@ export const installationRoutes = pgTable(
   },
   (table) => [index('installation_routes_org').on(table.orgId)],
 );
+
+/**
+ * Console sign-ins: an API key exchanged for a session. The browser holds only
+ * the session token; the table keeps its sha256, the key it stands for and a
+ * CSRF token. Expiry is enforced here, and a revoked key ends its sessions
+ * (the lookup joins the key). Not a projection: identity, like `api_keys`.
+ */
+export const consoleSessions = pgTable(
+  'console_sessions',
+  {
+    tokenHash: text('token_hash').primaryKey(),
+    keyId: text('key_id')
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    csrfToken: text('csrf_token').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (table) => [index('console_sessions_expires').on(table.expiresAt)],
+);

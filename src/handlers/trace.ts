@@ -10,6 +10,7 @@ import type { VerbCall } from '../signals/verb-context.ts';
 import { getDirective } from '../directives/store.ts';
 import { getSignal } from '../signals/read.ts';
 import type { Signal } from '../signals/model.ts';
+import type { Actor } from '../signals/actor.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { executionIdOfDirective } from '../directives/execute.ts';
 import { findExecution, listExecutions, type Execution } from '../executions/read.ts';
@@ -19,6 +20,8 @@ export interface TraceDirective {
   kind: string;
   status: string;
   decision: unknown;
+  /** Who approved or rejected it, when a person did. */
+  decided_by: Actor | null;
   execution: Execution | null;
 }
 
@@ -56,6 +59,7 @@ export async function traceSignal(db: Queryable, tenant: Tenant, id: string, { m
           kind: directive.kind,
           status: directive.status,
           decision: directive.decision,
+          decided_by: directive.decided_by,
           execution: (await findExecution(db, tenant, executionIdOfDirective(directive.id))) ?? null,
         });
       }

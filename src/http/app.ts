@@ -9,6 +9,7 @@ import { traceRequests } from '../telemetry/tracing.ts';
 import { requireAccess, type ApiEnv, type HttpDeps } from './context.ts';
 import { knownProblem, problem, problemResponse } from './problem.ts';
 import { registerReferencePage } from './reference-page.ts';
+import { registerConsole } from '../console/index.tsx';
 import { registerOperations } from './routes/index.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -102,5 +103,6 @@ export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'http', scheme: 'bearer' });
   registerReferencePage(app);
+  registerConsole(app);
   return app;
 }

@@ -27,6 +27,8 @@ import { currentTraceparent } from '../telemetry/tracing.ts';
 import type { EmitContext } from '../signals/emit.ts';
 import type { VerbContext } from '../signals/verb-context.ts';
 import type { PackageRegistry } from '../packages/registry.ts';
+import type { SessionStore } from '../auth/sessions.ts';
+import type { OrgCatalog } from '../tenancy/catalog.ts';
 
 /** What routes reach: verbs' deps and the edge's own parts, never a database connection. */
 export interface HttpDeps {
@@ -36,6 +38,10 @@ export interface HttpDeps {
   bus: Bus;
   /** The package registry, loaded and checked at start. */
   packages: PackageRegistry;
+  /** Console sign-ins: API keys exchanged for server-side sessions. */
+  sessions: SessionStore;
+  /** Organizations with their migration status (the console's orgs view). */
+  orgCatalog: OrgCatalog;
   maxPayloadBytes: number;
   maxBatchBytes: number;
   /** Values one request body may hold (see `limitBody`). */

@@ -113,7 +113,14 @@ export const PolicySchema = z
 export const policyResponse = (policy: PolicyView) => ({ ...policy, rules: policy.rules as PolicyRule[] });
 
 const TraceDirectiveSchema = z
-  .object({ id: z.string(), kind: z.string(), status: z.string(), decision: DecisionSchema, execution: ExecutionSchema.nullable() })
+  .object({
+    id: z.string(),
+    kind: z.string(),
+    status: z.string(),
+    decision: DecisionSchema,
+    decided_by: Actor.nullable().describe('Who approved or rejected it, when a person did'),
+    execution: ExecutionSchema.nullable(),
+  })
   .openapi('TraceDirective');
 
 /** Recursive: a handler run's derived signals are trace nodes themselves. */

@@ -16,6 +16,10 @@ export interface SignalFilter {
   types?: TypeFilter;
   subject?: string;
   correlationId?: string;
+  /** Recorded at or after this time. */
+  recordedFrom?: Date;
+  /** Recorded before this time. */
+  recordedBefore?: Date;
   /** Last position to read, inclusive: a catch-up stops where a shared feed begins. */
   until?: Cursor;
 }
@@ -121,12 +125,14 @@ export async function hasSignalsAfter(
   return row!.found;
 }
 
-function matching(db: Queryable, { types, subject, correlationId, until }: SignalFilter) {
+function matching(db: Queryable, { types, subject, correlationId, recordedFrom, recordedBefore, until }: SignalFilter) {
   return db`
     ${until ? db`and (tx_id, seq) <= (${until.txId}::xid8, ${until.seq}::bigint)` : db``}
     ${types ? db`and (type = any(${types.exact}::text[]) or type like any(${types.prefixes}::text[]))` : db``}
     ${subject !== undefined ? db`and subject = ${subject}` : db``}
-    ${correlationId !== undefined ? db`and correlation_id = ${correlationId}` : db``}`;
+    ${correlationId !== undefined ? db`and correlation_id = ${correlationId}` : db``}
+    ${recordedFrom ? db`and recorded_at >= ${recordedFrom}` : db``}
+    ${recordedBefore ? db`and recorded_at < ${recordedBefore}` : db``}`;
 }
 
 /**

@@ -1,0 +1,60 @@
+// signalbus console: enhancements only — every form works without this file.
+// Text from the server is set with textContent, never parsed as HTML.
+'use strict';
+
+function startTail(section) {
+  var button = document.getElementById('tail-toggle');
+  var list = document.getElementById('tail-list');
+  var state = document.getElementById('tail-state');
+  var org = section.getAttribute('data-org');
+  var source = null;
+  button.addEventListener('click', function () {
+    if (source) {
+      source.close();
+      source = null;
+      button.textContent = 'Start live tail';
+      button.setAttribute('aria-pressed', 'false');
+      state.textContent = 'stopped';
+      return;
+    }
+    source = new EventSource(section.getAttribute('data-stream'));
+    button.textContent = 'Stop live tail';
+    button.setAttribute('aria-pressed', 'true');
+    state.textContent = 'connecting…';
+    source.addEventListener('open', function () { state.textContent = 'live'; });
+    source.addEventListener('error', function () { state.textContent = 'reconnecting…'; });
+    source.addEventListener('signal', function (event) {
+      var signal;
+      try { signal = JSON.parse(event.data); } catch (error) { return; }
+      var item = document.createElement('li');
+      item.className = 'tail-signal';
+      var link = document.createElement('a');
+      link.href = '/console/orgs/' + encodeURIComponent(org) + '/signals/' + encodeURIComponent(signal.id);
+      link.textContent = signal.type;
+      item.appendChild(link);
+      item.appendChild(document.createTextNode(' ' + (signal.subject || '') + ' · ' + signal.recorded_at));
+      list.insertBefore(item, list.firstChild);
+      while (list.children.length > 200) list.removeChild(list.lastChild);
+    });
+  });
+}
+
+function tickCountdowns() {
+  var items = document.querySelectorAll('[data-expires]');
+  for (var i = 0; i < items.length; i++) {
+    var left = Date.parse(items[i].getAttribute('data-expires')) - Date.now();
+    if (left <= 0) { items[i].textContent = 'expired'; continue; }
+    var s = Math.floor(left / 1000);
+    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    items[i].textContent = 'expires in ' + (h ? h + ' h ' : '') + m + ' min ' + sec + ' s';
+  }
+}
+
+document.addEventListener('DOMContentLoaded', function () {
+  var section = document.querySelector('section.tail[data-stream]');
+  if (section) startTail(section);
+  if (document.querySelector('[data-expires]')) {
+    tickCountdowns();
+    setInterval(tickCountdowns, 1000);
+  }
+});

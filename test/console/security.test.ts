@@ -1,0 +1,167 @@
+/**
+ * The console's guarantees over HTTP, in process: sessions (cookie flags,
+ * server-side sign-out, revoked keys), CSRF on every form, roles enforced by
+ * the server whatever the page shows, other orgs' paths 404, escaping and
+ * the CSP.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Tenant } from '../../src/core/tenant.ts';
+import { consoleClient, signedIn } from '../support/console.ts';
+import { HOLD_POLICY, heldDirective, setPolicy } from '../support/fanout.ts';
+import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
+
+let t: TestApp;
+let acme: Tenant;
+let globex: Tenant;
+let keys: { viewer: string; operator: string; admin: string; other: string };
+
+beforeAll(async () => {
+  t = await createTestApp();
+  acme = await t.createOrg('acme');
+  globex = await t.createOrg('globex');
+  keys = {
+    viewer: await t.createKey(acme, 'viewer'),
+    operator: await t.createKey(acme, 'operator'),
+    admin: await t.createKey(acme, 'admin'),
+    other: await t.createKey(globex, 'admin'),
+  };
+  await setPolicy(t, acme, HOLD_POLICY);
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe('console sessions', () => {
+  it('exchanges a key for an HttpOnly, SameSite=Strict session cookie that holds no key', async () => {
+    const client = consoleClient(t);
+    await client.get('/console/sign-in');
+    const response = await client.post('/console/sign-in', { api_key: keys.viewer });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe(`/console/orgs/${acme.id}/signals`);
+    const cookie = response.headers.getSetCookie().find((line) => line.startsWith('sb_console='))!;
+    expect(cookie).toMatch(/HttpOnly/);
+    expect(cookie).toMatch(/SameSite=Strict/);
+    expect(cookie).toMatch(/Path=\/console/);
+    expect(cookie).not.toMatch(/Secure/);
+    expect(cookie).not.toContain(keys.viewer);
+    const page = await client.get(`/console/orgs/acme/signals`);
+    expect(page.status).toBe(200);
+    expect(page.text).not.toContain(keys.viewer);
+  });
+
+  it('marks the cookie Secure on https', async () => {
+    const client = consoleClient(t);
+    await client.get('/console/sign-in');
+    const response = await client.post('/console/sign-in', { api_key: keys.viewer }, { headers: { 'x-forwarded-proto': 'https' } });
+    expect(response.headers.getSetCookie().find((line) => line.startsWith('sb_console='))).toMatch(/Secure/);
+  });
+
+  it('refuses an invalid key and sends anonymous visitors to sign in', async () => {
+    const client = consoleClient(t);
+    expect((await client.get('/console/orgs/acme/signals')).headers.get('location')).toBe('/console/sign-in');
+    await client.get('/console/sign-in');
+    const response = await client.post('/console/sign-in', { api_key: 'sbk_nope' });
+    expect(response.status).toBe(401);
+    expect(response.text).toContain('not valid');
+  });
+
+  it('ends the session on the server at sign-out: the old cookie opens nothing', async () => {
+    const client = await signedIn(t, keys.viewer);
+    const token = client.cookies.get('sb_console')!;
+    await client.get('/console/orgs/acme/signals');
+    expect((await client.post('/console/sign-out', {})).status).toBe(303);
+    const replay = consoleClient(t);
+    replay.cookies.set('sb_console', token);
+    const response = await replay.get('/console/orgs/acme/signals');
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/console/sign-in');
+  });
+});
+
+describe('console CSRF and roles', () => {
+  it('answers 403 to a form without the CSRF token, or with another session’s', async () => {
+    const client = await signedIn(t, keys.operator);
+    const other = await signedIn(t, keys.admin);
+    await other.get('/console/orgs/acme/approvals');
+    const directive = await heldDirective(t, acme);
+    const missing = await client.post(`/console/orgs/acme/directives/${directive.id}/decide`, { action: 'approve' }, { csrf: null });
+    expect(missing.status).toBe(403);
+    const foreign = await client.post(`/console/orgs/acme/directives/${directive.id}/decide`, { action: 'approve' }, { csrf: other.lastCsrf! });
+    expect(foreign.status).toBe(403);
+    const signIn = consoleClient(t);
+    expect((await signIn.post('/console/sign-in', { api_key: keys.admin }, { csrf: 'x'.repeat(32) })).status).toBe(403);
+  });
+
+  it('refuses a cross-origin post even with a token', async () => {
+    const client = await signedIn(t, keys.operator);
+    await client.get('/console/orgs/acme/approvals');
+    const directive = await heldDirective(t, acme);
+    const response = await client.post(`/console/orgs/acme/directives/${directive.id}/decide`, { action: 'approve' }, { headers: { origin: 'https://evil.test' } });
+    expect(response.status).toBe(403);
+  });
+
+  it('shows a viewer no approve button, and refuses a forged approval with 403', async () => {
+    const directive = await heldDirective(t, acme);
+    const client = await signedIn(t, keys.viewer);
+    const inbox = await client.get('/console/orgs/acme/approvals');
+    expect(inbox.text).toContain(directive.id);
+    expect(inbox.text).not.toContain('>Approve<');
+    expect(inbox.text).not.toContain('/secrets');
+    const forged = await client.post(`/console/orgs/acme/directives/${directive.id}/decide`, { action: 'approve' });
+    expect(forged.status).toBe(403);
+    expect((await client.get('/console/orgs/acme/secrets')).status).toBe(403);
+    expect((await client.post('/console/orgs/acme/secrets', { name: 'x_key', value: 'v' })).status).toBe(403);
+    expect((await client.post('/console/orgs/acme/policies', { intent: 'save', document: '{"rules":[]}' })).status).toBe(403);
+    expect((await client.post('/console/orgs', { slug: 'sneaky', name: 'Sneaky' })).status).toBe(403);
+    const after = await t.request('GET', `/v1/orgs/acme/directives/${directive.id}`, { key: keys.admin });
+    expect(after.body.directive.status).toBe('awaiting_approval');
+  });
+
+  it('answers 404 for another org in the path, by slug or id', async () => {
+    const client = await signedIn(t, keys.other);
+    expect((await client.get('/console/orgs/acme/signals')).status).toBe(404);
+    expect((await client.get(`/console/orgs/${acme.id}/approvals`)).status).toBe(404);
+    expect((await client.get('/console/orgs/globex/signals')).status).toBe(200);
+    const directive = await heldDirective(t, acme);
+    expect((await client.get(`/console/orgs/globex/signals/sig_${'0'.repeat(20)}`)).status).toBe(404);
+    expect((await client.post(`/console/orgs/acme/directives/${directive.id}/decide`, { action: 'approve' })).status).toBe(404);
+    expect((await client.post(`/console/orgs/globex/directives/${directive.id}/decide`, { action: 'approve' })).status).toBe(404);
+    expect((await client.get('/console/orgs')).status).toBe(403);
+  });
+
+  it('lets a platform admin list orgs with their migration status and create one', async () => {
+    const client = await signedIn(t, t.platformKey);
+    const list = await client.get('/console/orgs');
+    expect(list.status).toBe(200);
+    expect(list.text).toContain('acme');
+    expect(list.text).toMatch(/current \(v\d+\)/);
+    const created = await client.post('/console/orgs', { slug: 'initech', name: 'Initech <b>' });
+    expect(created.status).toBe(303);
+    const after = await client.get('/console/orgs');
+    expect(after.text).toContain('Initech &lt;b&gt;');
+  });
+});
+
+describe('console rendering', () => {
+  it('escapes payloads and sets a CSP without inline scripts that forbids framing', async () => {
+    const hostile = { body: '<script>window.owned=1</script>', attr: '"><img src=x onerror=alert(1)>' };
+    const emitted = await t.request('POST', '/v1/orgs/acme/signals', { key: keys.operator, body: { type: 'forum.post.created', subject: '<i>s</i>', payload: hostile } });
+    expect(emitted.status).toBe(201);
+    const client = await signedIn(t, keys.viewer);
+    // The list reads below the visibility horizon: wait for the signal to be listed.
+    await waitFor(async () => (await client.get('/console/orgs/acme/signals?type=forum.*')).text.includes(emitted.body.signal.id), 30_000, 'the signal to be listed');
+    for (const path of ['/console/orgs/acme/signals', `/console/orgs/acme/signals/${emitted.body.signal.id}`]) {
+      const page = await client.get(path);
+      expect(page.status).toBe(200);
+      expect(page.text).not.toContain('<script>window.owned');
+      expect(page.text).not.toContain('<img src=x');
+      expect(page.text).toContain('&lt;script&gt;window.owned=1&lt;/script&gt;');
+      const csp = page.headers.get('content-security-policy')!;
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).not.toContain('unsafe-inline');
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(page.headers.get('cache-control')).toBe('no-store');
+      expect(page.text).not.toMatch(/<script>(?!<\/script>)|<script(?![^>]*\bsrc=)[^>]*>/);
+    }
+  });
+});
