@@ -2,7 +2,8 @@
 /**
  * `signalbus` — one CLI for every process: start (HTTP + worker, the default),
  * serve, worker, migrate, orgs create | export | import, keys create, keys rotate-encryption,
- * registry check | publish | yank | schema.
+ * registry check | publish | yank | schema, packages list, install,
+ * installations list.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig, type Config } from '../config.ts';
@@ -10,6 +11,7 @@ import { runStart } from './start.ts';
 import { runMigrate } from './migrate.ts';
 import { runKeysCreate, runOrgsCreate, runRotateEncryption } from './admin.ts';
 import { runOrgsExport, runOrgsImport } from './orgs-move.ts';
+import { runInstall, runInstallationsList, runPackagesList } from './installations.ts';
 import { runRegistryCheck, runRegistryPublish, runRegistrySchema, runRegistryYank } from './registry.ts';
 
 const USAGE = `usage: signalbus <command>
@@ -29,6 +31,10 @@ const USAGE = `usage: signalbus <command>
   registry publish <dir> [--registry <dir>] [--json]   publish <dir>/manifest.json as its name and version
   registry yank <name> <version> [--reason <text>] [--registry <dir>] [--json]
   registry schema [--registry <dir>]             regenerate manifest.schema.json from the manifest's zod schema
+  packages list [--registry <dir>] [--json]       the registry's packages and versions
+  install <package>@<version> --org <slug> [--config file.json] [--secrets file.json] [--json]
+                        request an install (a worker runs its steps)
+  installations list --org <slug> [--json]        the org's installations: status and error report
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -112,6 +118,25 @@ async function main(argv: string[]): Promise<number> {
       if (subcommand === 'yank' && positionals.length === 2) {
         return runRegistryYank(config, { ...args, name: positionals[0]!, version: positionals[1]!, reason: values.reason });
       }
+      break;
+    }
+    case 'packages': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { registry: { type: 'string' }, json: { type: 'boolean', default: false } } });
+      if (subcommand === 'list' && positionals.length === 0) return runPackagesList(config, { registry: values.registry, json: values.json });
+      break;
+    }
+    case 'install': {
+      const { values, positionals } = parseArgs({
+        args: argv.slice(1),
+        allowPositionals: true,
+        options: { org: { type: 'string' }, config: { type: 'string' }, secrets: { type: 'string' }, json: { type: 'boolean', default: false } },
+      });
+      if (positionals.length !== 1 || !values.org) break;
+      return runInstall(config, { spec: positionals[0]!, org: values.org, config: values.config, secrets: values.secrets, json: values.json });
+    }
+    case 'installations': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { org: { type: 'string' }, json: { type: 'boolean', default: false } } });
+      if (subcommand === 'list' && positionals.length === 0 && values.org) return runInstallationsList(config, { org: values.org, json: values.json });
       break;
     }
     case undefined:

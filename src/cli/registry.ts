@@ -17,12 +17,12 @@ export interface RegistryArgs {
   now?: () => Date;
 }
 
-function print(value: unknown, json: boolean, human: string) {
+export function print(value: unknown, json: boolean, human: string) {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human}\n`);
 }
 
 /** A refused publish or yank: the problem on stdout with --json, else on stderr. Exit 1. */
-function refused(error: unknown, json: boolean): number {
+export function refused(error: unknown, json: boolean): number {
   if (!(error instanceof DomainError)) throw error;
   const body = { error: { code: error.code, message: error.message, ...(error.errors ? { errors: error.errors } : {}) } };
   if (json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
