@@ -25,6 +25,7 @@ const TAGS: Array<{ name: string; description: string }> = [
   { name: 'Secrets', description: 'The credentials vault: values encrypted at rest, never returned.' },
   { name: 'Packages', description: 'The package registry: versioned, immutable integration manifests organizations install.' },
   { name: 'Installations', description: "An organization's installed packages: config, secrets in the vault, status, steps and error reports, upgrades and uninstalls." },
+  { name: 'Replays', description: 'Support replays of an org\'s log: rebuilds, redeliveries, dry runs and as-of views, each recorded as signals.' },
 ];
 
 export function createHttpApp(deps: HttpDeps): OpenAPIHono<ApiEnv> {

@@ -48,7 +48,9 @@ export function createAsOfMode(deps: ProjectionModeDeps & Pick<ReplayDeps, 'now'
         throw new DomainError('validation_failed', 'as_of takes a position or a time, not both', [{ path: 'selection', message: 'give until or before' }]);
       }
       if (request.selection.until) decodeCursor(request.selection.until, 'selection.until');
-      return { scope: chooseProjections(deps.projections, request.projections).map((projection) => projection.name) };
+      // Each as-of state has its own schema: only the same projection at the same point would be duplicate work.
+      const point = request.selection.until ?? request.selection.before ?? 'now';
+      return { scope: chooseProjections(deps.projections, request.projections).map((projection) => `${projection.name}@${point}`) };
     },
     async discard(replay) {
       await dropShadow(deps.sql, shadowSchemaOf(replay.id, 'as_of'));

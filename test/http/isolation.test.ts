@@ -29,6 +29,7 @@ import {
   registeredRoutes,
   routeKey,
   TENANT_ROUTES,
+  uniqueInstant,
   type RouteCase,
   type RouteResponse,
 } from '../support/routes.ts';
@@ -43,6 +44,7 @@ interface OrgFixture {
   /** A vault entry whose name is the org's own and whose value is the canary. */
   secretName: string;
   installationId: string;
+  replay: { id: string };
 }
 
 let t: TestApp;
@@ -78,7 +80,13 @@ async function makeOrg(slug: string, signalBody: Record<string, unknown>, secret
   const stored = await t.request('PUT', `/v1/orgs/${slug}/secrets/${secretName}`, { key: keys.admin.secret, body: { value: secret } });
   expect(stored.status).toBe(200);
   const installationId = await installationIn(t, tenant, 'installed');
-  return { tenant, keys, signal: emitted.body.signal, directive, execution, secretName, installationId };
+  // A replay (as of a moment of its own, so it stays queued, conflicting with nothing), its reason carrying the secret.
+  const replayed = await t.request('POST', `/v1/orgs/${slug}/replays`, {
+    key: keys.admin.secret,
+    body: { mode: 'as_of', reason: `iso ${secret}`, selection: { before: uniqueInstant() } },
+  });
+  expect(replayed.status).toBe(202);
+  return { tenant, keys, signal: emitted.body.signal, directive, execution, secretName, installationId, replay: replayed.body.replay };
 }
 
 const countRows = async (tenant: Tenant) => {
@@ -99,6 +107,7 @@ function idOf(route: RouteCase, owner: OrgFixture): string | undefined {
   if (route.id === 'execution') return owner.execution.id;
   if (route.id === 'secret') return owner.secretName;
   if (route.id === 'installation') return owner.installationId;
+  if (route.id === 'replay') return owner.replay.id;
   return undefined;
 }
 

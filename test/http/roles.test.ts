@@ -19,7 +19,8 @@ import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../suppo
 import { createTestApp, type TestApp } from '../support/harness.ts';
 import { installationIn, registryWithRelayVersions, RELAY_CONFIG } from '../support/installations.ts';
 import { getInstallation } from '../../src/packages/installation-read.ts';
-import { callRoute, fillPath, registeredRoutes, routeKey, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';
+import { callRoute, fillPath, registeredRoutes, routeKey, uniqueInstant, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';
+import { requestReplay, showReplay } from '../../src/replay/verbs.ts';
 import { listSecrets, putSecret } from '../../src/secrets/vault.ts';
 
 const ROLES = Role.options;
@@ -43,6 +44,7 @@ let directiveId: string;
 let executionId: string;
 let installationId: string;
 let registry: Awaited<ReturnType<typeof registryWithRelayVersions>>;
+let replayId: string;
 const keys = {} as Record<Role, string>;
 let revokedKey: string;
 let counter = 0;
@@ -58,7 +60,7 @@ async function makeKey(tenant: Tenant | null, role: Role) {
 }
 
 interface Victim {
-  kind: 'apiKey' | 'directive' | 'execution' | 'secret' | 'installation';
+  kind: 'apiKey' | 'directive' | 'execution' | 'secret' | 'installation' | 'replay';
   id: string;
 }
 
@@ -76,7 +78,8 @@ async function pathFor(route: RouteCase): Promise<{ path: string; victim?: Victi
   else if (route.id === 'secret') victim = { kind: 'secret', id: (await putSecret(t.app.deps.vault, { tenant: org, name: `victim_${unique()}`, input: { value: 'victim-value' } })).name };
   else if (route.state === 'awaiting_approval') victim = { kind: 'directive', id: (await heldDirective(t, org)).id };
   else if (route.state === 'failed') victim = { kind: 'execution', id: (await failedExecution(t, org)).id };
-  const fixed = { signal: signalId, directive: directiveId, execution: executionId, installation: installationId, apiKey: undefined, secret: undefined };
+  else if (route.state === 'queued') victim = { kind: 'replay', id: await queuedReplay() };
+  const fixed = { signal: signalId, directive: directiveId, execution: executionId, installation: installationId, replay: replayId, apiKey: undefined, secret: undefined };
   const id = victim?.id ?? (route.id ? fixed[route.id] : undefined);
   return { path: fillPath(route.path, { org: org.slug, ...(id ? { id } : {}) }), ...(victim ? { victim } : {}) };
 }
@@ -95,9 +98,27 @@ async function expectUntouched(victim: Victim) {
     expect(row.config).toEqual(RELAY_CONFIG);
   } else if (victim.kind === 'directive') {
     expect((await getDirective(t.app.deps.sql, org, victim.id)).status).toBe('awaiting_approval');
+  } else if (victim.kind === 'replay') {
+    expect((await showReplay(t.app.deps.bus.replays, { ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'api' }, input: { id: victim.id } })).status).toBe('queued');
   } else {
     expect((await getExecution(t.app.deps.sql, org, victim.id)).status).toBe('failed');
   }
+}
+
+/** A replay that stays queued (no worker here), at an instant of its own so requests never overlap. */
+async function queuedReplay(): Promise<string> {
+  const replay = await requestReplay(t.app.deps.bus.replays, {
+    ctx: { tenant: org, actor: PLATFORM_ACTOR, source: 'api' },
+    input: { role: 'support', request: { mode: 'as_of', reason: 'roles fixture', selection: { before: uniqueInstant() } } },
+  });
+  return replay.id;
+}
+
+/** The newest signal of the org: what a refused replay request records. */
+async function lastSignalType(): Promise<string | undefined> {
+  const [row] = await t.app.deps.sql<{ type: string }[]>`
+    select type from ${t.app.deps.sql(`${org.schema}.signals`)} order by tx_id desc, seq desc limit 1`;
+  return row?.type;
 }
 
 async function snapshot() {
@@ -123,6 +144,7 @@ beforeAll(async () => {
   await setPolicy(t, org);
   directiveId = (await heldDirective(t, org)).id;
   executionId = (await failedExecution(t, org)).id;
+  replayId = await queuedReplay();
   for (const role of ORG_ROLES) keys[role] = (await makeKey(org, role)).secret;
   keys.support = (await makeKey(null, 'support')).secret;
   keys.platform_admin = t.platformKey;
@@ -201,7 +223,13 @@ describe('the role × route matrix over HTTP', () => {
             return;
           }
           expectProblem(response, 403, 'forbidden', what);
-          expect(await snapshot(), `${what} wrote something`).toEqual(before);
+          if (route.refusalRecorded) {
+            // Every attempt is in the log: the refusal, and nothing else.
+            expect(await snapshot(), `${what} wrote more than its refusal`).toEqual({ ...before, signals: before.signals + 1 });
+            expect(await lastSignalType()).toBe(route.refusalRecorded);
+          } else {
+            expect(await snapshot(), `${what} wrote something`).toEqual(before);
+          }
           if (victim) await expectUntouched(victim);
         });
       }

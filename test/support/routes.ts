@@ -13,7 +13,7 @@ import { RELAY_CONFIG, type InstallationState } from './installations.ts';
 export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** What a route's path parameter names: an object's id, or a secret's name. */
-export type RouteIdKind = 'signal' | 'apiKey' | 'directive' | 'execution' | 'secret' | 'installation';
+export type RouteIdKind = 'signal' | 'apiKey' | 'directive' | 'execution' | 'secret' | 'installation' | 'replay';
 
 export interface RouteCase {
   method: RouteMethod;
@@ -28,7 +28,12 @@ export interface RouteCase {
    * The state `{id}` must be in for the route to succeed. The route consumes
    * it (a transition), so a suite that expects success makes a fresh one per call.
    */
-  state?: 'awaiting_approval' | 'failed' | InstallationState;
+  state?: 'awaiting_approval' | 'failed' | 'queued' | InstallationState;
+  /**
+   * The one signal a refused call still records — its attempt (replays:
+   * every attempt is in the log). Without it a refused call writes nothing.
+   */
+  refusalRecorded?: string;
   /** A server-sent event stream: a 200 never ends, so read one chunk and cancel. */
   stream?: boolean;
   /** A valid body; `unique` keeps repeated calls from deduplicating or conflicting. */
@@ -38,6 +43,13 @@ export interface RouteCase {
 const everyone = ['viewer', 'operator', 'admin', 'support', 'platform_admin'] as const;
 const operators = ['operator', 'admin', 'platform_admin'] as const;
 const admins = ['admin', 'platform_admin'] as const;
+const replayers = ['admin', 'support', 'platform_admin'] as const;
+
+let instants = 0;
+/** A distinct instant on every call, for as-of requests that must not overlap. */
+export function uniqueInstant(): string {
+  return new Date(Date.UTC(2020, 0, 1) + ++instants * 1000).toISOString();
+}
 
 export const V1_ROUTES: readonly RouteCase[] = [
   {
@@ -141,6 +153,26 @@ export const V1_ROUTES: readonly RouteCase[] = [
   },
   { method: 'GET', path: '/v1/orgs/{org}/secrets', permission: 'org:admin', allowed: admins },
   { method: 'DELETE', path: '/v1/orgs/{org}/secrets/{name}', permission: 'org:admin', allowed: admins, id: 'secret' },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/replays',
+    permission: 'org:replay',
+    allowed: replayers,
+    refusalRecorded: 'replay.denied',
+    // An as-of replay at a point of its own: requests never overlap, so each is accepted (and stays queued without a worker).
+    body: (unique) => ({ mode: 'as_of', reason: `route table ${unique}`, selection: { before: uniqueInstant() } }),
+  },
+  { method: 'GET', path: '/v1/orgs/{org}/replays', permission: 'org:read', allowed: everyone },
+  { method: 'GET', path: '/v1/orgs/{org}/replays/{id}', permission: 'org:read', allowed: everyone, id: 'replay' },
+  {
+    method: 'POST',
+    path: '/v1/orgs/{org}/replays/{id}/cancel',
+    permission: 'org:replay',
+    allowed: replayers,
+    id: 'replay',
+    state: 'queued',
+    body: (unique) => ({ reason: `cancel ${unique}` }),
+  },
   // The registry is shared: any valid key reads it, whatever its org.
   { method: 'GET', path: '/v1/packages', permission: 'authenticated', allowed: everyone },
   { method: 'GET', path: '/v1/packages/{package}', permission: 'authenticated', allowed: everyone },

@@ -35,6 +35,10 @@ import { registerGetSignal } from './signals/get.ts';
 import { registerListSignals } from './signals/list.ts';
 import { registerTraceSignal } from './signals/trace.ts';
 import { registerStream } from './stream/subscribe.ts';
+import { registerCancelReplay } from './replays/cancel.ts';
+import { registerGetReplay } from './replays/get.ts';
+import { registerListReplays } from './replays/list.ts';
+import { registerRequestReplay } from './replays/request.ts';
 
 export function registerOperations(app: ApiApp): void {
   registerCreateOrg(app);
@@ -70,4 +74,8 @@ export function registerOperations(app: ApiApp): void {
   registerConfigureInstallation(app);
   registerUpgradeInstallation(app);
   registerInstallationActions(app);
+  registerRequestReplay(app);
+  registerListReplays(app);
+  registerGetReplay(app);
+  registerCancelReplay(app);
 }

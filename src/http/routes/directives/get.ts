@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
 import { showDirective } from '../../../directives/store.ts';
+import { AsOfQuery, readAsOf } from '../../as-of.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { DirectiveSchema, OrgIdParams } from '../../schemas-directives.ts';
@@ -12,9 +13,9 @@ export const getDirectiveRoute = createRoute({
   operationId: 'getDirective',
   tags: ['Directives'],
   summary: 'Get one directive with its decision and status',
-  description: 'Role: viewer or above. The directive with its params, decision and status.',
-  middleware: [requireAccess('org:read')] as const,
-  request: { params: OrgIdParams },
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized it. The directive with its params, decision and status.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
+  request: { params: OrgIdParams, query: AsOfQuery },
   responses: { 200: jsonResponse(z.object({ directive: DirectiveSchema }), 'The directive'), ...errorResponses() },
 });
 

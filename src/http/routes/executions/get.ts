@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
 import { showExecution } from '../../../executions/read.ts';
+import { AsOfQuery, readAsOf } from '../../as-of.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { ExecutionSchema, OrgIdParams } from '../../schemas-directives.ts';
@@ -12,9 +13,9 @@ export const getExecutionRoute = createRoute({
   operationId: 'getExecution',
   tags: ['Executions'],
   summary: 'Get one execution',
-  description: 'Role: viewer or above. The execution as recorded by its signals.',
-  middleware: [requireAccess('org:read')] as const,
-  request: { params: OrgIdParams },
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized it. The execution as recorded by its signals.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
+  request: { params: OrgIdParams, query: AsOfQuery },
   responses: { 200: jsonResponse(z.object({ execution: ExecutionSchema }), 'The execution'), ...errorResponses() },
 });
 

@@ -1,6 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { EXECUTION_STATUSES } from '../../../executions/model.ts';
 import { showExecutions } from '../../../executions/read.ts';
+import { AsOfQuery, readAsOf } from '../../as-of.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { ExecutionSchema, PageQuery } from '../../schemas-directives.ts';
@@ -11,11 +12,11 @@ export const listExecutionsRoute = createRoute({
   operationId: 'listExecutions',
   tags: ['Executions'],
   summary: 'List executions (handler runs and directive runs) in creation order',
-  description: 'Role: viewer or above. Filter by `status` and `handler`; pages by cursor.',
-  middleware: [requireAccess('org:read')] as const,
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized it. Filter by `status` and `handler`; pages by cursor.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
   request: {
     params: OrgParams,
-    query: PageQuery.extend({
+    query: PageQuery.merge(AsOfQuery).extend({
       status: z.enum(EXECUTION_STATUSES).optional(),
       handler: z.string().max(300).optional().describe('Handler id, or `executor:<kind>`'),
     }),

@@ -1,5 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
 import { showPolicy } from '../../../directives/policy-store.ts';
+import { AsOfQuery, readAsOf } from '../../as-of.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { policyResponse, PolicySchema } from '../../schemas-directives.ts';
@@ -10,9 +11,9 @@ export const getPolicyRoute = createRoute({
   operationId: 'getPolicy',
   tags: ['Policies'],
   summary: "The organization's policy: ordered rules and guards",
-  description: 'Role: viewer or above. The current version of the ordered rules and the guards.',
-  middleware: [requireAccess('org:read')] as const,
-  request: { params: OrgParams },
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized it. The current version of the ordered rules and the guards.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
+  request: { params: OrgParams, query: AsOfQuery },
   responses: { 200: jsonResponse(PolicySchema, 'The current policy'), ...errorResponses() },
 });
 
