@@ -58,8 +58,8 @@ describe('console in Chromium', () => {
     expect(session.httpOnly).toBe(true);
     expect(session.sameSite).toBe('Strict');
     expect(session.value).not.toContain(keys.operator.slice(4));
-    expect(await page.evaluate(() => document.cookie)).toBe('');
-    expect(await page.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage))).not.toContain('sbk_');
+    expect(await page.evaluate('document.cookie')).toBe('');
+    expect(await page.evaluate('JSON.stringify(localStorage) + JSON.stringify(sessionStorage)')).not.toContain('sbk_');
     expect(await page.getByText('(operator)').count()).toBe(1);
     expect(problems).toEqual([]);
   });
@@ -93,7 +93,7 @@ describe('console in Chromium', () => {
     await page.locator('details summary').last().click();
     await page.goto(`${server.url}/console/orgs/acme/signals/${id}`);
     await expect(page.locator('pre.json').textContent()).resolves.toContain('<script>window.owned=1</script>');
-    expect(await page.evaluate(() => (window as unknown as { owned?: number }).owned)).toBeUndefined();
+    expect(await page.evaluate('window.owned')).toBeUndefined();
     expect(await page.locator('main img, main script, main b').count()).toBe(0);
     await screenshot(page, 'signal-trace');
     await expectAccessible(page);
@@ -200,7 +200,7 @@ describe('console in Chromium', () => {
     const { page, problems } = await signIn(t.platformKey, { width: 390, height: 844 });
     await page.goto(`${server.url}/console/orgs`);
     await expect(page.locator('tr', { hasText: 'acme' }).textContent()).resolves.toMatch(/current \(v\d+\)/);
-    expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1)).toBe(true);
+    expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth + 1')).toBe(true);
     await screenshot(page, 'orgs-phone');
     await expectAccessible(page);
     expect(problems).toEqual([]);

@@ -47,9 +47,8 @@ let axeSource: Promise<string> | undefined;
 export async function accessibilityViolations(page: Page): Promise<string[]> {
   axeSource ??= readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
   await page.evaluate(await axeSource);
-  const violations = await page.evaluate(async () => {
-    const result = await (window as unknown as { axe: { run(): Promise<{ violations: Array<{ id: string; impact: string | null; nodes: Array<{ target: unknown }> }> }> } }).axe.run();
-    return result.violations.map((violation) => ({ id: violation.id, impact: violation.impact, targets: violation.nodes.map((node) => JSON.stringify(node.target)) }));
-  });
+  const violations = (await page.evaluate(`axe.run().then((result) => result.violations.map((violation) => ({
+    id: violation.id, impact: violation.impact, targets: violation.nodes.map((node) => JSON.stringify(node.target)),
+  })))`)) as Array<{ id: string; impact: string | null; targets: string[] }>;
   return violations.filter((violation) => violation.impact === 'serious' || violation.impact === 'critical').map((violation) => `${violation.id} (${violation.impact}): ${violation.targets.join(', ')}`);
 }
