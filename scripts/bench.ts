@@ -7,6 +7,7 @@ import { runExecutorsBench } from './bench/executors.ts';
 import { runFanoutBench } from './bench/fanout.ts';
 import { runIngestBench } from './bench/ingest.ts';
 import { runPolicyBench } from './bench/policy.ts';
+import { runRedeliverBench } from './bench/replay-redeliver.ts';
 import { runStreamBench } from './bench/stream.ts';
 
 const scenarios: Record<string, () => Promise<void>> = {
@@ -16,6 +17,7 @@ const scenarios: Record<string, () => Promise<void>> = {
   policy: runPolicyBench,
   stream: runStreamBench,
   edge: runEdgeBench,
+  replay: runRedeliverBench,
 };
 
 const name = process.argv[2] ?? 'ingest';
