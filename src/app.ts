@@ -33,6 +33,8 @@ import { parseMasterKeys } from './secrets/keys.ts';
 import type { VaultDeps } from './secrets/vault.ts';
 import { createProjectionRegistry, type Projection, type ProjectionRegistry } from './projections/registry.ts';
 import { createReplayModes } from './replay/modes.ts';
+import { createRedeliverMode } from './replay/redeliver-mode.ts';
+import type { RuntimeDeps } from './handlers/runtime.ts';
 import { replaysProjection } from './replay/projection.ts';
 import { createRebuildMode } from './replay/rebuild.ts';
 import { createAsOfMode } from './replay/as-of.ts';
@@ -169,6 +171,16 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     ...(options.now ? { now: options.now } : {}),
   };
   const replayModeDeps = { sql, projections, pageSize: config.SIGNALBUS_REPLAY_PAGE_SIZE };
+  const runtime: RuntimeDeps = {
+    sql,
+    emit: emitDeps,
+    directives,
+    handlers,
+    maxCausationDepth: config.SIGNALBUS_MAX_CAUSATION_DEPTH,
+    onFailure: (handler, final) => metrics.executionFailed(handler, final),
+    ...(tracer ? { tracer } : {}),
+    ...(options.now ? { now: options.now } : {}),
+  };
   const bus: Bus = {
     emit: emitDeps,
     orgs: { ...emitDeps, tenantMigrations },
@@ -179,7 +191,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     replays: {
       sql,
       emit: emitDeps,
-      modes: createReplayModes([createRebuildMode(replayModeDeps), createAsOfMode({ ...replayModeDeps, ...(options.now ? { now: options.now } : {}) })]),
+      modes: createReplayModes([
+        createRebuildMode(replayModeDeps),
+        createRedeliverMode({ ...runtime, pageSize: config.SIGNALBUS_REPLAY_PAGE_SIZE }),
+        createAsOfMode({ ...replayModeDeps, ...(options.now ? { now: options.now } : {}) }),
+      ]),
       ...(options.now ? { now: options.now } : {}),
     },
     installations: {
@@ -190,16 +206,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
       directives,
       ...(options.beforeInstallationStep ? { beforeStep: options.beforeInstallationStep } : {}),
     },
-    runtime: {
-      sql,
-      emit: emitDeps,
-      directives,
-      handlers,
-      maxCausationDepth: config.SIGNALBUS_MAX_CAUSATION_DEPTH,
-      onFailure: (handler, final) => metrics.executionFailed(handler, final),
-      ...(tracer ? { tracer } : {}),
-      ...(options.now ? { now: options.now } : {}),
-    },
+    runtime,
   };
 
 

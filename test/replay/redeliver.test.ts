@@ -19,6 +19,7 @@ import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { waitQuiescent } from '../support/quiescent.ts';
 import { tableChecksums } from '../support/table-checksums.ts';
+import { request, untilEnded } from './support.ts';
 
 const API_KEY = `sk_test_${randomBytes(12).toString('hex')}`;
 const SUPPORT = { type: 'human' as const, id: 'support@signalbus.test' };
@@ -200,5 +201,48 @@ describe('redelivery selection, pace and cancel', () => {
 
   it('refuses an unknown handler', async () => {
     await expect(run({ handlers: ['test.nobody'] })).rejects.toMatchObject({ code: 'validation_failed' });
+  });
+});
+
+describe('redeliver as a replay', () => {
+  it('runs as a replay job: a dry run reports, support holds, only an admin may execute', async () => {
+    fixed = false;
+    await emit(t.app.deps.bus.emit, {
+      ctx: { tenant: org, actor: { type: 'human', id: 'ana' }, source: 'api' },
+      input: { type: 'order.refund_requested', subject: 'order:replayed', payload: { payment_intent: 'pi_replayed', amount: 260 } },
+    });
+    await quiet();
+    fixed = true;
+    const selection = { types: ['order.refund_requested'], subject: 'order:replayed' };
+    const checksums = await tableChecksums(t.app.deps.sql, [org.schema]);
+    const signalsBefore = await count('select count(*)::int as n from org_redeliver.signals');
+
+    const dry = await untilEnded(t, org, (await request(t, org, { mode: 'redeliver', dry_run: true, selection })).id);
+    expect(dry).toMatchObject({ status: 'succeeded', processed: 1, total: 1 });
+    expect(dry.report).toMatchObject({ dry_run: true, runs: 1, directives_new: 1, signals_new: 1, decisions: { require_approval: 1 } });
+    expect((dry.report!.would_propose as Array<{ new: boolean }>).filter((item) => item.new)).toHaveLength(1);
+    // Only the replay's own bookkeeping moved (its replay.* signals, its row, and the running worker's own tables).
+    const after = await tableChecksums(t.app.deps.sql, [org.schema]);
+    const moved = Object.keys(after).filter((table) => after[table] !== checksums[table]);
+    const bookkeeping = ['org_redeliver.replays', 'org_redeliver.signals', 'org_redeliver.subscriptions', 'public.worker_heartbeats', 'graphile_worker._private_jobs'];
+    expect(moved.filter((table) => !bookkeeping.includes(table))).toEqual([]);
+    expect(moved).toContain('org_redeliver.replays');
+    const [added] = await t.app.deps.sql<{ n: number; replay: number }[]>`
+      select count(*)::int as n, count(*) filter (where type like 'replay.%')::int as replay
+        from (select type from org_redeliver.signals order by tx_id desc, seq desc limit ${(await count('select count(*)::int as n from org_redeliver.signals')) - signalsBefore}) s`;
+    expect(added!.replay).toBe(added!.n);
+
+    await expect(request(t, org, { mode: 'redeliver', new_directives: 'execute', selection }, 'support')).rejects.toMatchObject({ code: 'forbidden' });
+
+    const calls = fake.calls.length;
+    const held = await untilEnded(t, org, (await request(t, org, { mode: 'redeliver', selection }, 'support')).id);
+    expect(held).toMatchObject({ status: 'succeeded', processed: 1 });
+    expect(held.report).toMatchObject({ dry_run: false, directives_new: 1, decisions: { require_approval: 1 } });
+    const [directive] = await t.app.deps.sql<{ status: string; reason: string }[]>`
+      select status, decision->>'reason' as reason from org_redeliver.directives where params->>'payment_intent' = 'pi_replayed'`;
+    expect(directive!.status).toBe('awaiting_approval');
+    expect(directive!.reason).toContain(`replay ${held.id}: INC-1`);
+    await quiet();
+    expect(fake.calls.length).toBe(calls);
   });
 });
