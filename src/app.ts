@@ -46,6 +46,7 @@ import { createAppendBatcher, type AppendBatcher } from './signals/append-batche
 import { createLogBroadcast } from './signals/broadcast.ts';
 import { createLogNotifier, type LogNotifier } from './signals/log-notifier.ts';
 import { createTenantDirectory } from './tenancy/directory.ts';
+import { createDeliveryLog, createPubsubVerifier, type HookDeps } from './webhooks/index.ts';
 import { loadTenantMigrations, type TenantMigration } from './tenancy/tenant-migrations.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { createMetrics, oldestJobAgeQuery } from './telemetry/metrics.ts';
@@ -214,14 +215,29 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     key: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_KEY_PER_S, config.SIGNALBUS_RATE_LIMIT_KEY_BURST),
     org: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_ORG_PER_S, config.SIGNALBUS_RATE_LIMIT_ORG_BURST),
     address: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S, config.SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_BURST),
+    hook: bucketPolicy(config.SIGNALBUS_RATE_LIMIT_HOOK_PER_S, config.SIGNALBUS_RATE_LIMIT_HOOK_BURST),
   };
-  const rateLimited = rateLimits.key || rateLimits.org || rateLimits.address;
+  const rateLimiter = rateLimits.key || rateLimits.org || rateLimits.address || rateLimits.hook ? createRateLimiter({ sql, onError }, rateLimits) : undefined;
+  const tenants = createTenantDirectory({ sql });
+  const hooks: HookDeps = {
+    sql,
+    emit: emitDeps,
+    tenants,
+    vault,
+    packages,
+    pubsub: createPubsubVerifier(config.SIGNALBUS_GOOGLE_OIDC_CERTS_URL ? { certsUrl: config.SIGNALBUS_GOOGLE_OIDC_CERTS_URL } : {}),
+    deliveries: createDeliveryLog({ sql }, { size: config.SIGNALBUS_HOOK_DELIVERY_LOG_SIZE }),
+    limiter: rateLimiter,
+    maxBodyBytes: config.SIGNALBUS_HOOK_MAX_BODY_BYTES,
+    observe: (outcome, reason) => metrics.webhookDelivery(outcome, reason),
+    ...(options.now ? { now: () => options.now!().getTime() } : {}),
+  };
   const authenticator = createKeyAuthenticator({ sql, onError });
 
   const deps: AppDeps = {
     sql,
     logger,
-    tenants: createTenantDirectory({ sql }),
+    tenants,
     authenticator,
     notifier,
     appendBatcher,
@@ -229,6 +245,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     bus,
     vault,
     packages,
+    hooks,
     observer: emitDeps.observer,
     tenantMigrations,
     sessions: createSessionStore({ sql, authenticator }),
@@ -243,7 +260,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
       perKey: config.SIGNALBUS_SSE_MAX_STREAMS_PER_KEY,
       perOrg: config.SIGNALBUS_SSE_MAX_STREAMS_PER_ORG,
     }),
-    ...(rateLimited ? { rateLimiter: createRateLimiter({ sql, onError }, rateLimits) } : {}),
+    ...(rateLimiter ? { rateLimiter } : {}),
     ...(config.SIGNALBUS_CLIENT_ADDRESS_HEADER ? { clientAddressHeader: config.SIGNALBUS_CLIENT_ADDRESS_HEADER } : {}),
     ...(tracer ? { tracer } : {}),
     metrics,

@@ -139,6 +139,18 @@ export const Config = z.object({
   SIGNALBUS_RATE_LIMIT_ORG_BURST: burst.default(1000),
   SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: rate.default(1),
   SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_BURST: burst.default(20),
+  /** Deliveries per second to one installation's inbound hook (`/v1/hooks/:id`), across processes. */
+  SIGNALBUS_RATE_LIMIT_HOOK_PER_S: rate.default(100),
+  SIGNALBUS_RATE_LIMIT_HOOK_BURST: burst.default(500),
+  /** Largest inbound webhook body, in bytes (Stripe's events stay well under). */
+  SIGNALBUS_HOOK_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(512 * 1024),
+  /** Deliveries kept in each installation's delivery log (the newest; older ones are trimmed). */
+  SIGNALBUS_HOOK_DELIVERY_LOG_SIZE: z.coerce.number().int().min(10).max(1_000_000).default(1000),
+  /**
+   * Where Google's OIDC signing keys are read for Pub/Sub push tokens
+   * (`{kid: PEM}`); Google's own when unset. Tests serve theirs on loopback.
+   */
+  SIGNALBUS_GOOGLE_OIDC_CERTS_URL: httpUrl.optional(),
   /**
    * A header that a trusted proxy in front sets to the client's address
    * (`fly-client-ip`, `x-real-ip`); unset, the address is the socket's peer.

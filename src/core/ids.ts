@@ -14,6 +14,7 @@ export const ID_PREFIXES = {
   directive: 'dir',
   execution: 'exe',
   installation: 'ins',
+  delivery: 'dlv',
   replay: 'rpl',
   request: 'req',
 } as const;

@@ -24,7 +24,7 @@ const TAGS: Array<{ name: string; description: string }> = [
   { name: 'Policies', description: "The organization's rules and guards that decide directives." },
   { name: 'Secrets', description: 'The credentials vault: values encrypted at rest, never returned.' },
   { name: 'Packages', description: 'The package registry: versioned, immutable integration manifests organizations install.' },
-  { name: 'Installations', description: "An organization's installed packages: config, secrets in the vault, status, steps and error reports, upgrades and uninstalls." },
+  { name: 'Installations', description: "An organization's installed packages: config, secrets in the vault, status, steps and error reports, upgrades and uninstalls, and their providers' inbound webhooks." },
   { name: 'Replays', description: 'Support replays of an org\'s log: rebuilds, redeliveries, dry runs and as-of views, each recorded as signals.' },
 ];
 

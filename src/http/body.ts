@@ -11,7 +11,7 @@
  * declares it optional.
  */
 import type { IncomingMessage } from 'node:http';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { DomainError } from '../core/errors.ts';
 import type { ApiEnv, HttpDeps } from './context.ts';
 
@@ -90,6 +90,7 @@ function collector(limits: BodyLimits, json: boolean) {
       chunks.push(chunk);
       return undefined;
     },
+    bytes: () => Buffer.concat(chunks, size),
     text: () => Buffer.concat(chunks, size).toString('utf8'),
     get size() {
       return size;
@@ -153,4 +154,19 @@ export function limitBody(maxBytes: (deps: HttpDeps) => number): MiddlewareHandl
     (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(body.text());
     await next();
   };
+}
+
+/**
+ * The body's exact bytes, up to `maxBytes` (413 by Content-Length or while
+ * reading), whatever its media type: for routes that verify a signature over
+ * the raw body (inbound webhooks), where re-encoding would break it.
+ */
+export async function readRawBody(c: Context<ApiEnv>, maxBytes: number): Promise<Buffer> {
+  const declared = Number(c.req.header('content-length'));
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes);
+  const body = collector({ maxBytes, maxValues: Number.POSITIVE_INFINITY }, false);
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && !incoming.readableEnded) await readIncoming(incoming, body);
+  else if (c.req.raw.body && !c.req.raw.bodyUsed) await readStream(c.req.raw.body, body);
+  return body.bytes();
 }

@@ -29,6 +29,7 @@ import type { VerbContext } from '../signals/verb-context.ts';
 import type { PackageRegistry } from '../packages/registry.ts';
 import type { SessionStore } from '../auth/sessions.ts';
 import type { OrgCatalog } from '../tenancy/catalog.ts';
+import type { HookDeps } from '../webhooks/receive.ts';
 
 /** What routes reach: verbs' deps and the edge's own parts, never a database connection. */
 export interface HttpDeps {
@@ -42,6 +43,8 @@ export interface HttpDeps {
   sessions: SessionStore;
   /** Organizations with their migration status (the console's orgs view). */
   orgCatalog: OrgCatalog;
+  /** Inbound webhooks: verification, the delivery log, the per-installation limit. */
+  hooks: HookDeps;
   maxPayloadBytes: number;
   maxBatchBytes: number;
   /** Values one request body may hold (see `limitBody`). */
@@ -84,14 +87,14 @@ function bearer(c: ApiContext): string | undefined {
 }
 
 /** The client's address: a trusted proxy's header when configured, else the socket's peer. */
-function clientAddress(c: ApiContext, header: string | undefined): string {
+export function clientAddress(c: ApiContext, header: string | undefined): string {
   const forwarded = header ? c.req.header(header)?.split(',')[0]?.trim() : undefined;
   if (forwarded) return forwarded;
   const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
   return env?.incoming?.socket?.remoteAddress ?? 'unknown';
 }
 
-function rateLimited(c: ApiContext, verdict: RateVerdict): Response {
+export function rateLimited(c: ApiContext, verdict: RateVerdict): Response {
   const response = problemResponse(
     problem('rate_limited', `too many requests; retry in ${verdict.retryAfterS} s`),
     c.get('requestId'),

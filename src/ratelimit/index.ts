@@ -1,8 +1,10 @@
 /**
  * Request rate limits (API.md, Rate limits): token buckets per API key and
  * per org, shared by every server process through PostgreSQL, and per
- * source address, in process, for requests without a known key. Owns
- * `public.rate_limit_buckets`; called by the HTTP edge's access check only,
+ * source address, in process, for requests without a known key; and per
+ * installation for deliveries to its inbound hook. Owns
+ * `public.rate_limit_buckets`; called by the HTTP edge only (the access
+ * check and the hook route),
  * and does nothing else with the database. docs/rate-limits.md says why the
  * buckets are leased rather than counted per request or per process.
  */

@@ -18,6 +18,8 @@ export interface RateLimitPolicies {
   org?: BucketPolicy | undefined;
   /** Per source address for requests without a known key, per process. */
   address?: BucketPolicy | undefined;
+  /** Per installation, for deliveries to its inbound hook, across processes. */
+  hook?: BucketPolicy | undefined;
 }
 
 export interface RateVerdict {
@@ -34,6 +36,8 @@ export interface RateLimiter {
   forAddress(address: string): RateVerdict | undefined;
   /** Gives the address its token back: the key it sent turned out valid. */
   refundAddress(address: string): void;
+  /** Charges a delivery to an installation's hook; undefined when hooks are not limited. */
+  forInstallation(installationId: string): RateVerdict | Promise<RateVerdict> | undefined;
 }
 
 /** A policy from a configured rate and burst; either 0 means no limit. */
@@ -87,7 +91,9 @@ export function createRateLimiter(
   { maxAddresses = 50_000 } = {},
 ): RateLimiter {
   const shared = 'shared' in deps ? deps.shared : createSharedBuckets(deps);
-  const { key, org, address } = policies;
+  const { key, org, address, hook } = policies;
+  const hookNamed: Named[] = hook ? [['installation', hook]] : [];
+  const hookField = policyHeader(hookNamed);
   const keyOnly: Named[] = key ? [['key', key]] : [];
   const keyAndOrg: Named[] = [...keyOnly, ...(org ? ([['org', org]] as Named[]) : [])];
   const keyOnlyField = policyHeader(keyOnly);
@@ -130,6 +136,13 @@ export function createRateLimiter(
       return verdictOf(addressField, [
         [addressNamed[0]!, { allowed, remaining, retryAfterS: allowed ? 0 : secondsUntil(1, tokensAt(state, address, now), address) }],
       ]);
+    },
+    forInstallation(installationId) {
+      if (!hook) return undefined;
+      const result = shared.take(`hook:${installationId}`, hook, Date.now());
+      return result instanceof Promise
+        ? result.then((verdict) => verdictOf(hookField, [[hookNamed[0]!, verdict]]))
+        : verdictOf(hookField, [[hookNamed[0]!, result]]);
     },
     refundAddress(from) {
       const state = addresses.get(from);

@@ -15,6 +15,8 @@ export interface Metrics {
   jobLatency(task: string, seconds: number): void;
   directiveDecision(effect: string): void;
   executionFailed(handler: string, final: boolean): void;
+  /** An inbound webhook delivery: accepted, deduplicated, ignored or rejected, and why. */
+  webhookDelivery(outcome: string, reason: string | null): void;
   render(): Promise<string>;
   contentType: string;
 }
@@ -112,6 +114,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ['handler', 'final'] as const,
     registers,
   });
+  const deliveries = new Counter({
+    name: 'signalbus_webhook_deliveries_total',
+    help: 'Inbound webhook deliveries, by outcome and reason (a problem code, or none).',
+    labelNames: ['outcome', 'reason'] as const,
+    registers,
+  });
   const collectAge = options.collectOldestJobAgeSeconds;
   new Gauge({
     name: 'signalbus_oldest_unprocessed_job_age_seconds',
@@ -145,6 +153,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     executionFailed(name, final) {
       failures.inc({ handler: handler(name), final: String(final) });
+    },
+    webhookDelivery(outcome, reason) {
+      deliveries.inc({ outcome: effect(outcome), reason: reason === null ? 'none' : effect(reason) });
     },
     render: () => registry.metrics(),
   };

@@ -8,3 +8,6 @@
 export { verifyDelivery, type Delivery, type Verified } from './verify.ts';
 export { createPubsubVerifier, type PubsubVerifier, type PubsubVerifierOptions } from './pubsub.ts';
 export { readEvent, fromCel, type InboundEvent } from './read-event.ts';
+export { receiveHook, type HookAnswer, type HookDeps, type HookRequest } from './receive.ts';
+export { createDeliveryLog, type DeliveryLog, type DeliveryOutcome, type DeliveryView } from './delivery-log.ts';
+export { listInstallationDeliveries } from './deliveries.ts';

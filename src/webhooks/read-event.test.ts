@@ -8,12 +8,11 @@ const manifest = (name: string) =>
   Manifest.parse(JSON.parse(readFileSync(new URL(`../../packages-registry/${name}/1.0.0/manifest.json`, import.meta.url), 'utf8')));
 const stripe = manifest('stripe-revenue').webhook!;
 const relay = manifest('webhook-relay').webhook!;
-const RECEIVED = Date.parse('2026-01-02T03:04:05Z');
 
 describe('reading an event as the manifest says', () => {
   it('stripe-revenue: id, type, occurred-at from created, subject from the customer, payload the object', () => {
     const body = { id: 'evt_9', type: 'charge.succeeded', created: 1_700_000_000, data: { object: { id: 'ch_1', object: 'charge', amount: 1200, customer: 'cus_7' } } };
-    expect(readEvent(stripe, { body, headers: {}, config: {}, receivedAt: RECEIVED })).toEqual({
+    expect(readEvent(stripe, { body, headers: {}, config: {} })).toEqual({
       id: 'evt_9',
       type: 'stripe.charge.succeeded',
       occurredAt: '2023-11-14T22:13:20.000Z',
@@ -24,29 +23,29 @@ describe('reading an event as the manifest says', () => {
 
   it('stripe-revenue: an event type it does not take is read as nothing', () => {
     const body = { id: 'evt_1', type: 'invoice.paid', created: 1, data: { object: { id: 'in_1' } } };
-    expect(readEvent(stripe, { body, headers: {}, config: {}, receivedAt: RECEIVED })).toBeNull();
+    expect(readEvent(stripe, { body, headers: {}, config: {} })).toBeNull();
   });
 
-  it('webhook-relay: falls back to a header for the id, occurred-at to the arrival time, and builds its payload', () => {
-    const event = readEvent(relay, { body: { type: 'order.paid', n: 1.5 }, headers: { 'x-event-id': 'e-1' }, config: {}, receivedAt: RECEIVED });
+  it('webhook-relay: falls back to a header for the id, no occurred-at (the log stamps the arrival), and builds its payload', () => {
+    const event = readEvent(relay, { body: { type: 'order.paid', n: 1.5 }, headers: { 'x-event-id': 'e-1' }, config: {} });
     expect(event).toEqual({
       id: 'e-1',
       type: 'relay.event.received',
       subject: null,
-      occurredAt: '2026-01-02T03:04:05.000Z',
+      occurredAt: null,
       payload: { event_id: 'e-1', event_type: 'order.paid', data: { type: 'order.paid', n: 1.5 } },
     });
   });
 
   it('an expression failing on this body is a validation error, not a crash', () => {
     const spec: WebhookSpec = { ...stripe, when: undefined };
-    const attempt = () => readEvent(spec, { body: { nothing: true }, headers: {}, config: {}, receivedAt: RECEIVED });
+    const attempt = () => readEvent(spec, { body: { nothing: true }, headers: {}, config: {} });
     expect(attempt).toThrow(DomainError);
     expect(attempt).toThrow(/webhook\.event\.id/);
   });
 
   it('an occurred-at that is not a time is refused', () => {
     const spec: WebhookSpec = { ...stripe, when: undefined, event: { ...stripe.event, occurred_at: 'body.created' } };
-    expect(() => readEvent(spec, { body: { id: 'e', type: 't', created: 'yesterday', data: { object: { id: 'x', object: 'charge' } } }, headers: {}, config: {}, receivedAt: RECEIVED })).toThrow(/occurred_at/);
+    expect(() => readEvent(spec, { body: { id: 'e', type: 't', created: 'yesterday', data: { object: { id: 'x', object: 'charge' } } }, headers: {}, config: {} })).toThrow(/occurred_at/);
   });
 });

@@ -1,8 +1,7 @@
 /**
  * Reading a verified delivery as the manifest says (`webhook.when`,
  * `webhook.event.*`): CEL over the parsed body, the lowercased headers, the
- * installation's config (and Pub/Sub's decoded `data`). Pure: the clock
- * comes in as `receivedAt`.
+ * installation's config (and Pub/Sub's decoded `data`). Pure.
  */
 import { DomainError } from '../core/errors.ts';
 import type { WebhookSpec } from '../packages/manifest.ts';
@@ -12,7 +11,8 @@ import { toCel } from '../policy/cel.ts';
 export interface InboundEvent {
   id: string;
   type: string;
-  occurredAt: string;
+  /** Null when the manifest reads none: the log stamps the arrival. */
+  occurredAt: string | null;
   subject: string | null;
   payload: unknown;
 }
@@ -22,7 +22,6 @@ export interface EventInput {
   headers: Readonly<Record<string, string>>;
   config: unknown;
   data?: unknown;
-  receivedAt: number;
 }
 
 /** CEL → JSON: ints become numbers, timestamps RFC 3339 strings, objects plain. */
@@ -56,8 +55,8 @@ function run(expression: string, spec: WebhookSpec, result: CelResult, field: st
   }
 }
 
-function occurredAt(value: unknown, receivedAt: number): string {
-  if (value === undefined || value === null) return new Date(receivedAt).toISOString();
+function occurredAt(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
   if (value instanceof Date) return value.toISOString();
   const seconds = typeof value === 'bigint' ? Number(value) : typeof value === 'number' ? value : undefined;
   const date = seconds !== undefined ? new Date(seconds * 1000) : typeof value === 'string' ? new Date(value) : undefined;
@@ -87,5 +86,5 @@ export function readEvent(spec: WebhookSpec, input: EventInput): InboundEvent | 
   if (subject !== null && typeof subject !== 'string') throw unreadable('subject', 'is not a string');
   const when = event.occurred_at === undefined ? undefined : run(event.occurred_at, spec, 'occurred_at', 'occurred_at', variables);
   const payload = event.payload === undefined ? input.body : fromCel(run(event.payload, spec, 'any', 'payload', variables));
-  return { id, type, subject, occurredAt: occurredAt(when, input.receivedAt), payload };
+  return { id, type, subject, occurredAt: occurredAt(when), payload };
 }

@@ -76,6 +76,7 @@ export const NO_RATE_LIMITS = {
   SIGNALBUS_RATE_LIMIT_KEY_PER_S: '0',
   SIGNALBUS_RATE_LIMIT_ORG_PER_S: '0',
   SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: '0',
+  SIGNALBUS_RATE_LIMIT_HOOK_PER_S: '0',
 };
 
 /** Master keys for test apps: fresh per run, never a fixed key in the repository. */

@@ -13,7 +13,7 @@ import { builtinExecutors } from '../../src/executors/builtin.ts';
 import { createExecutorRegistry } from '../../src/executors/registry.ts';
 import { runInstallationJob } from '../../src/packages/installation-job.ts';
 import { getInstallation } from '../../src/packages/installation-read.ts';
-import { installPackage, setInstallationEnabled } from '../../src/packages/installations.ts';
+import { installPackage, setInstallationEnabled, uninstallInstallation } from '../../src/packages/installations.ts';
 import { REGISTRY_DIR } from '../../src/packages/registry-files.ts';
 import { publishVersion, yankVersion } from '../../src/packages/registry.ts';
 import type { VerbContext } from '../../src/signals/verb-context.ts';
@@ -74,4 +74,29 @@ export async function registryWithRelayVersions(): Promise<{ dir: string; cleanu
   }
   await yankVersion(dir, { name: 'webhook-relay', version: '1.0.2', reason: 'posts twice' }, context);
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** An installed `package@1.0.0` with `config` and `secrets`, through the install verb and its job. */
+export async function installedPackage(
+  t: TestApp,
+  org: Tenant,
+  spec: { package: string; config?: Record<string, unknown>; secrets?: Record<string, string> },
+): Promise<string> {
+  const { installation } = await installPackage(t.app.deps.bus.installations, {
+    ctx: adminCtx(org),
+    input: { package: spec.package, version: '1.0.0', config: spec.config ?? {}, secrets: spec.secrets ?? {} },
+  });
+  await runPendingJob(t, org, installation.id);
+  const row = await getInstallation(t.app.deps.bus.installations, { ctx: adminCtx(org), input: { id: installation.id } });
+  if (row.status !== 'installed') throw new Error(`installation ${installation.id} is ${row.status}: ${JSON.stringify(row.error)}`);
+  return installation.id;
+}
+
+/** Disables, enables or uninstalls (running the uninstall job) an installation. */
+export async function changeInstallation(t: TestApp, org: Tenant, id: string, change: 'disable' | 'enable' | 'uninstall'): Promise<void> {
+  const deps = t.app.deps.bus.installations;
+  if (change === 'uninstall') {
+    await uninstallInstallation(deps, { ctx: adminCtx(org), input: { id } });
+    await runPendingJob(t, org, id);
+  } else await setInstallationEnabled(deps, { ctx: adminCtx(org), input: { id, enabled: change === 'enable' } });
 }

@@ -210,12 +210,19 @@ export const V1_ROUTES: readonly RouteCase[] = [
   { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/disable', permission: 'org:admin', allowed: admins, id: 'installation', state: 'installed' },
   { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/enable', permission: 'org:admin', allowed: admins, id: 'installation', state: 'disabled' },
   { method: 'DELETE', path: '/v1/orgs/{org}/installations/{id}', permission: 'org:admin', allowed: admins, id: 'installation', state: 'installed' },
+  { method: 'GET', path: '/v1/orgs/{org}/installations/{id}/deliveries', permission: 'org:admin', allowed: admins, id: 'installation' },
 ];
 
 /** The `{name}` a route without an `id` writes to. */
 export const ROUTE_TABLE_SECRET = 'route_table_secret';
 /** The `{package}` and `{version}` registry routes read: a version the shipped registry publishes. */
 export const ROUTE_TABLE_PACKAGE = { package: 'webhook-relay', version: '1.0.0' };
+
+/**
+ * /v1 routes that take no API key, so no role: the inbound hook, which is
+ * authenticated by the provider's signature (test/http/hooks.test.ts).
+ */
+export const KEYLESS_ROUTES = ['POST /v1/hooks/:installation_id'];
 
 export const TENANT_ROUTES = V1_ROUTES.filter((route) => route.path.startsWith('/v1/orgs/{org}'));
 

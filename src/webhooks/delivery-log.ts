@@ -1,0 +1,91 @@
+/**
+ * The delivery log (`org_<slug>.webhook_deliveries`): every delivery to an
+ * installation's hook, accepted or rejected, with when, the status answered,
+ * why, and the body's SHA-256 — never the body, a header or a secret.
+ * Bounded per installation: each process trims an installation's rows to the
+ * newest `size` every `PRUNE_EVERY` deliveries it records for it, so the
+ * table holds about `size` rows per installation (a little more between trims).
+ */
+import { newId } from '../core/ids.ts';
+import type { Tenant } from '../core/tenant.ts';
+import type { Queryable, Sql } from '../db/client.ts';
+import { isoTimestamp } from '../signals/model.ts';
+
+export type DeliveryOutcome = 'accepted' | 'deduplicated' | 'ignored' | 'rejected';
+
+export interface DeliveryRecord {
+  installationId: string;
+  receivedAt: number;
+  status: number;
+  outcome: DeliveryOutcome;
+  /** The problem code of a rejection, or why an accepted delivery wrote nothing. */
+  reason: string | null;
+  detail: string | null;
+  /** Hex SHA-256 of the body; null when it was not read (refused before). */
+  bodySha256: string | null;
+  bodyBytes: number | null;
+  eventId: string | null;
+  signalId: string | null;
+}
+
+export interface DeliveryView {
+  id: string;
+  received_at: string;
+  status: number;
+  outcome: DeliveryOutcome;
+  reason: string | null;
+  detail: string | null;
+  body_sha256: string | null;
+  body_bytes: number | null;
+  event_id: string | null;
+  signal_id: string | null;
+}
+
+const PRUNE_EVERY = 64;
+const MAX_COUNTERS = 10_000;
+
+export interface DeliveryLog {
+  record(tenant: Tenant, entry: DeliveryRecord): Promise<void>;
+}
+
+export function createDeliveryLog(deps: { sql: Sql }, { size }: { size: number }): DeliveryLog {
+  const counts = new Map<string, number>();
+  return {
+    async record(tenant, entry) {
+      const table = deps.sql(`${tenant.schema}.webhook_deliveries`);
+      await deps.sql`
+        insert into ${table} (id, installation_id, received_at, status, outcome, reason, detail, body_sha256, body_bytes, event_id, signal_id)
+        values (${newId('delivery')}, ${entry.installationId}, ${new Date(entry.receivedAt)}, ${entry.status}, ${entry.outcome},
+                ${entry.reason}, ${entry.detail}, ${entry.bodySha256}, ${entry.bodyBytes}, ${entry.eventId}, ${entry.signalId})`;
+      const key = `${tenant.schema}/${entry.installationId}`;
+      const count = (counts.get(key) ?? 0) + 1;
+      if (counts.size >= MAX_COUNTERS && !counts.has(key)) counts.clear();
+      counts.set(key, count % PRUNE_EVERY);
+      if (count % PRUNE_EVERY === 0) await prune(deps.sql, tenant, entry.installationId, size);
+    },
+  };
+}
+
+/** Keeps the newest `size` deliveries of an installation. */
+export async function prune(db: Queryable, tenant: Tenant, installationId: string, size: number): Promise<void> {
+  const table = db(`${tenant.schema}.webhook_deliveries`);
+  await db`
+    delete from ${table}
+     where installation_id = ${installationId}
+       and id <= (select id from ${table} where installation_id = ${installationId} order by id desc offset ${size} limit 1)`;
+}
+
+export async function listDeliveries(
+  db: Queryable,
+  tenant: Tenant,
+  { installationId, after, limit }: { installationId: string; after?: string | undefined; limit: number },
+): Promise<{ data: DeliveryView[]; next_cursor: string | null }> {
+  const rows = await db<DeliveryView[]>`
+    select id, ${db.unsafe(isoTimestamp('received_at'))} as received_at, status, outcome, reason, detail,
+           body_sha256, body_bytes, event_id, signal_id
+      from ${db(`${tenant.schema}.webhook_deliveries`)}
+     where installation_id = ${installationId} ${after ? db`and id < ${after}` : db``}
+     order by id desc limit ${limit + 1}`;
+  const data = rows.slice(0, limit);
+  return { data, next_cursor: rows.length > limit ? data[data.length - 1]!.id : null };
+}
