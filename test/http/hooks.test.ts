@@ -45,6 +45,13 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
+/** stripe-revenue installs once per org: each extra one gets an org of its own. */
+async function stripeInOwnOrg(slug: string, secret = WHSEC): Promise<{ tenant: Tenant; id: string }> {
+  const tenant = await t.createOrg(slug);
+  const id = await installedPackage(t, tenant, { package: 'stripe-revenue', config: STRIPE_CONFIG, secrets: { stripe_webhook_secret: secret, stripe_api_key: 'sk_test_hooks' } });
+  return { tenant, id };
+}
+
 let counter = 0;
 function stripeEvent(overrides: Record<string, unknown> = {}) {
   counter++;
@@ -147,12 +154,13 @@ describe('rejections answer their status, write no signal, and are logged', () =
   });
 
   it('a rotated secret: while the vault holds both, either verifies; once the old one is dropped, it is refused', async () => {
-    const rotating = await installedPackage(t, org, { package: 'stripe-revenue', config: STRIPE_CONFIG, secrets: { stripe_webhook_secret: `whsec_new ${WHSEC}`, stripe_api_key: 'sk_test_hooks' } });
+    const { tenant: rotatingOrg, id: rotating } = await stripeInOwnOrg('hooks_rotating', `whsec_new ${WHSEC}`);
+    const rotatingAdmin = await t.createKey(rotatingOrg, 'admin');
     const old = stripeEvent();
     expect((await deliver(rotating, old, { 'stripe-signature': sign(old) })).status).toBe(200);
     const fresh = stripeEvent();
     expect((await deliver(rotating, fresh, { 'stripe-signature': sign(fresh, 'whsec_new') })).status).toBe(200);
-    const configured = await t.request('PATCH', `/v1/orgs/${org.slug}/installations/${rotating}`, { key: admin, body: { secrets: { stripe_webhook_secret: 'whsec_new' } } });
+    const configured = await t.request('PATCH', `/v1/orgs/${rotatingOrg.slug}/installations/${rotating}`, { key: rotatingAdmin, body: { secrets: { stripe_webhook_secret: 'whsec_new' } } });
     expect(configured.status).toBe(200);
     const late = stripeEvent();
     expect((await deliver(rotating, late, { 'stripe-signature': sign(late) })).body.code).toBe('invalid_signature');
@@ -161,20 +169,21 @@ describe('rejections answer their status, write no signal, and are logged', () =
   it('an unknown id, a disabled and an uninstalled installation are all 404, alike', async () => {
     const unknown = await deliver('ins_00000000000000000000000000', body, { 'stripe-signature': sign(body) });
     const malformed = await deliver('nothing-here', body, { 'stripe-signature': sign(body) });
-    const disabled = await installedPackage(t, org, { package: 'stripe-revenue', config: STRIPE_CONFIG, secrets: { stripe_webhook_secret: WHSEC, stripe_api_key: 'sk_test_hooks' } });
-    await changeInstallation(t, org, disabled, 'disable');
-    const gone = await installedPackage(t, org, { package: 'stripe-revenue', config: STRIPE_CONFIG, secrets: { stripe_webhook_secret: WHSEC, stripe_api_key: 'sk_test_hooks' } });
-    await changeInstallation(t, org, gone, 'uninstall');
-    const before = await signalCount(org);
+    const { tenant: disabledOrg, id: disabled } = await stripeInOwnOrg('hooks_disabled');
+    await changeInstallation(t, disabledOrg, disabled, 'disable');
+    const { tenant: goneOrg, id: gone } = await stripeInOwnOrg('hooks_gone');
+    await changeInstallation(t, goneOrg, gone, 'uninstall');
+    const before = [await signalCount(disabledOrg), await signalCount(goneOrg)];
     const answers = [unknown, malformed, await deliver(disabled, body, { 'stripe-signature': sign(body) }), await deliver(gone, body, { 'stripe-signature': sign(body) })];
     for (const answer of answers) {
       expect(answer.status).toBe(404);
       expect({ ...answer.body, request_id: undefined }).toEqual({ ...unknown.body, request_id: undefined });
     }
-    expect(await signalCount(org)).toBe(before);
-    expect((await deliveries(disabled)).body.data[0]).toMatchObject({ status: 404, reason: 'not_found', detail: 'the installation is disabled' });
+    expect([await signalCount(disabledOrg), await signalCount(goneOrg)]).toEqual(before);
+    const disabledAdmin = await t.createKey(disabledOrg, 'admin');
+    expect((await deliveries(disabled, disabledOrg, disabledAdmin)).body.data[0]).toMatchObject({ status: 404, reason: 'not_found', detail: 'the installation is disabled' });
     // Enabled again, its hook answers.
-    await changeInstallation(t, org, disabled, 'enable');
+    await changeInstallation(t, disabledOrg, disabled, 'enable');
     const later = stripeEvent();
     expect((await deliver(disabled, later, { 'stripe-signature': sign(later) })).status).toBe(200);
   });
