@@ -15,7 +15,8 @@ export interface SubscriberSpec {
 export type SubscriberCommand =
   | { cmd: 'open'; baseUrl: string; subscribers: SubscriberSpec[] }
   | { cmd: 'verify'; expected: Record<string, { count: number; last: string | null }>; timeoutMs: number }
-  | { cmd: 'close' };
+  | { cmd: 'close' }
+  | { cmd: 'burn'; cpuMs: number; durationMs: number };
 
 export interface VerifyReport {
   subscribers: number;
@@ -94,8 +95,23 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<boole
   return true;
 }
 
+/** Busy for a share of every 10 ms slot, so `cpuMs` is spent evenly over `durationMs`. */
+function burn(cpuMs: number, durationMs: number) {
+  const share = Math.min(1, cpuMs / durationMs);
+  const ends = Date.now() + durationMs;
+  const slot = () => {
+    const started = performance.now();
+    while (performance.now() - started < share * 10);
+    if (Date.now() < ends) setTimeout(slot, Math.max(0, 10 - (performance.now() - started)));
+  };
+  slot();
+}
+
 process.on('message', async (message: SubscriberCommand) => {
-  if (message.cmd === 'open') {
+  if (message.cmd === 'burn') {
+    burn(message.cpuMs, message.durationMs);
+    process.send!({ cmd: 'burning' });
+  } else if (message.cmd === 'open') {
     // In groups, so a thousand connections do not all land in one instant.
     for (let index = 0; index < message.subscribers.length; index += 50) {
       const group = message.subscribers.slice(index, index + 50).map((spec) => subscribe(message.baseUrl, spec));

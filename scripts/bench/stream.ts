@@ -8,6 +8,12 @@
  * the 100 orgs, so every subscriber has signals to receive. After each phase
  * with subscribers, every subscriber is checked to have received every signal
  * of its org exactly once, in order.
+ *
+ * Each phase with subscribers is followed by its floor: the same emits with
+ * nobody subscribed while the subscriber process burns the CPU its clients
+ * used in that phase. The clients share the machine with the server, so
+ * that is what emit throughput is left when the server spends nothing on
+ * the feed; the ratio to the floor is what the feed itself costs.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -154,7 +160,8 @@ export async function runStreamBench(): Promise<void> {
   const one = [orgs[0]!];
 
   /** One phase: subscribers open at the orgs' heads, emits for PHASE_SECONDS, then every subscriber checked. */
-  async function phase(targets: BenchOrg[], listeners: SubscriberSpec[]): Promise<PhaseResult> {
+  async function phase(targets: BenchOrg[], listeners: SubscriberSpec[], burnCpuMs = 0): Promise<PhaseResult> {
+    if (burnCpuMs > 0) await subscribers.ask({ cmd: 'burn', cpuMs: burnCpuMs, durationMs: PHASE_SECONDS * 1000 });
     if (listeners.length > 0) {
       const { failed } = await subscribers.ask({ cmd: 'open', baseUrl: server.url, subscribers: listeners });
       if (failed > 0) throw new Error(`${failed} subscribers did not connect`);
@@ -185,14 +192,16 @@ export async function runStreamBench(): Promise<void> {
   try {
     console.log('warming up…');
     await phase(orgs, []);
-    const rounds: Array<Record<'none' | 'oneOrg' | 'spreadNone' | 'spread', PhaseResult>> = [];
+    const rounds: Array<Record<'none' | 'oneOrg' | 'oneOrgFloor' | 'spreadNone' | 'spread' | 'spreadFloor', PhaseResult>> = [];
     for (let round = 1; round <= ROUNDS; round++) {
       console.log(`round ${round}/${ROUNDS}: one org without and with ${ONE_ORG_SUBSCRIBERS} subscribers; ${ORGS} orgs without and with ${ORGS * PER_ORG_SUBSCRIBERS}…`);
       const none = await phase(one, []);
       const oneOrg = await phase(one, listenersOf(one, ONE_ORG_SUBSCRIBERS));
+      const oneOrgFloor = await phase(one, [], oneOrg.subscriberCpuMs);
       const spreadNone = await phase(orgs, []);
       const spread = await phase(orgs, listenersOf(orgs, PER_ORG_SUBSCRIBERS));
-      rounds.push({ none, oneOrg, spreadNone, spread });
+      const spreadFloor = await phase(orgs, [], spread.subscriberCpuMs);
+      rounds.push({ none, oneOrg, oneOrgFloor, spreadNone, spread, spreadFloor });
     }
     const rate = (pick: (typeof rounds)[number]['none']) => pick.rate;
     const med = (key: keyof (typeof rounds)[number], field: (result: PhaseResult) => number) => median(rounds.map((round) => field(round[key])));
@@ -214,12 +223,23 @@ export async function runStreamBench(): Promise<void> {
     printTable(`stream (single emits over ${CONNECTIONS} connections, ${PHASE_SECONDS} s per phase; medians of ${ROUNDS} rounds, ratios paired per round)`, [
       row('1 org, no subscriber (baseline)', 'none', { ratio: 1, target: '', exactly_once: '' }),
       row(`1 org, ${ONE_ORG_SUBSCRIBERS} subscribers`, 'oneOrg', { ratio: ratio('oneOrg', 'none'), target: '≥ 0.8', exactly_once: exact('oneOrg') }),
+      row(`floor: 1 org, no subscriber, their CPU burnt`, 'oneOrgFloor', { ratio: ratio('oneOrgFloor', 'none'), target: '', exactly_once: '' }),
       row(`${ORGS} orgs, no subscriber`, 'spreadNone', { ratio: ratio('spreadNone', 'none'), target: '', exactly_once: '' }),
       row(`${ORGS} orgs, ${ORGS * PER_ORG_SUBSCRIBERS} subscribers`, 'spread', {
         ratio: ratio('spread', 'none'),
         target: '≥ 0.7',
         exactly_once: exact('spread'),
       }),
+      row(`floor: ${ORGS} orgs, no subscriber, their CPU burnt`, 'spreadFloor', { ratio: ratio('spreadFloor', 'none'), target: '', exactly_once: '' }),
+    ]);
+    printTable('the feed against its floor (same emits, nobody subscribed, the subscribers\' CPU burnt; paired per round)', [
+      { case: `1 org, ${ONE_ORG_SUBSCRIBERS} subscribers`, of_baseline: ratio('oneOrg', 'none'), floor_of_baseline: ratio('oneOrgFloor', 'none'), of_floor: ratio('oneOrg', 'oneOrgFloor') },
+      {
+        case: `${ORGS} orgs, ${ORGS * PER_ORG_SUBSCRIBERS} subscribers`,
+        of_baseline: ratio('spread', 'none'),
+        floor_of_baseline: ratio('spreadFloor', 'none'),
+        of_floor: ratio('spread', 'spreadFloor'),
+      },
     ]);
     console.log(`${ORGS} orgs with ${ORGS * PER_ORG_SUBSCRIBERS} subscribers against ${ORGS} orgs without: ${ratio('spread', 'spreadNone')}`);
     for (const round of rounds) {
