@@ -4,7 +4,12 @@
  * notifier, polling only while committed rows wait above the horizon) and
  * serializes each signal once; the subscribers at its head are its members
  * and receive its batches through a bounded queue each. So a commit batch
- * costs the org one read, however many subscribers it has.
+ * costs the org one read, however many subscribers it has. The hubs woken
+ * together are read together, by one statement (`readTailPages`), each
+ * after its own head and below the same horizon; a read starts at once after
+ * a quiet spell, and otherwise waits out `tickMs` since the last, so that
+ * under load wake-ups of many orgs, and many commits of one, share a read
+ * and the members' writes come in fewer, larger batches.
  *
  * A subscriber behind the hub's head catches up on its own, by cursor, up to
  * that head, then joins. Every row at or below the head lies below a horizon
@@ -18,7 +23,7 @@ import type { Sql } from '../db/client.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { decodeCursor, encodeCursor, toSignal, type Cursor, type SignalRow, type TypeFilter } from './model.ts';
-import { currentHorizon, hasSignalsAfter, readSignalPage, type Present } from './read.ts';
+import { currentHorizon, readSignalPage, readTailPages, type Present } from './read.ts';
 
 /**
  * What a follower writes: server-sent event frames as UTF-8, or a heartbeat
@@ -58,6 +63,10 @@ export interface BroadcastOptions {
   maxPageBytes?: number;
   /** Event bytes a member may have waiting to be written before it is dropped from the hub. */
   queueBytes?: number;
+  /** Least time between the starts of two reads of the hubs. */
+  tickMs?: number;
+  /** Most hubs one read covers. */
+  hubsPerRead?: number;
 }
 
 interface Entry {
@@ -92,8 +101,10 @@ interface Hub {
   ready: Promise<void>;
   stopped: boolean;
   failure: unknown;
-  wakeLoop: (() => void) | undefined;
   unsubscribe: (() => void) | undefined;
+  /** Backoff of the look-again while rows are held above the horizon; 0 when none are. */
+  retryMs: number;
+  retryTimer: NodeJS.Timeout | undefined;
 }
 
 const utf8 = new TextEncoder();
@@ -110,10 +121,15 @@ export function typeMatcher({ exact, prefixes }: TypeFilter): (type: string) => 
 
 export function createLogBroadcast(
   deps: { sql: Sql; notifier: Pick<LogNotifier, 'subscribe'> },
-  { pageSize = 500, maxPageBytes = 2 * 1024 * 1024, queueBytes = 4 * 1024 * 1024 }: BroadcastOptions = {},
+  { pageSize = 500, maxPageBytes = 2 * 1024 * 1024, queueBytes = 4 * 1024 * 1024, tickMs = 10, hubsPerRead = 100 }: BroadcastOptions = {},
 ): LogBroadcast {
   const hubs = new Map<string, Hub>();
   let dropped = 0;
+  /** Hubs to read: woken, started, past a cut page, or looking again. */
+  const due = new Set<Hub>();
+  let reading = false;
+  let readTimer: NodeJS.Timeout | undefined;
+  let lastReadAt = -Infinity;
 
   function acquire(tenant: Tenant): Hub {
     const existing = hubs.get(tenant.id);
@@ -129,8 +145,9 @@ export function createLogBroadcast(
       ready: Promise.resolve(),
       stopped: false,
       failure: undefined,
-      wakeLoop: undefined,
       unsubscribe: undefined,
+      retryMs: 0,
+      retryTimer: undefined,
     };
     hubs.set(tenant.id, hub);
     hub.ready = start(hub);
@@ -146,19 +163,16 @@ export function createLogBroadcast(
     hub.stopped = true;
     hub.unsubscribe?.();
     hub.unsubscribe = undefined;
-    hub.wakeLoop?.();
+    clearTimeout(hub.retryTimer);
+    due.delete(hub);
     if (hubs.get(hub.tenant.id) === hub) hubs.delete(hub.tenant.id);
     for (const member of hub.members) member.wake?.();
   }
 
   async function start(hub: Hub) {
-    let woken = false;
     try {
-      // Subscribed before the head is taken: a commit after it wakes the loop.
-      const unsubscribe = await deps.notifier.subscribe(hub.tenant.id, () => {
-        woken = true;
-        hub.wakeLoop?.();
-      });
+      // Subscribed before the head is taken: a commit after it wakes the hub.
+      const unsubscribe = await deps.notifier.subscribe(hub.tenant.id, () => schedule(hub));
       if (hub.stopped) return unsubscribe();
       hub.unsubscribe = unsubscribe;
       hub.head = encodeCursor((await currentHorizon(deps.sql)).cursor);
@@ -167,36 +181,59 @@ export function createLogBroadcast(
       stop(hub);
       throw error;
     }
-    void (async () => {
-      let retryMs = 0;
-      try {
-        while (!hub.stopped) {
-          woken = false;
-          const { rows, more } = await readSignalPage(deps.sql, hub.tenant, decodeCursor(hub.head), { limit: pageSize, maxBytes: maxPageBytes });
-          if (hub.stopped) break;
-          if (rows.length > 0) {
-            publish(hub, rows);
-            if (more) continue;
-          }
-          // Committed rows above the horizon wake nobody when the transaction
-          // holding it back ends: look again shortly (see `hasSignalsAfter`).
-          const heldBack = await hasSignalsAfter(deps.sql, hub.tenant, decodeCursor(hub.head));
-          retryMs = heldBack ? Math.min(Math.max(retryMs * 2, 20), 1_000) : 0;
-          if (woken || hub.stopped) continue;
-          await new Promise<void>((resolve) => {
-            const timer = retryMs > 0 ? setTimeout(resolve, retryMs) : undefined;
-            hub.wakeLoop = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          hub.wakeLoop = undefined;
-        }
-      } catch (error) {
+    schedule(hub);
+  }
+
+  function schedule(hub: Hub) {
+    // Before its head is taken a hub has nothing to read from; its start reads next.
+    if (hub.stopped || hub.head === '') return;
+    due.add(hub);
+    kick();
+  }
+
+  function kick() {
+    if (reading || readTimer || due.size === 0) return;
+    // A wake-up after a quiet spell is read at once (after this turn's other
+    // wake-ups); under load the next read waits out the tick.
+    readTimer = setTimeout(() => void readDue(), Math.max(0, lastReadAt + tickMs - performance.now()));
+  }
+
+  async function readDue() {
+    readTimer = undefined;
+    reading = true;
+    lastReadAt = performance.now();
+    const batch: Hub[] = [];
+    for (const hub of due) {
+      due.delete(hub);
+      clearTimeout(hub.retryTimer);
+      batch.push(hub);
+      if (batch.length === hubsPerRead) break;
+    }
+    try {
+      const pages = await readTailPages(
+        deps.sql,
+        batch.map((hub) => ({ tenant: hub.tenant, after: decodeCursor(hub.head) })),
+        { limit: pageSize, maxBytes: maxPageBytes },
+      );
+      batch.forEach((hub, index) => {
+        const { rows, more, heldBack } = pages[index]!;
+        if (hub.stopped) return;
+        if (rows.length > 0) publish(hub, rows);
+        if (more) return void due.add(hub);
+        // Committed rows above the horizon wake nobody when the transaction
+        // holding it back ends: look again shortly (see `TailPage`).
+        hub.retryMs = heldBack ? Math.min(Math.max(hub.retryMs * 2, 20), 1_000) : 0;
+        if (hub.retryMs > 0) hub.retryTimer = setTimeout(() => schedule(hub), hub.retryMs);
+      });
+    } catch (error) {
+      for (const hub of batch) {
         hub.failure = error;
         stop(hub);
       }
-    })();
+    } finally {
+      reading = false;
+      kick();
+    }
   }
 
   function publish(hub: Hub, rows: SignalRow[]) {

@@ -5,6 +5,7 @@
  * behind a position a reader has passed. A row above the horizon is delivered
  * once the transactions below it end — late, never skipped.
  */
+import type postgres from 'postgres';
 import type { Queryable, Sql } from '../db/client.ts';
 import { readerOf } from '../db/transaction.ts';
 import { notFound } from '../core/errors.ts';
@@ -69,11 +70,24 @@ export async function readSignalPage(
   { limit, maxBytes, filter = {} }: { limit: number; maxBytes: number; filter?: SignalFilter },
 ): Promise<SignalPageRows> {
   const table = db(`${tenant.schema}.signals`);
-  const size = (alias: string) => db.unsafe(`octet_length(${alias}.payload::text) + ${ROW_ENVELOPE_BYTES}`);
-  // The walk goes on while it keeps rows, so it takes one step past the page
-  // (by count or by bytes): that step says whether more follow.
   const rows = await db<(SignalRow & { walked: number })[]>`
-    with recursive walk (tx_id, seq, n, upto) as (
+    with recursive walk (tx_id, seq, n, upto) as (${walkOf(db, db('walk'), table, cursor, limit, maxBytes, filter)})
+    select ${db.unsafe(SIGNAL_COLUMNS)}, (select count(*)::int from walk) as walked
+      from walk join ${table} signal using (tx_id, seq)
+     where ${keptOf(db, db('walk'), limit, maxBytes)}
+     order by tx_id, seq`;
+  return { rows, more: rows.length > 0 && rows[0]!.walked > rows.length };
+}
+
+/**
+ * The walk of `readSignalPage` over `table` after `cursor`, as the body of
+ * the recursive CTE named `walk`. The walk goes on while it keeps rows, so it
+ * takes one step past the page (by count or by bytes): that step says
+ * whether more follow.
+ */
+function walkOf(db: Queryable, walk: postgres.Helper<string>, table: postgres.Helper<string>, cursor: Cursor, limit: number, maxBytes: number, filter: SignalFilter) {
+  const size = (alias: string) => db.unsafe(`octet_length(${alias}.payload::text) + ${ROW_ENVELOPE_BYTES}`);
+  return db`
       (select tx_id, seq, 1, ${size('origin')}
          from ${table} origin
         where (tx_id, seq) > (${cursor.txId}::xid8, ${cursor.seq}::bigint)
@@ -82,23 +96,79 @@ export async function readSignalPage(
         order by tx_id, seq
         limit 1)
       union all
-      (select step.tx_id, step.seq, walk.n + 1, walk.upto + ${size('step')}
-         from walk
+      (select step.tx_id, step.seq, ${walk}.n + 1, ${walk}.upto + ${size('step')}
+         from ${walk}
         cross join lateral (
           select tx_id, seq, payload
             from ${table} candidate
-           where (candidate.tx_id, candidate.seq) > (walk.tx_id, walk.seq)
+           where (candidate.tx_id, candidate.seq) > (${walk}.tx_id, ${walk}.seq)
              and candidate.tx_id < pg_snapshot_xmin(pg_current_snapshot())
              ${matching(db, filter)}
            order by tx_id, seq
            limit 1) step
-        where walk.n <= ${limit} and (walk.upto <= ${maxBytes} or walk.n = 1))
-    )
-    select ${db.unsafe(SIGNAL_COLUMNS)}, (select count(*)::int from walk) as walked
-      from walk join ${table} signal using (tx_id, seq)
-     where walk.n <= ${limit} and (walk.upto <= ${maxBytes} or walk.n = 1)
-     order by tx_id, seq`;
-  return { rows, more: rows.length > 0 && rows[0]!.walked > rows.length };
+        where ${keptOf(db, walk, limit, maxBytes)})`;
+}
+
+/** The walk's steps that belong to the page. */
+const keptOf = (db: Queryable, walk: postgres.Helper<string>, limit: number, maxBytes: number) =>
+  db`${walk}.n <= ${limit} and (${walk}.upto <= ${maxBytes} or ${walk}.n = 1)`;
+
+export interface TailPage extends SignalPageRows {
+  /**
+   * Committed signals wait above the horizon, past this page: a tail looks
+   * again shortly, since the transaction holding the horizon back may not be
+   * an emit and then no wake-up comes. Asked in the read's own statement, so
+   * of the same snapshot: a page that was not cut read every row below the
+   * horizon, and the rows left are exactly those above it.
+   */
+  heldBack: boolean;
+}
+
+/**
+ * `readSignalPage` for the logs of several orgs at once, each after its own
+ * cursor and under the same horizon, in one statement: live tails woken
+ * together cost one round trip, not one or two per org.
+ */
+export async function readTailPages(
+  db: Queryable,
+  reads: Array<{ tenant: Tenant; after: Cursor }>,
+  { limit, maxBytes }: { limit: number; maxBytes: number },
+): Promise<TailPage[]> {
+  if (reads.length === 0) return [];
+  const walks = reads.map((_, index) => db(`walk_${index}`));
+  const tables = reads.map(({ tenant }) => db(`${tenant.schema}.signals`));
+  const ctes = reads.map(({ after }, index) =>
+    db`${walks[index]!} (tx_id, seq, n, upto) as (${walkOf(db, walks[index]!, tables[index]!, after, limit, maxBytes, {})})`);
+  // Each org gives one row with its walk's length and held-back flag even
+  // when its page is empty, and its page's rows joined to it.
+  const selects = reads.map(({ after }, index) => db`
+    (select ${index}::int as read, summary.walked, summary.held_back, page.*
+       from (select (select count(*)::int from ${walks[index]!}) as walked,
+                    exists (select 1 from ${tables[index]!}
+                             where (tx_id, seq) > (${after.txId}::xid8, ${after.seq}::bigint)
+                               and tx_id >= pg_snapshot_xmin(pg_current_snapshot())) as held_back) summary
+       left join lateral (
+         select ${db.unsafe(SIGNAL_COLUMNS)}
+           from ${walks[index]!} join ${tables[index]!} signal using (tx_id, seq)
+          where ${keptOf(db, walks[index]!, limit, maxBytes)}) page on true)`);
+  const joined = (parts: postgres.PendingQuery<postgres.Row[]>[], separator: string) =>
+    parts.reduce((query, part) => db`${query} ${db.unsafe(separator)} ${part}`);
+  const rows = await db<(SignalRow & { read: number; walked: number; held_back: boolean })[]>`
+    with recursive ${joined(ctes, ',')}
+    ${joined(selects, 'union all')}`;
+  const pages: TailPage[] = reads.map(() => ({ rows: [], more: false, heldBack: false }));
+  for (const { read, walked, held_back: heldBack, ...row } of rows) {
+    const page = pages[read]!;
+    page.heldBack = heldBack;
+    if (row.position === null) continue;
+    page.rows.push(row);
+    page.more = walked > page.rows.length;
+  }
+  for (const page of pages) {
+    page.rows.sort((a, b) => (a.position < b.position ? -1 : 1));
+    page.more = page.rows.length > 0 && page.more;
+  }
+  return pages;
 }
 
 /**
