@@ -31,7 +31,7 @@ export const InstallationSchema = z
     created_by: Actor,
     created_at: z.string(),
     updated_at: z.string(),
-    position: z.string().describe('Log position of the last signal folded into it'),
+    last_signal_id: z.string().describe('The last signal folded into it'),
   })
   .openapi('Installation');
 

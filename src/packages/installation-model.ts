@@ -60,13 +60,13 @@ export interface InstallationRow {
   created_by: Actor;
   created_at: string;
   updated_at: string;
-  /** The log position of the last signal folded into the row. */
-  position: string;
+  /** The last signal folded into the row: an id, which an import keeps (a log position it would not). */
+  last_signal_id: string;
 }
 
 export const INSTALLATION_COLUMNS = [
   'id', 'package', 'version', 'config', 'secrets', 'status', 'pending', 'steps', 'error',
-  'backfill_from', 'created_by', 'created_at', 'updated_at', 'position',
+  'backfill_from', 'created_by', 'created_at', 'updated_at', 'last_signal_id',
 ] as const satisfies readonly (keyof InstallationRow)[];
 
 /** What every `installation.*` payload carries. */
@@ -155,7 +155,7 @@ export function evolveInstallation(row: InstallationRow | null, signal: SignalRo
   const event = systemSignalOf(signal, INSTALLATION_SIGNAL_TYPES);
   if (!event) return row;
   const at = event.recorded_at;
-  const touched = { updated_at: at, position: event.position };
+  const touched = { updated_at: at, last_signal_id: event.id };
   if (event.type === 'installation.requested') {
     if (row) return row;
     const requested = event.payload;

@@ -18,7 +18,7 @@ export interface InstallationReadDeps {
 
 const SELECT = `
   id, package, version, config, secrets, status, pending, steps, error, backfill_from, created_by,
-  ${isoTimestamp('created_at')} as created_at, ${isoTimestamp('updated_at')} as updated_at, position`;
+  ${isoTimestamp('created_at')} as created_at, ${isoTimestamp('updated_at')} as updated_at, last_signal_id`;
 
 const dbOf = (deps: InstallationReadDeps, ctx: VerbContext): Queryable => ctx.tx?.sql ?? deps.sql;
 
@@ -75,4 +75,15 @@ export async function findInstallationOrg(deps: InstallationReadDeps, installati
   const [row] = await deps.sql<{ org_id: string }[]>`
     select org_id from public.installation_routes where installation_id = ${installationId}`;
   return row?.org_id;
+}
+
+/**
+ * Writes the route of every installation of a tenant whose id has none yet:
+ * after an import, so an imported installation's hook finds its org.
+ */
+export async function recordInstallationRoutes(db: Queryable, tenant: { id: string; schema: string }): Promise<void> {
+  await db`
+    insert into public.installation_routes (installation_id, org_id)
+    select id, ${tenant.id} from ${db(`${tenant.schema}.installations`)}
+    on conflict (installation_id) do nothing`;
 }

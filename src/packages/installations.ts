@@ -145,7 +145,7 @@ export async function configureInstallation(deps: InstallationDeps, { ctx, input
       type: 'installation.configured',
       subject: installationSubject(row.id),
       payload: { ...refOf(row), config, secrets: [...new Set([...row.secrets, ...Object.keys(secrets)])].sort() },
-      dedupe_key: `installation:${row.id}:configured:${row.position}`,
+      dedupe_key: `installation:${row.id}:configured:${row.last_signal_id}`,
     });
     return (await findInstallation(tx.sql, ctx.tenant.schema, row.id))!;
   });
@@ -170,7 +170,7 @@ export async function upgradeInstallation(deps: InstallationDeps, { ctx, input }
       type: 'installation.upgrade_requested',
       subject: installationSubject(row.id),
       payload: { ...refOf(row), version, attempt: 1 },
-      dedupe_key: `installation:${row.id}:upgrade:${version}:${row.position}`,
+      dedupe_key: `installation:${row.id}:upgrade:${version}:${row.last_signal_id}`,
     });
     await enqueueInstallationJob(tx.sql, ctx.tenant, { id: row.id, pending }, ctx.traceparent);
     return (await findInstallation(tx.sql, ctx.tenant.schema, row.id))!;
@@ -223,7 +223,7 @@ export async function setInstallationEnabled(
     const from = input.enabled ? 'disabled' : 'installed';
     if (row.status !== from) throw transition(`only a ${from} installation can be ${input.enabled ? 'enabled' : 'disabled'}; this one is ${row.status}`);
     const type = input.enabled ? 'installation.enabled' : 'installation.disabled';
-    await emitSystem(deps.emit, ctx, tx, { type, subject: installationSubject(row.id), payload: refOf(row), dedupe_key: `installation:${row.id}:${type}:${row.position}` });
+    await emitSystem(deps.emit, ctx, tx, { type, subject: installationSubject(row.id), payload: refOf(row), dedupe_key: `installation:${row.id}:${type}:${row.last_signal_id}` });
     return (await findInstallation(tx.sql, ctx.tenant.schema, row.id))!;
   });
 }

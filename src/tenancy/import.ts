@@ -19,6 +19,7 @@ import { newId } from '../core/ids.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { checksumProjections, type Checksums } from '../projections/rebuild.ts';
+import { recordInstallationRoutes } from '../packages/installation-read.ts';
 import type { ProjectionRegistry } from '../projections/registry.ts';
 import { SIGNAL_COLUMNS, type SignalRow } from '../signals/model.ts';
 import { emitSystem } from '../signals/system.ts';
@@ -136,6 +137,7 @@ export async function importOrg(deps: ImportDeps, { ctx, input }: { ctx: Omit<Ve
       payload: imported,
       dedupe_key: `org.imported:${trailer.sha256}`,
     });
+    await recordInstallationRoutes(tx.sql, org);
     const checksums = await checksumProjections(tx.sql, org, deps.projections.projections);
     return { ...imported, org: orgView(org), checksums };
   });

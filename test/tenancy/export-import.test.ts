@@ -22,6 +22,7 @@ import { importOrg } from '../../src/tenancy/import.ts';
 import { fileLines } from '../../src/tenancy/org-file.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
+import { installationIn } from '../support/installations.ts';
 
 const follower: Handler = {
   id: 'test.follower',
@@ -39,6 +40,7 @@ let target: TestApp;
 let org: Tenant;
 let dir: string;
 let file: string;
+let installationId: string;
 
 async function exportTo(app: TestApp, tenant: Tenant, to: string) {
   const out = createWriteStream(to);
@@ -82,6 +84,8 @@ beforeAll(async () => {
   org = await source.createOrg('moving', 'Moving Co');
   await setPolicy(source, org, { rules: [{ id: 'allow-noop', match: 'noop.*', effect: 'allow' }] });
   await putSecret(source.app.deps.vault, { tenant: org, name: 'stripe_api_key', input: { value: 'sk_test_never_exported' } });
+  // An installation: its hook route must come along (its secrets would not: this one has none).
+  installationId = await installationIn(source, org, 'install_failed');
   await source.startWorker({ pollIntervalMs: 50 });
   for (let i = 0; i < 12; i++) {
     await emit(source.app.deps.bus.emit, {
@@ -138,6 +142,8 @@ describe('orgs import into a fresh database', () => {
     expect(report.checksums).toEqual(before);
     // Same rows, same order; exact numbers and microseconds kept.
     expect(await signalsOf(target, imported)).toEqual(await signalsOf(source, org));
+    const [route] = await target.app.deps.sql`select org_id from public.installation_routes where installation_id = ${installationId}`;
+    expect(route?.org_id).toBe(imported.id);
     // No vault entry came along.
     const [secrets] = await target.app.deps.sql<{ n: number }[]>`select count(*)::int as n from org_moving.secrets`;
     expect(secrets!.n).toBe(0);
