@@ -3,7 +3,7 @@
  * `signalbus` — one CLI for every process: start (HTTP + worker, the default),
  * serve, worker, migrate, orgs create | export | import, keys create, keys rotate-encryption,
  * registry check | publish | yank | schema, packages list, install,
- * installations list.
+ * installations list, replay rebuild | redeliver | as-of | list | show | cancel.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig, type Config } from '../config.ts';
@@ -12,6 +12,7 @@ import { runMigrate } from './migrate.ts';
 import { runKeysCreate, runOrgsCreate, runRotateEncryption } from './admin.ts';
 import { runOrgsExport, runOrgsImport } from './orgs-move.ts';
 import { runInstall, runInstallationsList, runPackagesList } from './installations.ts';
+import { runReplayCancel, runReplayList, runReplayRequest, runReplayShow } from './replay.ts';
 import { runRegistryCheck, runRegistryPublish, runRegistrySchema, runRegistryYank } from './registry.ts';
 
 const USAGE = `usage: signalbus <command>
@@ -35,6 +36,15 @@ const USAGE = `usage: signalbus <command>
   install <package>@<version> --org <slug> [--config file.json] [--secrets file.json] [--json]
                         request an install (a worker runs its steps)
   installations list --org <slug> [--json]        the org's installations: status and error report
+  replay rebuild --org <slug> --reason <text> [--projections a,b] [--rate <signals/s>] [--no-wait] [--json]
+  replay as-of --org <slug> --reason <text> [--until <position> | --before <time>] [--ttl <s>] [--json]
+  replay redeliver --org <slug> --reason <text> [--handlers a,b] [--types a,b] [--subject s]
+                        [--from <position>] [--until <position>] [--since <time>] [--before <time>] [--dry-run] [--execute]
+                        request a replay and follow it: a progress bar on a terminal, plain lines otherwise;
+                        exit 1 when it fails or is cancelled (a worker runs it; docs/replay.md)
+  replay list --org <slug> [--status <status>] [--json]
+  replay show <id> --org <slug> [--json]
+  replay cancel <id> --org <slug> [--reason <text>] [--json]
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -137,6 +147,29 @@ async function main(argv: string[]): Promise<number> {
     case 'installations': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { org: { type: 'string' }, json: { type: 'boolean', default: false } } });
       if (subcommand === 'list' && positionals.length === 0 && values.org) return runInstallationsList(config, { org: values.org, json: values.json });
+      break;
+    }
+    case 'replay': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          org: { type: 'string' }, reason: { type: 'string' }, projections: { type: 'string' }, handlers: { type: 'string' },
+          types: { type: 'string' }, subject: { type: 'string' }, from: { type: 'string' }, until: { type: 'string' },
+          since: { type: 'string' }, before: { type: 'string' }, 'dry-run': { type: 'boolean', default: false },
+          execute: { type: 'boolean', default: false }, rate: { type: 'string' }, ttl: { type: 'string' }, actor: { type: 'string' },
+          status: { type: 'string' }, 'no-wait': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+        },
+      });
+      if (!values.org) break;
+      const common = { org: values.org, json: values.json, ...(values.actor ? { actor: values.actor } : {}) };
+      if ((subcommand === 'rebuild' || subcommand === 'redeliver' || subcommand === 'as-of') && positionals.length === 0) {
+        const { 'dry-run': dryRun, 'no-wait': noWait, org: _org, status: _status, ...flags } = values;
+        return runReplayRequest(config, subcommand, { ...common, ...flags, dryRun, wait: !noWait });
+      }
+      if (subcommand === 'list' && positionals.length === 0) return runReplayList(config, { ...common, ...(values.status ? { status: values.status } : {}) });
+      if (subcommand === 'show' && positionals.length === 1) return runReplayShow(config, { ...common, id: positionals[0]! });
+      if (subcommand === 'cancel' && positionals.length === 1) return runReplayCancel(config, { ...common, id: positionals[0]!, ...(values.reason ? { reason: values.reason } : {}) });
       break;
     }
     case undefined:
