@@ -255,7 +255,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     maxBodyValues: config.SIGNALBUS_MAX_BODY_VALUES,
     maxPageBytes: config.SIGNALBUS_MAX_PAGE_BYTES,
     heartbeatMs: config.SIGNALBUS_SSE_HEARTBEAT_SECONDS * 1000,
-    streams: createLogBroadcast({ sql, notifier }, { maxPageBytes: config.SIGNALBUS_MAX_PAGE_BYTES }),
+    streams: createLogBroadcast({ sql, notifier }, { maxPageBytes: config.SIGNALBUS_MAX_PAGE_BYTES, tickMs: config.SIGNALBUS_SSE_TICK_MS }),
     streamSlots: createStreamSlots({
       perKey: config.SIGNALBUS_SSE_MAX_STREAMS_PER_KEY,
       perOrg: config.SIGNALBUS_SSE_MAX_STREAMS_PER_ORG,

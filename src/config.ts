@@ -93,6 +93,8 @@ export const Config = z.object({
   SIGNALBUS_DB_WRITER_POOL_SIZE: z.coerce.number().int().min(1).max(50).default(2),
   /** Seconds between SSE heartbeat comments. */
   SIGNALBUS_SSE_HEARTBEAT_SECONDS: z.coerce.number().positive().default(15),
+  /** Least milliseconds between two reads of the live feeds under load (a read after a quiet spell starts at once). */
+  SIGNALBUS_SSE_TICK_MS: z.coerce.number().int().min(0).max(1000).default(10),
   /** Concurrent event streams one API key may hold open on one process. */
   SIGNALBUS_SSE_MAX_STREAMS_PER_KEY: z.coerce.number().int().min(1).default(100),
   /** Concurrent event streams of one org on one process. */

@@ -71,61 +71,75 @@ async function httpLoad(options: autocannon.Options): Promise<autocannon.Result>
 const perSecond = (count: number, ms: number) => Math.round((count / ms) * 1000);
 
 /**
- * The rate limiter's cost: single emits through two fresh servers, one with
+ * The rate limiter's cost: single emits through three fresh servers, one with
  * the key and org limits on — at twice the measured peak, so nothing is
- * refused and what shows is the checking — and one without, warmed alike,
- * in rounds that alternate which goes first. (Against the server the main
- * rounds warmed, a fresh one measured 15 % slower with no limiter at all.)
- * BENCH_LIMITER_CONTROL=1 starts both without limits: the ratio then shows
- * the noise between two identical processes.
+ * refused and what shows is the checking — one without, and the floor: the
+ * key's limit alone, one PG-leased bucket check per request, the least a
+ * limit shared across processes can cost. Warmed alike, in rounds that
+ * rotate which goes first. (Against the server the main rounds warmed, a
+ * fresh one measured 15 % slower with no limiter at all.)
+ * BENCH_LIMITER_CONTROL=1 starts all three without limits: the ratios then
+ * show the noise between identical processes.
  */
 async function limiterCost(
   databaseUrl: string,
   peak: number,
   load: (url: string) => Promise<autocannon.Result>,
 ): Promise<{
-  results: { limit_per_s: number; off_per_s: number; on_per_s: number; ratio: number; rounds: Array<{ off: number; on: number }> };
+  results: {
+    limit_per_s: number;
+    off_per_s: number;
+    on_per_s: number;
+    floor_per_s: number;
+    ratio: number;
+    floor_ratio: number;
+    of_floor: number;
+    rounds: Array<{ off: number; on: number; floor: number }>;
+  };
 }> {
   const limit = Math.max(1000, Math.round(peak * 2));
-  const limits = {
+  const keyLimit = {
     SIGNALBUS_RATE_LIMIT_KEY_PER_S: String(limit),
     SIGNALBUS_RATE_LIMIT_KEY_BURST: String(limit),
-    SIGNALBUS_RATE_LIMIT_ORG_PER_S: String(limit),
-    SIGNALBUS_RATE_LIMIT_ORG_BURST: String(limit),
     SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: '1',
   };
+  const limits = { ...keyLimit, SIGNALBUS_RATE_LIMIT_ORG_PER_S: String(limit), SIGNALBUS_RATE_LIMIT_ORG_BURST: String(limit) };
   const control = process.env.BENCH_LIMITER_CONTROL === '1';
-  const off = await startServer(databaseUrl, { LOG_LEVEL: 'info' });
-  const on = await startServer(databaseUrl, { LOG_LEVEL: 'info', ...(control ? {} : limits) });
+  const servers = {
+    off: await startServer(databaseUrl, { LOG_LEVEL: 'info' }),
+    on: await startServer(databaseUrl, { LOG_LEVEL: 'info', ...(control ? {} : limits) }),
+    floor: await startServer(databaseUrl, { LOG_LEVEL: 'info', ...(control ? {} : keyLimit) }),
+  };
+  const names = ['off', 'on', 'floor'] as const;
   try {
-    console.log('warming up both servers for the rate limiter rounds…');
-    for (let i = 0; i < 2; i++) {
-      await load(off.url);
-      await load(on.url);
-    }
+    console.log('warming up the three servers for the rate limiter rounds…');
+    for (let i = 0; i < 2; i++) for (const name of names) await load(servers[name].url);
     const rate = (result: autocannon.Result) => Math.round(result['2xx'] / result.duration);
-    const rounds: Array<{ off: number; on: number }> = [];
+    const rounds: Array<{ off: number; on: number; floor: number }> = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      console.log(`limiter round ${round}/${ROUNDS}: single emits with the limiter off and on…`);
-      if (round % 2) {
-        const first = rate(await load(off.url));
-        rounds.push({ off: first, on: rate(await load(on.url)) });
-      } else {
-        const first = rate(await load(on.url));
-        rounds.push({ off: rate(await load(off.url)), on: first });
+      console.log(`limiter round ${round}/${ROUNDS}: single emits with the limiter off, on, and key-only…`);
+      const measured = { off: 0, on: 0, floor: 0 };
+      for (let index = 0; index < names.length; index++) {
+        const name = names[(round + index) % names.length]!;
+        measured[name] = rate(await load(servers[name].url));
       }
+      rounds.push(measured);
     }
+    const paired = (pick: (round: (typeof rounds)[number]) => number) => +median(rounds.map(pick)).toFixed(3);
     return {
       results: {
         limit_per_s: limit,
         off_per_s: median(rounds.map((round) => round.off)),
         on_per_s: median(rounds.map((round) => round.on)),
-        ratio: +median(rounds.map((round) => round.on / round.off)).toFixed(3),
+        floor_per_s: median(rounds.map((round) => round.floor)),
+        ratio: paired((round) => round.on / round.off),
+        floor_ratio: paired((round) => round.floor / round.off),
+        of_floor: paired((round) => round.on / round.floor),
         rounds,
       },
     };
   } finally {
-    await Promise.all([off.stop(), on.stop()]);
+    await Promise.all(names.map((name) => servers[name].stop()));
   }
 }
 
@@ -208,7 +222,9 @@ export async function runIngestBench(): Promise<void> {
       { case: `batch of ${BATCH_SIZE} (${BATCH_CONCURRENCY} conns)`, signalbus: batchRate, baseline: rawBatchRate, ratio: results.batch.ratio, target: '≥ 0.7' },
     ]);
     printTable(`single emit with the rate limiter on (key and org at ${limiter.results.limit_per_s}/s), against off; medians of ${ROUNDS} alternating rounds`, [
-      { case: `single emit (${SINGLE_CONCURRENCY} conns)`, limiter_off: limiter.results.off_per_s, limiter_on: limiter.results.on_per_s, ratio: limiter.results.ratio, target: '≥ 0.95' },
+      { case: `key and org limits (${SINGLE_CONCURRENCY} conns)`, signals_per_s: limiter.results.on_per_s, of_off: limiter.results.ratio, target: '≥ 0.95', of_floor: limiter.results.of_floor },
+      { case: 'floor: the key limit alone (one leased bucket check)', signals_per_s: limiter.results.floor_per_s, of_off: limiter.results.floor_ratio, target: '', of_floor: 1 },
+      { case: 'limiter off (baseline)', signals_per_s: limiter.results.off_per_s, of_off: 1, target: '', of_floor: '' },
     ]);
     printTable('single emit latency at half the peak rate', [
       { rate_per_s: halfRate, p50_ms: paced.latency.p50, p99_ms: paced.latency.p99, server_peak_rss_mib: peakRss },
