@@ -49,6 +49,8 @@ export function readLogPage(db: Queryable, tenant: Tenant, cursor: Cursor, limit
     select ${db.unsafe(SIGNAL_COLUMNS)}, tx_id::text as tx_id, seq::text as seq_raw
       from ${db(`${tenant.schema}.signals`)}
      where (tx_id, seq) > (${cursor.txId}::xid8, ${cursor.seq}::bigint)
+       -- Replay's own record is no projection a replay refolds: skipping it keeps totals the same however a run went.
+       and type not like 'replay.%'
        ${bounds.horizon ? db`and tx_id < pg_snapshot_xmin(pg_current_snapshot())` : db``}
        ${bounds.until ? db`and (tx_id, seq) <= (${bounds.until.txId}::xid8, ${bounds.until.seq}::bigint)` : db``}
        ${bounds.recordedBy ? db`and recorded_at <= ${bounds.recordedBy}::timestamptz` : db``}
@@ -61,7 +63,7 @@ export function readLogPage(db: Queryable, tenant: Tenant, cursor: Cursor, limit
 export async function countLog(db: Queryable, tenant: Tenant, cursor: Cursor, bounds: PageBounds): Promise<number> {
   const [row] = await db<{ count: number }[]>`
     select count(*)::float8 as count from ${db(`${tenant.schema}.signals`)}
-     where (tx_id, seq) > (${cursor.txId}::xid8, ${cursor.seq}::bigint)
+     where (tx_id, seq) > (${cursor.txId}::xid8, ${cursor.seq}::bigint) and type not like 'replay.%'
        ${bounds.until ? db`and (tx_id, seq) <= (${bounds.until.txId}::xid8, ${bounds.until.seq}::bigint)` : db``}
        ${bounds.recordedBy ? db`and recorded_at <= ${bounds.recordedBy}::timestamptz` : db``}`;
   return row!.count;
