@@ -191,6 +191,18 @@ describe('upgrades', () => {
     const compatible = await t.request('POST', `${base()}/${id}/upgrade`, { key: admin, body: { version: '1.0.1' } });
     expect(compatible.status).toBe(202);
     expect(compatible.body.installation.pending).toMatchObject({ operation: 'upgrade', version: '1.0.1' });
+    // A failing upgrade step leaves the installation installed at its old version, with the report.
+    failAt = 'schemas';
+    try {
+      await runPendingJob(t, org, id);
+    } finally {
+      failAt = null;
+    }
+    expect(await get(id)).toMatchObject({
+      version: '1.0.0', status: 'installed', pending: null,
+      error: { operation: 'upgrade', version: '1.0.1', attempt: 1, step: 'schemas' },
+    });
+    expect((await t.request('POST', `${base()}/${id}/retry`, { key: admin })).body.installation.pending).toMatchObject({ operation: 'upgrade', version: '1.0.1', attempt: 2 });
     await runPendingJob(t, org, id);
     expect(await get(id)).toMatchObject({ version: '1.0.1', status: 'installed', pending: null });
     const [signal] = await t.app.deps.sql`
@@ -225,10 +237,22 @@ describe('disable, enable, uninstall', () => {
     const uninstall = await t.request('DELETE', `${base()}/${id}`, { key: admin });
     expect(uninstall.status).toBe(202);
     expect(uninstall.body.installation.pending).toMatchObject({ operation: 'uninstall' });
+    // A failing uninstall step removes nothing: still installed, secrets kept, the report shown; a retry finishes it.
+    failAt = 'secrets';
+    try {
+      await runPendingJob(t, org, id);
+    } finally {
+      failAt = null;
+    }
+    expect(await get(id)).toMatchObject({ status: 'installed', error: { operation: 'uninstall', step: 'secrets' } });
+    const [kept] = await t.app.deps.sql`select count(*)::int as n from ${t.app.deps.sql(`${org.schema}.secrets`)} where owner = ${id}`;
+    expect(kept!.n).toBe(2);
+    expect((await t.request('POST', `${base()}/${id}/retry`, { key: admin })).status).toBe(202);
     await runPendingJob(t, org, id);
     const gone = await get(id);
     expect(gone).toMatchObject({ status: 'uninstalled', pending: null });
     expect(gone.steps.map((step: { id: string }) => step.id)).toEqual(['handlers', 'secrets']);
+    expect(gone.error).toBeNull();
     const signalsAfter = await t.app.deps.sql`select id, type from ${t.app.deps.sql(`${org.schema}.signals`)} where subject = ${`installation:${id}`}`;
     expect(signalsAfter.map((row) => row.id)).toEqual(expect.arrayContaining(signalsBefore.map((row) => row.id)));
     expect(signalsAfter.map((row) => row.type)).toEqual(expect.arrayContaining(['installation.requested', 'installation.installed', 'installation.uninstalled']));
