@@ -98,10 +98,11 @@ async function scanFloor(app: SignalbusApp, tenant: Tenant, untilPosition: strin
   let rows = 0;
   for (;;) {
     const page = await sql<{ tx_id: string; seq: string }[]>`
-      select tx_id::text as tx_id, seq::text as seq, payload from ${sql(`${tenant.schema}.signals`)}
+      select tx_id::text as tx_id, seq::text as seq, payload from ${sql(`${tenant.schema}.signals`)} signals
        where (tx_id, seq) > (${after.tx}::xid8, ${after.seq}::bigint)
          and (tx_id, seq) <= (${until.txId}::xid8, ${until.seq}::bigint)
-       order by tx_id, seq limit 200`;
+       -- Qualified: a bare tx_id would sort by its text alias.
+       order by signals.tx_id, signals.seq limit 200`;
     if (page.length === 0) return rows;
     rows += page.length;
     const last = page[page.length - 1]!;

@@ -28,6 +28,7 @@ import { decodeCursor, encodeCursor, parseTypeFilter, SIGNAL_COLUMNS, type Curso
 import type { VerbCall, VerbContext } from '../signals/verb-context.ts';
 import { collect, depthExceeded, recordSucceeded, writeOutputs, type WrittenOutputs } from './outputs.ts';
 import { emptyReport, mergeReports, tallyFailure, tallyRun, type RedeliverReport } from './redeliver-report.ts';
+import { alreadyDone, storedOutputs, type PendingRun } from './redeliver-existing.ts';
 import type { RuntimeDeps } from './runtime.ts';
 
 const Timestamp = z.iso.datetime({ offset: true });
@@ -141,33 +142,50 @@ const errorOf = (error: unknown) =>
     ? { code: error.code, message: error.message }
     : { code: 'handler_error', message: error instanceof Error ? error.message.slice(0, 1000) : 'the handler failed' };
 
-/** One handler's run on one signal: outputs written (or rolled back), and tallied. */
-async function runOne(deps: RuntimeDeps, ctx: VerbContext, input: ParsedInput, report: RedeliverReport, handlerId: string, signal: SignalRow) {
-  const handler = deps.handlers.get(handlerId);
-  if (!handler || !handler.matches(signal)) return;
-  report.runs++;
-  const now = () => (deps.now ? deps.now() : new Date());
-  const startedAt = now();
-  // As the live runtime acts: the same actor and source, so outputs compare as the same requests.
-  const handlerCtx: VerbContext = {
+/** As the live runtime acts: the same actor and source, so outputs compare as the same requests. */
+function handlerContext(ctx: VerbContext, handler: string): VerbContext {
+  return {
     tenant: ctx.tenant,
-    actor: { type: 'system', id: `handler:${handler.id}` },
-    source: `handler:${handler.id}`,
+    actor: { type: 'system', id: `handler:${handler}` },
+    source: `handler:${handler}`,
     traceparent: ctx.traceparent ?? null,
     ...(ctx.requestId ? { requestId: ctx.requestId } : {}),
   };
-  const hold = input.new_directives === 'hold' ? `held for approval by a redelivery${input.reason ? ` (${input.reason})` : ''}` : undefined;
+}
+
+/** One handler's run on one signal, collected: its outputs, or null when it matched not, produced nothing or failed (tallied). */
+async function collectRun(deps: RuntimeDeps, ctx: VerbContext, report: RedeliverReport, handlerId: string, signal: SignalRow): Promise<PendingRun | null> {
+  const handler = deps.handlers.get(handlerId);
+  if (!handler || !handler.matches(signal)) return null;
+  report.runs++;
   try {
     const outputs = await collect(handler, signal, 1);
-    if (outputs.signals.length + outputs.directives.length === 0) return;
+    if (outputs.signals.length + outputs.directives.length === 0) return null;
     const tooDeep = depthExceeded(signal, outputs, deps.maxCausationDepth);
-    if (tooDeep) return tallyFailure(report, { signal_id: signal.id, handler: handler.id, ...tooDeep });
+    if (tooDeep) {
+      tallyFailure(report, { signal_id: signal.id, handler: handler.id, ...tooDeep });
+      return null;
+    }
+    return { signalId: signal.id, handler: handler.id, outputs, ctx: handlerContext(ctx, handler.id) };
+  } catch (error) {
+    tallyFailure(report, { signal_id: signal.id, handler: handler.id, ...errorOf(error) });
+    return null;
+  }
+}
+
+/** Writes a run's outputs (rolled back in a dry run) with its execution when anything is new, and tallies them. */
+async function writeRun(deps: RuntimeDeps, input: ParsedInput, report: RedeliverReport, run: PendingRun, signal: SignalRow): Promise<void> {
+  const handler = deps.handlers.get(run.handler)!;
+  const now = () => (deps.now ? deps.now() : new Date());
+  const startedAt = now();
+  const hold = input.new_directives === 'hold' ? `held for approval by a redelivery${input.reason ? ` (${input.reason})` : ''}` : undefined;
+  try {
     const written = await withTransaction(deps.sql, undefined, async (tx) => {
-      const written = await writeOutputs(deps, handlerCtx, tx, { handler, signal, outputs, ...(hold ? { hold } : {}) });
+      const written = await writeOutputs(deps, run.ctx, tx, { handler, signal, outputs: run.outputs, ...(hold ? { hold } : {}) });
       if (input.dry_run) throw new RolledBack(written);
       const created = written.signals.some((output) => output.created) || written.directives.some((output) => output.created);
       if (created) {
-        await recordSucceeded(deps, handlerCtx, tx, { executionId: newId('execution'), handler: handler.id, signal, attempt: 1, startedAt, finishedAt: now(), outputs: written });
+        await recordSucceeded(deps, run.ctx, tx, { executionId: newId('execution'), handler: handler.id, signal, attempt: 1, startedAt, finishedAt: now(), outputs: written });
       }
       return written;
     }).catch((error: unknown) => {
@@ -197,11 +215,22 @@ export async function redeliverPage(
     select ${db.unsafe(SIGNAL_COLUMNS)} from ${db(`${ctx.tenant.schema}.signals`)}
      where ${within(db, decodeCursor(after, 'after'), decodeCursor(plan.until, 'until'))} ${matching(db, parsed.selection)}
      order by tx_id, seq limit ${limit}`;
+  // Handlers run first, in memory; one read then finds which runs are already done.
+  const runs: Array<{ run: PendingRun; signal: SignalRow }> = [];
   for (const signal of page) {
-    for (const handler of plan.handlers) await runOne(deps, ctx, parsed, report, handler, signal);
-    report.processed++;
-    report.position = signal.position;
+    for (const handler of plan.handlers) {
+      const run = await collectRun(deps, ctx, report, handler, signal);
+      if (run) runs.push({ run, signal });
+    }
   }
+  const stored = await storedOutputs(db, ctx.tenant, runs.map(({ run }) => run));
+  for (const { run, signal } of runs) {
+    const done = alreadyDone(deps, run, stored);
+    if (done) tallyRun(report, { cause: signal.id, handler: run.handler, written: done });
+    else await writeRun(deps, parsed, report, run, signal);
+  }
+  report.processed = page.length;
+  report.position = page.at(-1)?.position ?? null;
   return { report, done: page.length < limit };
 }
 

@@ -25,6 +25,8 @@ const API_KEY = `sk_test_${randomBytes(12).toString('hex')}`;
 const SUPPORT = { type: 'human' as const, id: 'support@signalbus.test' };
 /** The bug: refunds over 100 were silently dropped. The fix handles them. */
 let fixed = false;
+/** A later change that alters what an already-made directive would hold. */
+let altered = false;
 
 const refunds: Handler = {
   id: 'test.refunds',
@@ -34,7 +36,7 @@ const refunds: Handler = {
     const { payment_intent, amount } = signal.payload as { payment_intent: string; amount: number };
     if (!fixed && amount > 100) return;
     tools.emit({ type: 'order.refund_noted', subject: signal.subject, payload: { amount }, key: 'noted' });
-    tools.propose({ kind: 'stripe.refund.create', params: { payment_intent, amount }, key: 'refund' });
+    tools.propose({ kind: 'stripe.refund.create', params: { payment_intent, amount: altered ? amount + 1 : amount }, key: 'refund' });
   },
 };
 
@@ -197,6 +199,20 @@ describe('redelivery selection, pace and cancel', () => {
       { hooks: { onProgress: () => void pages++, cancelled: () => pages >= 1 } },
     );
     expect(cancelled.report).toMatchObject({ cancelled: true, processed: 2 });
+  });
+
+  it('a change that alters a done output is a conflict, reported and never overwritten', async () => {
+    altered = true;
+    try {
+      const { report } = await run({ selection: SELECTION });
+      expect(report).toMatchObject({ runs: 7, failed: 7, directives_new: 0, directives_deduplicated: 0 });
+      expect(new Set(report.errors.map((error) => error.code))).toEqual(new Set(['idempotency_conflict']));
+    } finally {
+      altered = false;
+    }
+    const [changed] = await t.app.deps.sql<{ n: number }[]>`
+      select count(*)::int as n from org_redeliver.directives where (params->>'amount')::int % 10 <> 0`;
+    expect(changed!.n).toBe(0);
   });
 
   it('refuses an unknown handler', async () => {
