@@ -16,6 +16,7 @@ import { registerDirectives } from './views/directives.tsx';
 import { registerExecutions } from './views/executions.tsx';
 import { registerOrgs } from './views/orgs.tsx';
 import { registerPolicies } from './views/policies.tsx';
+import { registerReplays } from './views/replays.tsx';
 import { registerSecrets } from './views/secrets.tsx';
 import { registerSignals } from './views/signals.tsx';
 import { registerSignIn } from './views/sign-in.tsx';
@@ -35,6 +36,7 @@ export function createConsole(): Hono<ConsoleEnv> {
   registerExecutions(app);
   registerPolicies(app);
   registerSecrets(app);
+  registerReplays(app);
   app.all('*', () => {
     throw new DomainError('not_found', 'no such page');
   });

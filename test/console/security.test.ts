@@ -113,6 +113,9 @@ describe('console CSRF and roles', () => {
     expect((await client.post('/console/orgs/acme/secrets', { name: 'x_key', value: 'v' })).status).toBe(403);
     expect((await client.post('/console/orgs/acme/policies', { intent: 'save', document: '{"rules":[]}' })).status).toBe(403);
     expect((await client.post('/console/orgs', { slug: 'sneaky', name: 'Sneaky' })).status).toBe(403);
+    const replays = await client.get('/console/orgs/acme/replays');
+    expect(replays.text).not.toContain('Start replay');
+    expect((await client.post('/console/orgs/acme/replays', { mode: 'rebuild', reason: 'INC-9: forged' })).status).toBe(403);
     const after = await t.request('GET', `/v1/orgs/acme/directives/${directive.id}`, { key: keys.admin });
     expect(after.body.directive.status).toBe('awaiting_approval');
   });

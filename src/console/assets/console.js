@@ -50,7 +50,29 @@ function tickCountdowns() {
   }
 }
 
+// A queued or running replay's bar: polled until it finishes, then the page reloads with the report.
+function pollProgress(bar) {
+  var text = bar.parentNode.querySelector('.progress-text');
+  var timer = setInterval(function () {
+    fetch(bar.getAttribute('data-poll'), { credentials: 'same-origin' })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (progress) {
+        if (!progress) return;
+        bar.value = progress.percent;
+        bar.textContent = progress.percent + ' %';
+        if (text) text.textContent = progress.percent + ' % · ' + progress.processed + (progress.total !== null ? ' of ' + progress.total : '');
+        if (progress.status !== 'queued' && progress.status !== 'running') {
+          clearInterval(timer);
+          window.location.reload();
+        }
+      })
+      .catch(function () {});
+  }, 1000);
+}
+
 document.addEventListener('DOMContentLoaded', function () {
+  var bars = document.querySelectorAll('progress[data-poll]');
+  for (var i = 0; i < bars.length; i++) pollProgress(bars[i]);
   var section = document.querySelector('section.tail[data-stream]');
   if (section) startTail(section);
   if (document.querySelector('[data-expires]')) {
