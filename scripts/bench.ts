@@ -8,6 +8,7 @@ import { runFanoutBench } from './bench/fanout.ts';
 import { runIngestBench } from './bench/ingest.ts';
 import { runPolicyBench } from './bench/policy.ts';
 import { runRedeliverBench } from './bench/replay-redeliver.ts';
+import { runRebuildBench } from './bench/replay-rebuild.ts';
 import { runStreamBench } from './bench/stream.ts';
 
 const scenarios: Record<string, () => Promise<void>> = {
@@ -17,7 +18,12 @@ const scenarios: Record<string, () => Promise<void>> = {
   policy: runPolicyBench,
   stream: runStreamBench,
   edge: runEdgeBench,
-  replay: runRedeliverBench,
+  // BENCH_REPLAY_PARTS=rebuild (or redeliver) runs one part.
+  replay: async () => {
+    const parts = process.env.BENCH_REPLAY_PARTS ?? 'rebuild,redeliver';
+    if (parts.includes('rebuild')) await runRebuildBench();
+    if (parts.includes('redeliver')) await runRedeliverBench();
+  },
 };
 
 const name = process.argv[2] ?? 'ingest';

@@ -48,7 +48,7 @@ export const REDELIVER_BENCH_HANDLER: Handler = {
 };
 
 /** Runs `fn`, sampling this process's RSS; answers its duration and the peak RSS it added, in MiB. */
-async function measured<T>(fn: () => Promise<T>): Promise<{ result: T; seconds: number; addedRssMiB: number }> {
+export async function measured<T>(fn: () => Promise<T>): Promise<{ result: T; seconds: number; addedRssMiB: number }> {
   globalThis.gc?.();
   const base = process.memoryUsage.rss();
   let peak = base;
