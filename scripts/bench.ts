@@ -5,6 +5,7 @@
 import { runEdgeBench } from './bench/edge.ts';
 import { runExecutorsBench } from './bench/executors.ts';
 import { runFanoutBench } from './bench/fanout.ts';
+import { runHooksBench } from './bench/hooks.ts';
 import { runIngestBench } from './bench/ingest.ts';
 import { runPolicyBench } from './bench/policy.ts';
 import { runRedeliverBench } from './bench/replay-redeliver.ts';
@@ -24,6 +25,7 @@ const scenarios: Record<string, () => Promise<void>> = {
     if (parts.includes('rebuild')) await runRebuildBench();
     if (parts.includes('redeliver')) await runRedeliverBench();
   },
+  hooks: runHooksBench,
 };
 
 const name = process.argv[2] ?? 'ingest';

@@ -229,6 +229,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     deliveries: createDeliveryLog({ sql }, { size: config.SIGNALBUS_HOOK_DELIVERY_LOG_SIZE }),
     limiter: rateLimiter,
     maxBodyBytes: config.SIGNALBUS_HOOK_MAX_BODY_BYTES,
+    installationCacheMs: config.SIGNALBUS_HOOK_CACHE_MS,
+    onError: (error) => logger.warn({ err: error }, 'webhook delivery log write failed'),
     observe: (outcome, reason) => metrics.webhookDelivery(outcome, reason),
     ...(options.now ? { now: () => options.now!().getTime() } : {}),
   };

@@ -146,6 +146,12 @@ export const Config = z.object({
   SIGNALBUS_RATE_LIMIT_HOOK_BURST: burst.default(500),
   /** Largest inbound webhook body, in bytes (Stripe's events stay well under). */
   SIGNALBUS_HOOK_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(512 * 1024),
+  /**
+   * How long a hook takes an installed installation as such before reading it
+   * again: disabling or uninstalling closes its hook within this (0: at once,
+   * one read per delivery).
+   */
+  SIGNALBUS_HOOK_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
   /** Deliveries kept in each installation's delivery log (the newest; older ones are trimmed). */
   SIGNALBUS_HOOK_DELIVERY_LOG_SIZE: z.coerce.number().int().min(10).max(1_000_000).default(1000),
   /**

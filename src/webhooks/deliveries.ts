@@ -2,7 +2,7 @@
 import type { Sql } from '../db/client.ts';
 import { getInstallation } from '../packages/installation-read.ts';
 import type { VerbCall } from '../signals/verb-context.ts';
-import { listDeliveries, type DeliveryView } from './delivery-log.ts';
+import { listDeliveries, type DeliveryLog, type DeliveryView } from './delivery-log.ts';
 
 export interface ListDeliveriesInput {
   installationId: string;
@@ -12,9 +12,11 @@ export interface ListDeliveriesInput {
 
 /** 404 when the installation is not the org's; its deliveries otherwise, whatever its status. */
 export async function listInstallationDeliveries(
-  deps: { sql: Sql },
+  deps: { sql: Sql; deliveries: Pick<DeliveryLog, 'settled'> },
   { ctx, input }: VerbCall<ListDeliveriesInput>,
 ): Promise<{ data: DeliveryView[]; next_cursor: string | null }> {
   await getInstallation(deps, { ctx, input: { id: input.installationId } });
+  // Accepted deliveries are answered before their row is written: this process's are waited for.
+  await deps.deliveries.settled(ctx.tenant);
   return listDeliveries(ctx.tx?.sql ?? deps.sql, ctx.tenant, input);
 }

@@ -46,24 +46,95 @@ const MAX_COUNTERS = 10_000;
 
 export interface DeliveryLog {
   record(tenant: Tenant, entry: DeliveryRecord): Promise<void>;
+  /** Resolves once every record this process took for `tenant` so far is written (or failed). */
+  settled(tenant: Tenant): Promise<void>;
 }
 
+interface Pending {
+  entries: DeliveryRecord[];
+  done: Array<{ resolve(): void; reject(error: unknown): void }>;
+}
+
+/**
+ * Records are written in groups: while one tenant's insert is in flight, the
+ * deliveries arriving meanwhile wait and go out together as the next one
+ * (one statement, one commit), so a burst costs a few commits, not one per
+ * delivery; a lone delivery goes out at once.
+ */
 export function createDeliveryLog(deps: { sql: Sql }, { size }: { size: number }): DeliveryLog {
   const counts = new Map<string, number>();
-  return {
-    async record(tenant, entry) {
-      const table = deps.sql(`${tenant.schema}.webhook_deliveries`);
-      await deps.sql`
-        insert into ${table} (id, installation_id, received_at, status, outcome, reason, detail, body_sha256, body_bytes, event_id, signal_id)
-        values (${newId('delivery')}, ${entry.installationId}, ${new Date(entry.receivedAt)}, ${entry.status}, ${entry.outcome},
-                ${entry.reason}, ${entry.detail}, ${entry.bodySha256}, ${entry.bodyBytes}, ${entry.eventId}, ${entry.signalId})`;
+  const queues = new Map<string, { tenant: Tenant; inFlight: boolean; pending: Pending }>();
+
+  const countAndPrune = async (tenant: Tenant, entries: DeliveryRecord[]) => {
+    for (const entry of entries) {
       const key = `${tenant.schema}/${entry.installationId}`;
       const count = (counts.get(key) ?? 0) + 1;
       if (counts.size >= MAX_COUNTERS && !counts.has(key)) counts.clear();
       counts.set(key, count % PRUNE_EVERY);
       if (count % PRUNE_EVERY === 0) await prune(deps.sql, tenant, entry.installationId, size);
+    }
+  };
+
+  const flush = async (schema: string): Promise<void> => {
+    const queue = queues.get(schema)!;
+    const { entries, done } = queue.pending;
+    queue.pending = { entries: [], done: [] };
+    queue.inFlight = true;
+    try {
+      await insert(deps.sql, queue.tenant, entries);
+      await countAndPrune(queue.tenant, entries);
+      for (const waiter of done) waiter.resolve();
+    } catch (error) {
+      for (const waiter of done) waiter.reject(error);
+    } finally {
+      queue.inFlight = false;
+      if (queue.pending.entries.length > 0) void flush(schema);
+      else {
+        // Only `settled` waiters: nothing is left to write.
+        for (const waiter of queue.pending.done) waiter.resolve();
+        queues.delete(schema);
+      }
+    }
+  };
+
+  return {
+    record(tenant, entry) {
+      let queue = queues.get(tenant.schema);
+      if (!queue) queues.set(tenant.schema, (queue = { tenant, inFlight: false, pending: { entries: [], done: [] } }));
+      const written = new Promise<void>((resolve, reject) => queue.pending.done.push({ resolve, reject }));
+      queue.pending.entries.push(entry);
+      if (!queue.inFlight) void flush(tenant.schema);
+      return written;
+    },
+    async settled(tenant) {
+      for (let queue = queues.get(tenant.schema); queue; queue = queues.get(tenant.schema)) {
+        const waiters = queue.pending.done.length > 0 ? queue.pending.done : undefined;
+        if (!waiters && !queue.inFlight) return;
+        await new Promise<void>((resolve) => {
+          const done = () => resolve();
+          if (waiters) waiters.push({ resolve: done, reject: done });
+          else queue.pending.done.push({ resolve: done, reject: done });
+        });
+      }
     },
   };
+}
+
+async function insert(db: Queryable, tenant: Tenant, entries: DeliveryRecord[]): Promise<void> {
+  const rows = entries.map((entry) => ({
+    id: newId('delivery'),
+    installation_id: entry.installationId,
+    received_at: new Date(entry.receivedAt),
+    status: entry.status,
+    outcome: entry.outcome,
+    reason: entry.reason,
+    detail: entry.detail,
+    body_sha256: entry.bodySha256,
+    body_bytes: entry.bodyBytes,
+    event_id: entry.eventId,
+    signal_id: entry.signalId,
+  }));
+  await db`insert into ${db(`${tenant.schema}.webhook_deliveries`)} ${db(rows)}`;
 }
 
 /** Keeps the newest `size` deliveries of an installation. */

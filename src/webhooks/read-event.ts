@@ -38,16 +38,24 @@ export function fromCel(value: unknown): unknown {
 
 const unreadable = (field: string, why: string) => new DomainError('validation_failed', `the delivery cannot be read: webhook.event.${field} ${why}`);
 
-function program(expression: string, scheme: WebhookSpec['scheme'], result: CelResult, field: string): CelProgram {
-  const compiled = compileManifestCel(expression, scheme === 'google-pubsub' ? 'webhook-pubsub' : 'webhook', result);
+// Compiled once per manifest expression: the registry's manifests live as long as the process.
+const compiledBySpec = new WeakMap<WebhookSpec, Map<string, CelProgram>>();
+
+function program(spec: WebhookSpec, expression: string, result: CelResult, field: string): CelProgram {
+  let compiled = compiledBySpec.get(spec);
+  if (!compiled) compiledBySpec.set(spec, (compiled = new Map()));
+  const cached = compiled.get(field);
+  if (cached) return cached;
+  const outcome = compileManifestCel(expression, spec.scheme === 'google-pubsub' ? 'webhook-pubsub' : 'webhook', result);
   // The registry check compiled it already; failing here means a manifest that skipped it.
-  if (!compiled.ok) throw new DomainError('internal', `webhook.${field}: ${compiled.message}`);
-  return compiled.program;
+  if (!outcome.ok) throw new DomainError('internal', `webhook.${field}: ${outcome.message}`);
+  compiled.set(field, outcome.program);
+  return outcome.program;
 }
 
 function run(expression: string, spec: WebhookSpec, result: CelResult, field: string, variables: Record<string, unknown>): unknown {
   try {
-    return program(expression, spec.scheme, result, field)(variables);
+    return program(spec, expression, result, field)(variables);
   } catch (error) {
     if (error instanceof DomainError) throw error;
     const summary = (error as { summary?: unknown }).summary;

@@ -39,6 +39,13 @@ export interface HookDeps {
   deliveries: DeliveryLog;
   limiter?: Pick<RateLimiter, 'forInstallation' | 'forAddress' | 'refundAddress'> | undefined;
   maxBodyBytes: number;
+  /**
+   * How long an `installed` installation is taken as such without reading it
+   * again; 0 reads it for every delivery. Lookups under way are shared either way.
+   */
+  installationCacheMs: number;
+  /** A delivery log write that nobody awaited failed. */
+  onError?: (error: unknown) => void;
   /** Counts each delivery's outcome (metrics). */
   observe?: (outcome: DeliveryOutcome, reason: string | null) => void;
   now?: () => number;
@@ -81,10 +88,61 @@ async function orgOf(deps: HookDeps, request: HookRequest): Promise<string | und
   return orgId;
 }
 
-/** The installation's active secrets: the value may list several, separated by whitespace, while a sender rotates. */
-async function secretsOf(deps: HookDeps, tenant: Tenant, installationId: string, name: string): Promise<string[]> {
-  const value = await readSecret(deps.vault, { tenant, name, installationId });
-  return value ? value.split(/\s+/).filter(Boolean) : [];
+type InstallationRow = NonNullable<Awaited<ReturnType<typeof findInstallation>>>;
+const INSTALLATION_CACHE_LIMIT = 10_000;
+const installationCaches = new WeakMap<object, { live: Map<string, { row: InstallationRow; expiresAt: number }>; reading: Map<string, Promise<InstallationRow | undefined>> }>();
+
+/**
+ * The installation's row. Concurrent deliveries share one read; an
+ * `installed` row is kept for `installationCacheMs`, so disabling or
+ * uninstalling takes that long to close the hook (API keys' revocation works
+ * alike). Any other status is read again every time, so re-enabling opens it at once.
+ */
+function installationOf(deps: HookDeps, tenant: Tenant, id: string, now: number): Promise<InstallationRow | undefined> {
+  let caches = installationCaches.get(deps);
+  if (!caches) installationCaches.set(deps, (caches = { live: new Map(), reading: new Map() }));
+  const { live, reading } = caches;
+  const key = `${tenant.schema}/${id}`;
+  const cached = live.get(key);
+  if (cached && cached.expiresAt > now) return Promise.resolve(cached.row);
+  let read = reading.get(key);
+  if (!read) {
+    read = findInstallation(deps.sql, tenant.schema, id).finally(() => reading.delete(key));
+    reading.set(key, read);
+    if (deps.installationCacheMs > 0) {
+      void read.then((row) => {
+        if (live.size >= INSTALLATION_CACHE_LIMIT) live.clear();
+        if (row?.status === 'installed') live.set(key, { row, expiresAt: now + deps.installationCacheMs });
+        else live.delete(key);
+      }, () => {});
+    }
+  }
+  return read;
+}
+
+/**
+ * The installation's active secrets: the value may list several, separated
+ * by whitespace, while a sender rotates. Kept for `SECRET_TTL_MS` per
+ * installation and its last change (`position`): reconfiguring it takes
+ * effect at once, a change to an org-wide secret of the same name within
+ * the TTL — as API keys do.
+ */
+const SECRET_TTL_MS = 5_000;
+const SECRET_CACHE_LIMIT = 10_000;
+const secretCaches = new WeakMap<object, Map<string, { position: string; expiresAt: number; secrets: Promise<string[]> }>>();
+
+function secretsOf(deps: HookDeps, tenant: Tenant, installation: { id: string; position: string }, name: string, now: number): Promise<string[]> {
+  let cache = secretCaches.get(deps);
+  if (!cache) secretCaches.set(deps, (cache = new Map()));
+  const key = `${tenant.schema}/${installation.id}/${name}`;
+  const cached = cache.get(key);
+  if (cached && cached.position === installation.position && cached.expiresAt > now) return cached.secrets;
+  const secrets = readSecret(deps.vault, { tenant, name, installationId: installation.id }).then((value) => (value ? value.split(/\s+/).filter(Boolean) : []));
+  if (cache.size >= SECRET_CACHE_LIMIT) cache.clear();
+  cache.set(key, { position: installation.position, expiresAt: now + SECRET_TTL_MS, secrets });
+  // A failed read is not kept.
+  secrets.catch(() => cache.delete(key));
+  return secrets;
 }
 
 export async function receiveHook(deps: HookDeps, { input: request }: { input: HookRequest }): Promise<HookAnswer> {
@@ -127,7 +185,7 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
   }
 
   const [installation, read] = await Promise.all([
-    findInstallation(deps.sql, tenant.schema, installationId),
+    installationOf(deps, tenant, installationId, receivedAt),
     request.readBody(deps.maxBodyBytes).then(
       (bytes) => ({ bytes }),
       (error: unknown) => ({ error }),
@@ -144,7 +202,7 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
   const spec = manifest?.webhook;
   if (!manifest || !spec) return reject(notFound('installation'), `${installation.package}@${installation.version} declares no webhook`);
 
-  const secrets = spec.scheme === 'google-pubsub' ? [] : await secretsOf(deps, tenant, installationId, spec.secret);
+  const secrets = spec.scheme === 'google-pubsub' ? [] : await secretsOf(deps, tenant, installation, spec.secret, receivedAt);
   if (spec.scheme !== 'google-pubsub' && secrets.length === 0) {
     return reject(new DomainError('invalid_signature', 'the delivery cannot be verified'), `the installation has no ${spec.secret} secret`);
   }
@@ -196,6 +254,9 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
     }
     throw error;
   }
-  await finish(result.deduplicated ? 'deduplicated' : 'accepted', 200, { eventId: event.id, signalId: result.signal.id });
+  // The signal is committed: the answer need not wait for the log's row,
+  // which would double its latency. A read of the log in this process waits
+  // for it (`DeliveryLog.settled`); a crash in between loses that row only.
+  finish(result.deduplicated ? 'deduplicated' : 'accepted', 200, { eventId: event.id, signalId: result.signal.id }).catch((error: unknown) => deps.onError?.(error));
   return { accepted: true, signal_id: result.signal.id, deduplicated: result.deduplicated };
 }

@@ -140,7 +140,8 @@ export async function createTestApp(
   } = {},
 ): Promise<TestApp> {
   const database = await createTestDatabase();
-  const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', SIGNALBUS_ENCRYPTION_KEYS: TEST_MASTER_KEYS, ...NO_RATE_LIMITS, ...env });
+  // Suites disable or uninstall installations and expect their hooks closed at once.
+  const config = parseConfig({ LOG_LEVEL: 'info', SIGNALBUS_DB_POOL_SIZE: '8', SIGNALBUS_HOOK_CACHE_MS: '0', SIGNALBUS_ENCRYPTION_KEYS: TEST_MASTER_KEYS, ...NO_RATE_LIMITS, ...env });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, callback) {

@@ -1,0 +1,125 @@
+/**
+ * Hooks: signed Stripe deliveries through `POST /v1/hooks/:installation_id`
+ * of an installed stripe-revenue, against the plain emit route
+ * (`POST /v1/orgs/:org/signals`) with the same events, at the same
+ * concurrency, on one `signalbus serve` process, in one run. Every request
+ * carries a new event (a new id, so a new signal on both sides); deliveries
+ * are signed as they are sent, as Stripe would. Rounds alternate the two
+ * routes; the ratio is taken per round and its median reported.
+ *
+ * BENCH_SECONDS (default 3) per phase, BENCH_ROUNDS (default 3).
+ */
+import autocannon from 'autocannon';
+import Stripe from 'stripe';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { createApp } from '../../src/app.ts';
+import { parseConfig } from '../../src/config.ts';
+import { migratePublicSchema } from '../../src/db/migrate.ts';
+import { runInstallationJob } from '../../src/packages/installation-job.ts';
+import { getInstallation } from '../../src/packages/installation-read.ts';
+import { installPackage } from '../../src/packages/installations.ts';
+import { generateMasterKeys } from '../../src/secrets/keys.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { provisionOrg } from '../../src/tenancy/provision.ts';
+import { benchDatabase, median, printTable, startServer, type ServerProcess } from './support.ts';
+
+const CONCURRENCY = 16;
+const PHASE_SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WHSEC = 'whsec_bench_hooks_signing_secret';
+
+let sequence = 0;
+/** A Stripe `charge.succeeded` event, new each call. */
+function stripeEvent() {
+  sequence++;
+  return {
+    id: `evt_bench_${sequence}_${process.hrtime.bigint()}`,
+    object: 'event',
+    type: 'charge.succeeded',
+    created: Math.floor(Date.now() / 1000),
+    data: { object: { id: `ch_bench_${sequence}`, object: 'charge', amount: 4200, currency: 'eur', customer: 'cus_bench_42', payment_intent: `pi_bench_${sequence}` } },
+  };
+}
+
+async function load(server: ServerProcess, next: () => { path: string; headers: Record<string, string>; body: string }): Promise<number> {
+  const result = await autocannon({
+    url: server.url,
+    connections: CONCURRENCY,
+    duration: PHASE_SECONDS,
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (request) => {
+          const { path, headers, body } = next();
+          return { ...request, path, body, headers: { ...request.headers, 'content-type': 'application/json', ...headers } };
+        },
+      },
+    ],
+  });
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`load run had ${result.non2xx} non-2xx answers and ${result.errors} errors`);
+  return Math.round(result['2xx'] / result.duration);
+}
+
+export async function runHooksBench(): Promise<void> {
+  const database = await benchDatabase();
+  await migratePublicSchema(database.url);
+  const masterKeys = generateMasterKeys('bench');
+  const setup = await createApp(parseConfig({ LOG_LEVEL: 'warn' }), { databaseUrl: database.url, logger: createLogger('warn'), masterKeys });
+  const { tenant } = await provisionOrg(setup.deps, { input: { slug: 'bench', name: 'Bench' } });
+  const { secret } = await createApiKey(setup.deps, {
+    tenant,
+    input: { name: 'bench', role: 'operator', actor: { type: 'human', id: 'bench@acme.test' } },
+    by: PLATFORM_ACTOR,
+  });
+  const ctx = { tenant, actor: PLATFORM_ACTOR, source: 'system' };
+  const deps = setup.deps.bus.installations;
+  const { installation } = await installPackage(deps, {
+    ctx,
+    input: { package: 'stripe-revenue', version: '1.0.0', config: { refund_approval_above: 10_000 }, secrets: { stripe_webhook_secret: WHSEC, stripe_api_key: 'sk_test_bench' } },
+  });
+  const row = await getInstallation(deps, { ctx, input: { id: installation.id } });
+  await runInstallationJob(deps, { tenant, job: { org_id: tenant.id, installation_id: installation.id, operation: row.pending!.operation, version: row.pending!.version, attempt: row.pending!.attempt } });
+  if ((await getInstallation(deps, { ctx, input: { id: installation.id } })).status !== 'installed') throw new Error('stripe-revenue did not install');
+  await setup.close();
+
+  const server = await startServer(database.url, { LOG_LEVEL: 'warn', SIGNALBUS_ENCRYPTION_KEYS: masterKeys, SIGNALBUS_RATE_LIMIT_HOOK_PER_S: '0' });
+  const hook = () => {
+    const body = JSON.stringify(stripeEvent());
+    return { path: `/v1/hooks/${installation.id}`, body, headers: { 'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload: body, secret: WHSEC }) } };
+  };
+  // What the hook records, sent as an emit: the same type, subject, payload and dedupe key.
+  const emit = () => {
+    const event = stripeEvent();
+    const body = JSON.stringify({
+      type: `stripe.${event.type}`,
+      subject: event.data.object.customer,
+      payload: event.data.object,
+      dedupe_key: `stripe-revenue:${event.id}`,
+      occurred_at: new Date(event.created * 1000).toISOString(),
+    });
+    return { path: '/v1/orgs/bench/signals', body, headers: { authorization: `Bearer ${secret}` } };
+  };
+  try {
+    console.log(`warming up (${CONCURRENCY} connections)…`);
+    await load(server, hook);
+    await load(server, emit);
+    const rounds: Array<{ hooks: number; emits: number }> = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      console.log(`round ${round}/${ROUNDS}: signed Stripe deliveries, then the same events as emits…`);
+      const first = round % 2 === 1 ? 'hooks' : 'emits';
+      const a = await load(server, first === 'hooks' ? hook : emit);
+      const b = await load(server, first === 'hooks' ? emit : hook);
+      rounds.push(first === 'hooks' ? { hooks: a, emits: b } : { hooks: b, emits: a });
+    }
+    const ratio = +median(rounds.map((round) => round.hooks / round.emits)).toFixed(2);
+    printTable('signed Stripe deliveries vs plain emits (per second, medians of the rounds)', [
+      { route: 'POST /v1/hooks/:id (Stripe-signed)', per_s: median(rounds.map((round) => round.hooks)) },
+      { route: 'POST /v1/orgs/:org/signals', per_s: median(rounds.map((round) => round.emits)) },
+    ]);
+    console.log(JSON.stringify({ hooks: { rounds, ratio, target: 0.8, concurrency: CONCURRENCY, phase_seconds: PHASE_SECONDS } }, null, 2));
+  } finally {
+    await server.stop();
+    await database.stop();
+  }
+}
