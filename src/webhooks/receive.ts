@@ -123,23 +123,23 @@ function installationOf(deps: HookDeps, tenant: Tenant, id: string, now: number)
 /**
  * The installation's active secrets: the value may list several, separated
  * by whitespace, while a sender rotates. Kept for `SECRET_TTL_MS` per
- * installation and its last change (`position`): reconfiguring it takes
+ * installation and its last change (`last_signal_id`): reconfiguring it takes
  * effect at once, a change to an org-wide secret of the same name within
  * the TTL — as API keys do.
  */
 const SECRET_TTL_MS = 5_000;
 const SECRET_CACHE_LIMIT = 10_000;
-const secretCaches = new WeakMap<object, Map<string, { position: string; expiresAt: number; secrets: Promise<string[]> }>>();
+const secretCaches = new WeakMap<object, Map<string, { lastSignal: string; expiresAt: number; secrets: Promise<string[]> }>>();
 
-function secretsOf(deps: HookDeps, tenant: Tenant, installation: { id: string; position: string }, name: string, now: number): Promise<string[]> {
+function secretsOf(deps: HookDeps, tenant: Tenant, installation: { id: string; last_signal_id: string }, name: string, now: number): Promise<string[]> {
   let cache = secretCaches.get(deps);
   if (!cache) secretCaches.set(deps, (cache = new Map()));
   const key = `${tenant.schema}/${installation.id}/${name}`;
   const cached = cache.get(key);
-  if (cached && cached.position === installation.position && cached.expiresAt > now) return cached.secrets;
+  if (cached && cached.lastSignal === installation.last_signal_id && cached.expiresAt > now) return cached.secrets;
   const secrets = readSecret(deps.vault, { tenant, name, installationId: installation.id }).then((value) => (value ? value.split(/\s+/).filter(Boolean) : []));
   if (cache.size >= SECRET_CACHE_LIMIT) cache.clear();
-  cache.set(key, { position: installation.position, expiresAt: now + SECRET_TTL_MS, secrets });
+  cache.set(key, { lastSignal: installation.last_signal_id, expiresAt: now + SECRET_TTL_MS, secrets });
   // A failed read is not kept.
   secrets.catch(() => cache.delete(key));
   return secrets;
