@@ -14,6 +14,7 @@ import { checkForm, loadOrg, loadSession, securityHeaders, SignInRequired, type 
 import { Page } from './layout.tsx';
 import { registerDirectives } from './views/directives.tsx';
 import { registerExecutions } from './views/executions.tsx';
+import { registerInstallations } from './views/installations.tsx';
 import { registerOrgs } from './views/orgs.tsx';
 import { registerPolicies } from './views/policies.tsx';
 import { registerReplays } from './views/replays.tsx';
@@ -37,6 +38,7 @@ export function createConsole(): Hono<ConsoleEnv> {
   registerPolicies(app);
   registerSecrets(app);
   registerReplays(app);
+  registerInstallations(app);
   app.all('*', () => {
     throw new DomainError('not_found', 'no such page');
   });

@@ -26,6 +26,7 @@ const ORG_NAV: Array<{ id: string; label: string; permission: Permission }> = [
   { id: 'executions', label: 'Executions', permission: 'org:read' },
   { id: 'policies', label: 'Policies', permission: 'org:read' },
   { id: 'secrets', label: 'Secrets', permission: 'org:admin' },
+  { id: 'installations', label: 'Installations', permission: 'org:read' },
   { id: 'replays', label: 'Replays', permission: 'org:read' },
 ];
 

@@ -11,6 +11,7 @@ const NOTICES: Record<string, string> = {
   secret_set: 'Secret stored.',
   secret_deleted: 'Secret deleted.',
   org_created: 'Organization created.',
+  installation_changed: 'Installation updated.',
 };
 
 export function noticeText(code: string | undefined): string | undefined {

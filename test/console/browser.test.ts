@@ -82,7 +82,7 @@ describe('console in Chromium', () => {
     expect(problems).toEqual([]);
   });
 
-  it('renders hostile payloads inert, in the list and on the signal page with its trace', async () => {
+  it('renders hostile payloads inert, in the list and on the signal page with its trace', { timeout: 90_000 }, async () => {
     const hostile = { body: '<script>window.owned=1</script>', attr: '"><img src=x onerror="window.owned=2">' };
     const emitted = await t.request('POST', '/v1/orgs/acme/signals', { key: keys.operator, body: { type: 'forum.post.created', subject: '"><b>x</b>', payload: hostile } });
     const id = emitted.body.signal.id as string;
@@ -90,7 +90,7 @@ describe('console in Chromium', () => {
     await waitFor(async () => {
       await page.goto(`${server.url}/console/orgs/acme/signals?type=forum.*`);
       return (await page.locator(`a[href$="${id}"]`).count()) > 0;
-    }, 30_000, 'the signal to be listed');
+    }, 75_000, 'the signal to be listed');
     await page.locator('details summary').last().click();
     await page.goto(`${server.url}/console/orgs/acme/signals/${id}`);
     await expect(page.locator('pre.json').textContent()).resolves.toContain('<script>window.owned=1</script>');

@@ -9,6 +9,7 @@ import type { Tenant } from '../../src/core/tenant.ts';
 import { consoleClient, signedIn } from '../support/console.ts';
 import { HOLD_POLICY, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
+import { RELAY_CONFIG, RELAY_SECRETS } from '../support/installations.ts';
 
 let t: TestApp;
 let acme: Tenant;
@@ -145,14 +146,36 @@ describe('console CSRF and roles', () => {
   });
 });
 
+describe('console installations', () => {
+  it('lists an installation for every role; only an admin gets its actions and deliveries, and a viewer’s forged action is 403', async () => {
+    const installed = await t.request('POST', '/v1/orgs/acme/installations', { key: keys.admin, body: { package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS } });
+    expect(installed.status).toBe(202);
+    const id = installed.body.installation.id as string;
+    const viewer = await signedIn(t, keys.viewer);
+    expect((await viewer.get('/console/orgs/acme/installations')).text).toContain(id);
+    const page = await viewer.get(`/console/orgs/acme/installations/${id}`);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('webhook-relay');
+    expect(page.text).not.toContain('Inbound deliveries');
+    expect(page.text).not.toContain(RELAY_SECRETS.inbound_hmac_secret);
+    expect((await viewer.post(`/console/orgs/acme/installations/${id}/disable`, {})).status).toBe(403);
+    const admin = await signedIn(t, keys.admin);
+    const detail = await admin.get(`/console/orgs/acme/installations/${id}`);
+    expect(detail.text).toContain('Inbound deliveries');
+    expect(detail.text).not.toContain(RELAY_SECRETS.inbound_hmac_secret);
+    const other = await signedIn(t, keys.other);
+    expect((await other.get(`/console/orgs/globex/installations/${id}`)).status).toBe(404);
+  });
+});
+
 describe('console rendering', () => {
-  it('escapes payloads and sets a CSP without inline scripts that forbids framing', async () => {
+  it('escapes payloads and sets a CSP without inline scripts that forbids framing', { timeout: 90_000 }, async () => {
     const hostile = { body: '<script>window.owned=1</script>', attr: '"><img src=x onerror=alert(1)>' };
     const emitted = await t.request('POST', '/v1/orgs/acme/signals', { key: keys.operator, body: { type: 'forum.post.created', subject: '<i>s</i>', payload: hostile } });
     expect(emitted.status).toBe(201);
     const client = await signedIn(t, keys.viewer);
     // The list reads below the visibility horizon: wait for the signal to be listed.
-    await waitFor(async () => (await client.get('/console/orgs/acme/signals?type=forum.*')).text.includes(emitted.body.signal.id), 30_000, 'the signal to be listed');
+    await waitFor(async () => (await client.get('/console/orgs/acme/signals?type=forum.*')).text.includes(emitted.body.signal.id), 75_000, 'the signal to be listed');
     for (const path of ['/console/orgs/acme/signals', `/console/orgs/acme/signals/${emitted.body.signal.id}`]) {
       const page = await client.get(path);
       expect(page.status).toBe(200);
