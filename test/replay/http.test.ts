@@ -12,6 +12,8 @@ import { HOLD_POLICY, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { seedLifecycles } from '../support/lifecycles.ts';
 import { schemaExists } from './support.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 
 let t: TestApp;
 let org: Tenant;
@@ -100,6 +102,29 @@ describe('replays over HTTP', () => {
   });
 });
 
+describe('roles', () => {
+  it('support replays in any org; executing new directives needs the org admin, and the refusal is in the log', async () => {
+    const support = (await createApiKey(t.app.deps, {
+      tenant: null,
+      input: { name: 'support', role: 'support', actor: { type: 'human', id: 'sue@support.test' } },
+      by: PLATFORM_ACTOR,
+    })).secret;
+    const elsewhere = await t.createOrg('rpl_http_other');
+    const accepted = await t.request('POST', `/v1/orgs/${elsewhere.slug}/replays`, { key: support, body: { mode: 'rebuild', reason: 'INC-50: another org' } });
+    expect(accepted.status, accepted.text).toBe(202);
+    expect(accepted.body.replay.actor).toEqual({ type: 'human', id: 'sue@support.test' });
+
+    const execute = await t.request('POST', `/v1/orgs/${elsewhere.slug}/replays`, {
+      key: support,
+      body: { mode: 'redeliver', reason: 'INC-51: run them for real', new_directives: 'execute' },
+    });
+    expect(execute.status).toBe(403);
+    const [denied] = await t.app.deps.sql<{ payload: Record<string, unknown>; actor: { id: string } }[]>`
+      select payload, actor from ${t.app.deps.sql(`${elsewhere.schema}.signals`)} where type = 'replay.denied'`;
+    expect(denied).toMatchObject({ actor: { id: 'sue@support.test' }, payload: { mode: 'redeliver', role: 'support', missing: 'org:admin' } });
+  });
+});
+
 describe('as of', () => {
   it('reads, through the normal GET routes, the state at position P as those routes answered it then; dropped on demand', async () => {
     await setPolicy(t, org, HOLD_POLICY);
@@ -137,6 +162,23 @@ describe('as of', () => {
     expect(dropped.body.replay.dropped_at).not.toBeNull();
     expect(await schemaExists(t, shadowSchemaOf(replay.id, 'as_of'))).toBe(false);
     expect((await t.request('GET', `/v1/orgs/${org.slug}/directives?as_of=${replay.id}`, { key: viewer })).status).toBe(404);
+  });
+
+  it('takes a time instead of a position: the signals recorded by then', async () => {
+    const policyThen = (await reads()).policy;
+    // Rounded up to the millisecond the API's times carry, so the last signal is inside.
+    const [row] = await t.app.deps.sql<{ at: Date }[]>`
+      select date_trunc('milliseconds', max(recorded_at)) + interval '1 millisecond' as at from ${t.app.deps.sql(`${org.schema}.signals`)}`;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await setPolicy(t, org, HOLD_POLICY);
+    const accepted = await t.request('POST', path(), { key: admin, body: { mode: 'as_of', reason: 'TICKET-9', selection: { before: row!.at.toISOString() } } });
+    expect(accepted.status, accepted.text).toBe(202);
+    const replay = await ended(accepted.body.replay.id);
+    expect(replay.status).toBe('succeeded');
+    expect(replay.report.as_of).toEqual({ time: row!.at.toISOString() });
+    const asOf = await t.request('GET', `/v1/orgs/${org.slug}/policies?as_of=${replay.id}`, { key: viewer });
+    expect(asOf.body).toEqual(policyThen);
+    expect((await reads()).policy).not.toEqual(policyThen);
   });
 
   it('is dropped by its job once its TTL has passed', async () => {
