@@ -4,12 +4,12 @@
  * notifier, polling only while committed rows wait above the horizon) and
  * serializes each signal once; the subscribers at its head are its members
  * and receive its batches through a bounded queue each. So a commit batch
- * costs the org one read, however many subscribers it has. The hubs woken
- * together are read together, by one statement (`readTailPages`), each
- * after its own head and below the same horizon; a read starts at once after
- * a quiet spell, and otherwise waits out `tickMs` since the last, so that
- * under load wake-ups of many orgs, and many commits of one, share a read
- * and the members' writes come in fewer, larger batches.
+ * costs the org one read, however many subscribers it has: one statement
+ * (`readTailPage`), which also tells whether rows wait above the horizon.
+ * The hubs woken together are read together, a few statements at a time; a
+ * round of reads starts at once after a quiet spell, and otherwise waits out
+ * `tickMs` since the last, so that under load many commits of an org share a
+ * read and the members' writes come in fewer, larger batches.
  *
  * A subscriber behind the hub's head catches up on its own, by cursor, up to
  * that head, then joins. Every row at or below the head lies below a horizon
@@ -23,7 +23,7 @@ import type { Sql } from '../db/client.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { decodeCursor, encodeCursor, toSignal, type Cursor, type SignalRow, type TypeFilter } from './model.ts';
-import { currentHorizon, readSignalPage, readTailPages, type Present } from './read.ts';
+import { currentHorizon, readSignalPage, readTailPage, type Present } from './read.ts';
 
 /**
  * What a follower writes: server-sent event frames as UTF-8, or a heartbeat
@@ -65,8 +65,8 @@ export interface BroadcastOptions {
   queueBytes?: number;
   /** Least time between the starts of two reads of the hubs. */
   tickMs?: number;
-  /** Most hubs one read covers. */
-  hubsPerRead?: number;
+  /** Reads of a round in flight at once (each holds a pool connection). */
+  concurrentReads?: number;
 }
 
 interface Entry {
@@ -121,7 +121,7 @@ export function typeMatcher({ exact, prefixes }: TypeFilter): (type: string) => 
 
 export function createLogBroadcast(
   deps: { sql: Sql; notifier: Pick<LogNotifier, 'subscribe'> },
-  { pageSize = 500, maxPageBytes = 2 * 1024 * 1024, queueBytes = 4 * 1024 * 1024, tickMs = 10, hubsPerRead = 100 }: BroadcastOptions = {},
+  { pageSize = 500, maxPageBytes = 2 * 1024 * 1024, queueBytes = 4 * 1024 * 1024, tickMs = 10, concurrentReads = 4 }: BroadcastOptions = {},
 ): LogBroadcast {
   const hubs = new Map<string, Hub>();
   let dropped = 0;
@@ -202,37 +202,35 @@ export function createLogBroadcast(
     readTimer = undefined;
     reading = true;
     lastReadAt = performance.now();
-    const batch: Hub[] = [];
-    for (const hub of due) {
-      due.delete(hub);
-      clearTimeout(hub.retryTimer);
-      batch.push(hub);
-      if (batch.length === hubsPerRead) break;
-    }
+    const round = [...due];
+    due.clear();
+    let next = 0;
+    const reader = async () => {
+      while (next < round.length) await readHub(round[next++]!);
+    };
     try {
-      const pages = await readTailPages(
-        deps.sql,
-        batch.map((hub) => ({ tenant: hub.tenant, after: decodeCursor(hub.head) })),
-        { limit: pageSize, maxBytes: maxPageBytes },
-      );
-      batch.forEach((hub, index) => {
-        const { rows, more, heldBack } = pages[index]!;
-        if (hub.stopped) return;
-        if (rows.length > 0) publish(hub, rows);
-        if (more) return void due.add(hub);
-        // Committed rows above the horizon wake nobody when the transaction
-        // holding it back ends: look again shortly (see `TailPage`).
-        hub.retryMs = heldBack ? Math.min(Math.max(hub.retryMs * 2, 20), 1_000) : 0;
-        if (hub.retryMs > 0) hub.retryTimer = setTimeout(() => schedule(hub), hub.retryMs);
-      });
-    } catch (error) {
-      for (const hub of batch) {
-        hub.failure = error;
-        stop(hub);
-      }
+      await Promise.all(Array.from({ length: Math.min(concurrentReads, round.length) }, reader));
     } finally {
       reading = false;
       kick();
+    }
+  }
+
+  async function readHub(hub: Hub) {
+    if (hub.stopped) return;
+    clearTimeout(hub.retryTimer);
+    try {
+      const { rows, more, heldBack } = await readTailPage(deps.sql, hub.tenant, decodeCursor(hub.head), { limit: pageSize, maxBytes: maxPageBytes });
+      if (hub.stopped) return;
+      if (rows.length > 0) publish(hub, rows);
+      if (more) return void due.add(hub);
+      // Committed rows above the horizon wake nobody when the transaction
+      // holding it back ends: look again shortly (see `TailPage`).
+      hub.retryMs = heldBack ? Math.min(Math.max(hub.retryMs * 2, 20), 1_000) : 0;
+      if (hub.retryMs > 0) hub.retryTimer = setTimeout(() => schedule(hub), hub.retryMs);
+    } catch (error) {
+      hub.failure = error;
+      stop(hub);
     }
   }
 

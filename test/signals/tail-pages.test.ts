@@ -1,15 +1,14 @@
 /**
- * Live tails of several orgs read in one statement (`readTailPages`): each
- * org's page is what `readSignalPage` gives it on its own (after its own
- * cursor, cut by count or bytes), an org without new rows still answers, and
- * rows committed above the horizon are reported as held back, from the same
- * snapshot as the read.
+ * A live tail's read (`readTailPage`): its page is what `readSignalPage`
+ * gives (after the cursor, cut by count or bytes), an org without new rows
+ * still answers, and rows committed above the horizon are reported as held
+ * back, from the same snapshot as the read.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSql } from '../../src/db/client.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { BEGINNING, decodeCursor } from '../../src/signals/model.ts';
-import { readSignalPage, readTailPages } from '../../src/signals/read.ts';
+import { readSignalPage, readTailPage } from '../../src/signals/read.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 
 let t: TestApp;
@@ -42,8 +41,8 @@ async function endOf(org: Tenant) {
   return rows.length > 0 ? decodeCursor(rows[rows.length - 1]!.position) : BEGINNING;
 }
 
-describe('readTailPages', () => {
-  it('reads each org after its own cursor in one statement, cut as readSignalPage cuts it', async () => {
+describe('readTailPage', () => {
+  it('reads after the cursor, cut as readSignalPage cuts it', async () => {
     const [bigStart, quietStart] = [await endOf(big), await endOf(quiet)];
     const bigPositions = [await post(big, 'x'.repeat(3_000)), await post(big, 'x'.repeat(3_000)), await post(big, 'x'.repeat(3_000))];
     const smallPositions = [await post(small), await post(small), await post(small)];
@@ -55,7 +54,7 @@ describe('readTailPages', () => {
       { tenant: small, after: decodeCursor(smallPositions[0]!) },
       { tenant: quiet, after: quietStart },
     ];
-    const [bigPage, smallPage, quietPage] = await readTailPages(sql, reads, options);
+    const [bigPage, smallPage, quietPage] = await Promise.all(reads.map((read) => readTailPage(sql, read.tenant, read.after, options)));
     // Cut by bytes: the first 3 KB payload fits, the second would pass 5 KB.
     expect(positions(bigPage!.rows)).toEqual(bigPositions.slice(0, 1));
     expect(bigPage!.more).toBe(true);
@@ -66,7 +65,7 @@ describe('readTailPages', () => {
       const alone = await readSignalPage(sql, read.tenant, read.after, options);
       expect([positions(alone.rows), alone.more]).toEqual([positions([bigPage!, smallPage!, quietPage!][index]!.rows), [bigPage!, smallPage!, quietPage!][index]!.more]);
     }
-    const [cut] = await readTailPages(sql, [{ tenant: small, after: decodeCursor(smallPositions[0]!) }], { limit: 1, maxBytes: 5_000 });
+    const cut = await readTailPage(sql, small, decodeCursor(smallPositions[0]!), { limit: 1, maxBytes: 5_000 });
     expect(positions(cut!.rows)).toEqual(smallPositions.slice(1, 2));
     expect(cut!.more).toBe(true);
   });
@@ -88,13 +87,13 @@ describe('readTailPages', () => {
       await holding;
       const held = await post(small);
       const reads = [{ tenant: quiet, after: quietStart }, { tenant: small, after: head }];
-      const [quietPage, smallPage] = await readTailPages(sql, reads, { limit: 10, maxBytes: 1 << 20 });
+      const [quietPage, smallPage] = await Promise.all(reads.map((read) => readTailPage(sql, read.tenant, read.after, { limit: 10, maxBytes: 1 << 20 })));
       expect(smallPage).toMatchObject({ rows: [], more: false, heldBack: true });
       expect(quietPage!.heldBack).toBe(false);
       release();
       await blocking;
       const page = await waitFor(async () => {
-        const [, next] = await readTailPages(sql, reads, { limit: 10, maxBytes: 1 << 20 });
+        const next = await readTailPage(sql, small, head, { limit: 10, maxBytes: 1 << 20 });
         return next!.heldBack ? undefined : next;
       }, 10_000, 'the horizon to pass the held row');
       expect(positions(page.rows)).toEqual([held]);
