@@ -15,6 +15,7 @@ import { Page } from './layout.tsx';
 import { registerDirectives } from './views/directives.tsx';
 import { registerExecutions } from './views/executions.tsx';
 import { registerInstallations } from './views/installations.tsx';
+import { registerInstallForm } from './views/install-form.tsx';
 import { registerOrgs } from './views/orgs.tsx';
 import { registerPolicies } from './views/policies.tsx';
 import { registerReplays } from './views/replays.tsx';
@@ -38,6 +39,8 @@ export function createConsole(): Hono<ConsoleEnv> {
   registerPolicies(app);
   registerSecrets(app);
   registerReplays(app);
+  // Before the installation pages: `new` is not an installation id.
+  registerInstallForm(app);
   registerInstallations(app);
   app.all('*', () => {
     throw new DomainError('not_found', 'no such page');

@@ -166,6 +166,33 @@ describe('console installations', () => {
     const other = await signedIn(t, keys.other);
     expect((await other.get(`/console/orgs/globex/installations/${id}`)).status).toBe(404);
   });
+
+  it('installs a package through a form generated from its config schema, with the schema’s errors when it does not fit', async () => {
+    const admin = await signedIn(t, keys.admin);
+    const list = await admin.get('/console/orgs/globex/installations');
+    expect(list.status).toBe(404);
+    const other = await signedIn(t, keys.other);
+    const form = await other.get('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.0');
+    expect(form.status).toBe(200);
+    expect(form.text).toContain('name="config.endpoint_url"');
+    expect(form.text).toContain('name="config.send_test_ping"');
+    expect(form.text).toContain('name="secret.inbound_hmac_secret"');
+    const refused = await other.post('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.0', { 'config.endpoint_url': 'ftp://nope' });
+    expect(refused.status).toBe(422);
+    expect(refused.text).toContain('/config/endpoint_url');
+    const installed = await other.post('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.0', {
+      'config.endpoint_url': RELAY_CONFIG.endpoint_url,
+      'config.forward_types': 'a.b, c.d',
+      'secret.inbound_hmac_secret': RELAY_SECRETS.inbound_hmac_secret,
+      'secret.webhook_signing_secret': RELAY_SECRETS.webhook_signing_secret,
+    });
+    expect(installed.status).toBe(303);
+    const id = /installations\/(ins_[A-Za-z0-9]+)/.exec(installed.headers.get('location')!)![1]!;
+    const api = await t.request('GET', `/v1/orgs/globex/installations/${id}`, { key: keys.other });
+    expect(api.body.installation.config).toEqual({ endpoint_url: RELAY_CONFIG.endpoint_url, forward_types: ['a.b', 'c.d'], send_test_ping: false });
+    const viewer = await signedIn(t, keys.viewer);
+    expect((await viewer.get('/console/orgs/acme/installations/new?package=webhook-relay&version=1.0.0')).status).toBe(403);
+  });
 });
 
 describe('console rendering', () => {

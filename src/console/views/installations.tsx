@@ -47,8 +47,20 @@ export function registerInstallations(app: Hono<ConsoleEnv>): void {
             </tbody>
           </table>
         </div>
-        {page.data.length === 0 ? <p>No packages installed. Install one through the API (<code>POST /v1/orgs/{org}/installations</code>).</p> : null}
+        {page.data.length === 0 ? <p>No packages installed.</p> : null}
         <NextPage base={`/console/orgs/${org}/installations`} query={{}} cursor={page.next_cursor} />
+        {may(c, 'org:admin') ? (
+          <section aria-labelledby="registry">
+            <h2 id="registry">Packages in the registry</h2>
+            <ul>
+              {c.get('deps').packages.list().filter((entry) => entry.latest).map((entry) => (
+                <li>
+                  <a href={`/console/orgs/${org}/installations/new?package=${encodeURIComponent(entry.name)}&version=${encodeURIComponent(entry.latest!)}`}>{`Install ${entry.name} ${entry.latest}`}</a> — {entry.description}
+                </li>
+              ))}
+            </ul>
+          </section>
+        ) : null}
       </Page>,
     );
   });
