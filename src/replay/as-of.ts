@@ -17,7 +17,7 @@ import type { VerbCall } from '../signals/verb-context.ts';
 import { nowOf, type ReplayDeps } from './deps.ts';
 import type { ReplayMode, ReplayRun } from './modes.ts';
 import { chooseProjections, refuseSelection, type ProjectionModeDeps } from './rebuild.ts';
-import { countLog, createShadow, cursorAfter, dropShadow, foldPage, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PagedSignal } from './shadow.ts';
+import { countLog, createShadow, cursorAfter, dropShadow, foldPage, freezeShadow, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PagedSignal } from './shadow.ts';
 import { getReplay } from './store.ts';
 
 export const AS_OF_DEFAULT_TTL_S = 3600;
@@ -103,6 +103,7 @@ export function createAsOfMode(deps: ProjectionModeDeps & Pick<ReplayDeps, 'now'
           last_position: processed > 0 ? encodeCursor(cursor) : null,
           checksums: await checksumProjections(tx.sql, shadow, projections),
         };
+        await freezeShadow(tx.sql, schema, projections);
         await addJobs(tx.sql, [{ identifier: DROP_REPLAY_STATE, payload: { org_id: tenant.id, replay_id: replay.id }, run_at: expiresAt, job_key: `replay:${replay.id}:drop` }]);
         await run.complete(report, { tx, processed, total: processed, expiresAt });
       });

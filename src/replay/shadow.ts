@@ -30,6 +30,18 @@ export async function createShadow(db: Queryable, tenant: Tenant, schema: string
   }
 }
 
+/** Makes a materialized shadow schema refuse every write, so as-of state stays what it was. */
+export async function freezeShadow(db: Queryable, schema: string, projections: readonly Projection[]): Promise<void> {
+  await db`
+    create function ${db(`${schema}.refuse_writes`)}() returns trigger language plpgsql as $$
+    begin raise exception 'as-of state is read-only'; end $$`;
+  for (const projection of projections) {
+    await db`
+      create trigger read_only before insert or update or delete or truncate on ${db(`${schema}.${projection.table}`)}
+      for each statement execute function ${db(`${schema}.refuse_writes`)}()`;
+  }
+}
+
 export async function dropShadow(db: Queryable, schema: string): Promise<void> {
   await db`drop schema if exists ${db(schema)} cascade`;
 }

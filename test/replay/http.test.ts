@@ -146,6 +146,8 @@ describe('as of', () => {
     expect(Date.parse(replay.expires_at) - Date.parse(replay.finished_at)).toBeCloseTo(3600_000, -4);
 
     expect(await reads(replay.id)).toEqual(then);
+    // Read-only: nothing writes there, and a write that tried would be refused.
+    await expect(t.app.deps.sql`delete from ${t.app.deps.sql(`${shadowSchemaOf(replay.id, 'as_of')}.directives`)}`).rejects.toThrow(/read-only/);
     const one = await t.request('GET', `/v1/orgs/${org.slug}/directives/${held.id}?as_of=${replay.id}`, { key: viewer });
     expect(one.body.directive.status).toBe('awaiting_approval');
     // Without as_of, live state as ever.
