@@ -194,6 +194,27 @@ describe('console in Chromium', () => {
     expect(problems).toEqual([]);
   });
 
+  it('installs a package through its generated config form and shows the installation with its delivery log', async () => {
+    const { page, problems } = await signIn(keys.admin);
+    await page.goto(`${server.url}/console/orgs/acme/installations`);
+    await page.getByRole('link', { name: /Install webhook-relay/ }).click();
+    await expectAccessible(page);
+    await page.getByLabel('endpoint_url').fill('https://relay.example.test/hook');
+    await page.getByLabel('Secret inbound_hmac_secret').fill('relay-inbound-hmac-value');
+    await page.getByLabel('Secret webhook_signing_secret').fill('whsec_cmVsYXktc2lnbmluZy1zZWNyZXQ=');
+    await screenshot(page, 'install-form');
+    await page.getByRole('button', { name: 'Install' }).click();
+    await page.waitForURL(/\/installations\/ins_/);
+    await page.getByRole('heading', { name: 'Inbound deliveries' }).waitFor();
+    expect(await page.content()).not.toContain('relay-inbound-hmac-value');
+    await screenshot(page, 'installation');
+    await expectAccessible(page);
+    await page.goto(`${server.url}/console/orgs/acme/installations`);
+    await screenshot(page, 'installations');
+    await expectAccessible(page);
+    expect(problems).toEqual([]);
+  });
+
   it('offers a viewer no approve button and no secrets, and its forged approval is refused', async () => {
     const directive = await heldDirective(t, acme);
     const { page, problems } = await signIn(keys.viewer);
