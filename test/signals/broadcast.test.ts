@@ -139,7 +139,13 @@ describe('shared live streams', () => {
       const slow = positionsIn(taken.value && taken.value.kind === 'events' ? taken.value.data : new Uint8Array());
       expect(slow).toEqual([first]);
       const rest: string[] = [];
-      for (let index = 1; index <= 60; index++) rest.push(await post(index, 'x'.repeat(300)));
+      // Each signal its own batch (the fast subscriber has it before the
+      // next is sent), so the slow one's queue fills however slow the reads.
+      for (let index = 1; index <= 60; index++) {
+        const position = await post(index, 'x'.repeat(300));
+        rest.push(position);
+        await waitFor(() => fast.includes(position), 30_000, 'the fast subscriber');
+      }
       const all = [first, ...rest.sort()];
       await waitFor(() => fast.length >= all.length, 30_000, 'the fast subscriber');
       expect(broadcast.stats().dropped).toBe(1);
