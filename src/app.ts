@@ -23,7 +23,10 @@ import { createExecutorRegistry, type Executor } from './executors/registry.ts';
 import { circuitsProjection } from './directives/circuit.ts';
 import { builtinExecutors } from './executors/builtin.ts';
 import { executionsProjection } from './executions/projection.ts';
-import { createHandlerRegistry, type Handler } from './handlers/registry.ts';
+import { createOrgHandlers } from './handlers/org-handlers.ts';
+import { loadInstallationHandlers } from './packages/installation-handlers.ts';
+import { createPayloadSchemas } from './packages/payload-schemas.ts';
+import type { Handler } from './handlers/registry.ts';
 import { policiesProjection } from './directives/policy-projection.ts';
 import { createPolicyCompiler } from './directives/policy-store.ts';
 import { loadRegistry } from './packages/registry.ts';
@@ -124,22 +127,6 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     systemFamilies: RESERVED_TYPE_PREFIXES,
   });
 
-  const projections = createProjectionRegistry(
-    [directivesProjection, executionsProjection, policiesProjection, circuitsProjection, installationsProjection, ...(options.projections ?? [])],
-    [replaysProjection],
-  );
-  const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });
-  const emitDeps: EmitDeps = {
-    sql,
-    projections,
-    notifier,
-    maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
-    appendBatcher,
-    observer: { emitted: (type) => metrics.signalsEmitted(type), deduplicated: () => metrics.dedupeHits() },
-    ...(tracer ? { tracer } : {}),
-  };
-  const masterKeys = options.masterKeys ?? config.SIGNALBUS_ENCRYPTION_KEYS;
-  const vault: VaultDeps = { sql, keys: masterKeys ? parseMasterKeys(masterKeys) : undefined };
   const executors = createExecutorRegistry([
     ...builtinExecutors({
       allowPrivateTargets: config.SIGNALBUS_ALLOW_PRIVATE_TARGETS,
@@ -155,7 +142,35 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   // and installed nowhere; the rest of the registry stays available.
   const { registry: packages, problems: registryProblems } = await loadRegistry(options.registryDir ?? config.SIGNALBUS_REGISTRY_DIR ?? REGISTRY_DIR, { executors });
   for (const problem of registryProblems) logger.error({ package: problem.where, path: problem.path, problem: problem.message }, 'registry entry refused');
-  const handlers = createHandlerRegistry(options.handlers ?? [], {
+  const projections = createProjectionRegistry(
+    [directivesProjection, executionsProjection, policiesProjection, circuitsProjection, installationsProjection, ...(options.projections ?? [])],
+    [replaysProjection],
+  );
+  const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });
+  const emitDeps: EmitDeps = {
+    sql,
+    projections,
+    notifier,
+    maxPayloadBytes: config.SIGNALBUS_MAX_PAYLOAD_BYTES,
+    payloads: createPayloadSchemas({ sql, packages, notifier }),
+    appendBatcher,
+    observer: { emitted: (type) => metrics.signalsEmitted(type), deduplicated: () => metrics.dedupeHits() },
+    ...(tracer ? { tracer } : {}),
+  };
+  const masterKeys = options.masterKeys ?? config.SIGNALBUS_ENCRYPTION_KEYS;
+  const vault: VaultDeps = { sql, keys: masterKeys ? parseMasterKeys(masterKeys) : undefined };
+  const handlers = createOrgHandlers({
+    builtins: options.handlers ?? [],
+    loadRules: (tenant) =>
+      loadInstallationHandlers(
+        {
+          sql,
+          packages,
+          onMissingManifest: (installation) =>
+            logger.error({ org: tenant.slug, installation: installation.id, package: `${installation.package}@${installation.version}` }, 'installed version is not in the registry; its rules do not run'),
+        },
+        tenant,
+      ),
     onConditionError: (handler, message) => logger.warn({ handler, error: message }, 'handler condition failed; not matched'),
   });
   const directives: DirectiveDeps = {

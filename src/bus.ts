@@ -4,7 +4,7 @@
  */
 import type { DirectiveDeps } from './directives/deps.ts';
 import type { ExecutorRegistry } from './executors/registry.ts';
-import type { HandlerRegistry } from './handlers/registry.ts';
+import type { OrgHandlers } from './handlers/org-handlers.ts';
 import type { InstallationDeps } from './packages/installation-steps.ts';
 import type { RuntimeDeps } from './handlers/runtime.ts';
 import type { EmitDeps } from './signals/emit.ts';
@@ -20,7 +20,7 @@ export interface Bus {
   secrets: SecretVerbDeps;
   directives: DirectiveDeps;
   runtime: RuntimeDeps;
-  handlers: HandlerRegistry;
+  handlers: OrgHandlers;
   executors: ExecutorRegistry;
   replays: ReplayDeps;
   /** Installing, upgrading and uninstalling packages. */

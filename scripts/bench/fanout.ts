@@ -26,7 +26,7 @@ import { addJobs } from '../../src/db/jobs.ts';
 import { migratePublicSchema, PROJECT_ROOT } from '../../src/db/migrate.ts';
 import { HANDLE_SIGNAL } from '../../src/core/jobs.ts';
 import { dispatchOnce } from '../../src/handlers/dispatcher.ts';
-import { createHandlerRegistry } from '../../src/handlers/registry.ts';
+import { createOrgHandlers } from '../../src/handlers/org-handlers.ts';
 import { subscribe } from '../../src/handlers/subscriptions.ts';
 import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { emitBatch } from '../../src/signals/emit.ts';
@@ -241,7 +241,7 @@ export async function runFanoutBench(): Promise<void> {
           inputs: Array.from({ length: Math.min(1000, BACKLOG - done) }, (_, i) => ({ type: 'shop.order.shipped', subject: `customer:${(done + i) % 500}`, payload: { n: done + i } })),
         });
       }
-      const registry = createHandlerRegistry([BENCH_HANDLERS.a!]);
+      const registry = createOrgHandlers({ builtins: [BENCH_HANDLERS.a!] });
       const dispatchRounds: Array<{ dispatcher: number; raw: number }> = [];
       for (let round = 0; round < 2; round++) {
         await clearJobs(sql);

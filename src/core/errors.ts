@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   validation_failed: 422,
   reserved_type: 422,
   cel_budget_exceeded: 422,
+  cel_error: 422,
   rate_limited: 429,
   internal: 500,
   unavailable: 503,

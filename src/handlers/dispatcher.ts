@@ -9,28 +9,36 @@
  * already moved. So each committed signal reaches each subscription once.
  *
  * Woken by the log notifier after commits (coalesced per org), with a slow
- * sweep over all orgs as a safety net, and a short re-poll while committed
- * rows wait above the horizon behind a long transaction.
+ * sweep as a safety net, and a short re-poll while committed rows wait above
+ * the horizon behind a long transaction. The sweep costs the same whatever
+ * the number of idle orgs: a few statements read every org's subscriptions
+ * against its log's head and name the orgs with something unread, and only
+ * those are visited — an org with nothing new costs two index probes, not a
+ * transaction, and an org that never had an installation (with no built-in
+ * handlers, as deployed) is not even checked. Start-up is one sweep, and
+ * waits only for the orgs it found work for.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Sql } from '../db/client.ts';
 import { addJobs } from '../db/jobs.ts';
-import { withTransaction } from '../db/transaction.ts';
+import { quoteIdent, withTransaction } from '../db/transaction.ts';
 import { newId } from '../core/ids.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
 import type { Tenant } from '../core/tenant.ts';
+import { isoTimestamp } from '../signals/model.ts';
 import { compare, planDispatch, stampOrdered, type PageRow, type Position } from './dispatch-plan.ts';
-import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
-import { ensureSubscriptions } from './subscriptions.ts';
+import type { OrgHandlers } from './org-handlers.ts';
+import type { RegisteredHandler } from './registry.ts';
+import { ensureSubscriptions, type SubscriptionStart } from './subscriptions.ts';
 
 
 export interface DispatcherDeps {
   sql: Sql;
-  handlers: HandlerRegistry;
+  handlers: OrgHandlers;
   /** Resolves an org id to its tenant (the tenant directory: its stored schema name). */
   tenants: { find(orgId: string): Promise<Tenant | undefined> };
-  notifier: Pick<LogNotifier, 'subscribeAll'>;
+  notifier: Pick<LogNotifier, 'subscribeAll' | 'subscribeInstallations'>;
   logger: Logger;
   pageSize?: number;
   sweepIntervalMs?: number;
@@ -51,6 +59,11 @@ export interface DispatcherDeps {
    * second, took a fifth of ingest. A light stream keeps `minIntervalMs`.
    */
   maxIntervalMs?: number;
+  /**
+   * Orgs one sweep statement checks: it locks each org's tables for its
+   * duration, so a chunk stays well inside the server's lock table.
+   */
+  sweepChunk?: number;
 }
 
 export interface DispatchResult {
@@ -71,7 +84,8 @@ export async function dispatchOnce(
   tenant: Tenant,
   { pageSize = 1000 }: { pageSize?: number } = {},
 ): Promise<DispatchResult> {
-  const handlers = deps.handlers.list();
+  const registry = await deps.handlers.forOrg(tenant);
+  const handlers = registry.list();
   if (handlers.length === 0) return { signals: 0, jobs: 0, full: false, heldBack: false };
   // Conditions read the signal's content; without any, type and subject decide.
   const needsPayload = handlers.some((handler) => handler.needsPayload);
@@ -82,14 +96,14 @@ export async function dispatchOnce(
        order by handler for update`;
     if (subscriptions.length === 0) return { signals: 0, jobs: 0, full: false, heldBack: false };
     const subs = subscriptions
-      .map((row) => ({ handler: deps.handlers.get(row.handler)!, position: { tx: BigInt(row.tx_id), seq: BigInt(row.seq) } }))
+      .map((row) => ({ handler: registry.get(row.handler)!, position: { tx: BigInt(row.tx_id), seq: BigInt(row.seq) } }))
       .filter((sub): sub is { handler: RegisteredHandler; position: Position } => sub.handler !== undefined);
     const oldest = subs.reduce((min, sub) => (compare(sub.position, min) < 0 ? sub.position : min), subs[0]!.position);
     const newest = subs.reduce((max, sub) => (compare(sub.position, max) > 0 ? sub.position : max), subs[0]!.position);
 
     const page = await sql<PageRow[]>`
       select tx_id::text as tx_id, seq::text as seq, id, type, subject, trace,
-             ${needsPayload ? sql`payload, actor, source, correlation_id, causation_id` : sql`null as payload`}
+             ${needsPayload ? sql`payload, actor, source, correlation_id, causation_id, installation_id, ${sql.unsafe(isoTimestamp('occurred_at'))} as occurred_at` : sql`null as payload`}
         from ${sql(`${tenant.schema}.signals`)}
        where (tx_id, seq) > (${oldest.tx.toString()}::xid8, ${oldest.seq.toString()}::bigint)
          and tx_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -134,13 +148,51 @@ export interface Dispatcher {
   start(): Promise<void>;
   /** Dispatches `orgId` soon (coalesced with a run already under way). */
   wake(orgId: string): void;
+  /** The org's installations changed: its handlers are reloaded and subscribed on its next pass. */
+  reload(orgId: string): void;
   stop(): Promise<void>;
 }
 
+/** Rule handlers' ids: `<installation id>.<rule id>`. */
+const RULE_HANDLER_LIKE = 'ins\\_%';
+
+/**
+ * One statement saying, for each of `orgs`, whether it has a subscription of
+ * a live handler (a built-in, or a rule) whose checkpoint lies behind the
+ * log's head, or lacks a built-in's subscription (`behind`); and, with rules,
+ * a digest of its installations' states, which any change to one changes
+ * (`installed_at`).
+ */
+async function sweepOrgs(
+  sql: Sql,
+  orgs: ReadonlyArray<{ id: string; schema: string }>,
+  { builtins, rules }: { builtins: readonly string[]; rules: boolean },
+): Promise<Array<{ org: string; behind: boolean; installed_at: string | null }>> {
+  if (orgs.length === 0) return [];
+  const branches = orgs.map(({ id, schema }) => {
+    const table = (name: string) => `${quoteIdent(schema)}.${name}`;
+    // Each parameter appears in every statement, so the server can type it.
+    const missing = builtins.length > 0 ? `(select count(*) from ${table('subscriptions')} where handler = any($1::text[])) < $2::int` : '$2::int < 0';
+    // Any change to an installation changes the last signal folded into its row.
+    const installedAt = rules ? `(select md5(string_agg(id || ':' || last_signal_id, ',' order by id)) from ${table('installations')})` : 'null::text';
+    return `select ${quoteLiteral(id)} as org, (exists (
+      select 1 from ${table('subscriptions')} sub
+       where (sub.handler = any($1::text[]) or sub.handler like '${RULE_HANDLER_LIKE}')
+         and exists (select 1 from ${table('signals')} s where (s.tx_id, s.seq) > (sub.tx_id, sub.seq))) or ${missing}) as behind,
+      ${installedAt} as installed_at`;
+  });
+  return sql.unsafe<{ org: string; behind: boolean; installed_at: string | null }[]>(branches.join('\nunion all\n'), [builtins as string[], builtins.length]);
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
-  const { pageSize = 1000, sweepIntervalMs = 10_000, heldBackRetryMs = 50, minIntervalMs = 10, maxIntervalMs = 100 } = deps;
+  const { pageSize = 1000, sweepIntervalMs = 10_000, heldBackRetryMs = 50, minIntervalMs = 10, maxIntervalMs = 100, sweepChunk = 100 } = deps;
   const states = new Map<string, { running: Promise<void> | null; again: boolean; timer?: NodeJS.Timeout }>();
-  const ensured = new Set<string>();
+  /** Per org, the handler ids whose subscriptions were last ensured. */
+  const ensured = new Map<string, string>();
   /** The orgs that existed when this dispatcher started. */
   let startOrgs: Set<string> | undefined;
   let stopped = false;
@@ -148,6 +200,31 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   let sweepTimer: NodeJS.Timeout | undefined;
 
   const tenants = new Map<string, Tenant>();
+
+  /** Subscribes the org's handlers it has not yet, and drops those of rules no longer served (disabled, uninstalled). */
+  const ensure = async (tenant: Tenant) => {
+    const handlers = (await deps.handlers.forOrg(tenant)).list();
+    const ids = handlers.map((handler) => handler.id).join(',');
+    if (ensured.get(tenant.id) === ids) return;
+    // Orgs that exist at start get each handler's declared start. An org
+    // created later had no "before": its handlers read its log from the
+    // beginning, or its first signals would race the subscription.
+    const created = startOrgs?.has(tenant.id) === false;
+    await ensureSubscriptions(
+      deps.sql,
+      tenant,
+      handlers.map((handler) => ({
+        id: handler.id,
+        start: (created && typeof handler.start !== 'object' ? 'beginning' : handler.start) as SubscriptionStart | undefined,
+      })),
+    );
+    if (deps.handlers.rules) {
+      await deps.sql`
+        delete from ${deps.sql(`${tenant.schema}.subscriptions`)}
+         where handler like ${RULE_HANDLER_LIKE} and handler <> all(${handlers.map((handler) => handler.id)}::text[])`;
+    }
+    ensured.set(tenant.id, ids);
+  };
 
   const run = async (orgId: string) => {
     const state = states.get(orgId)!;
@@ -158,18 +235,10 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         if (!tenant) return;
         tenants.set(orgId, tenant);
       }
-      if (!ensured.has(orgId)) {
-        // Orgs that exist at start get each handler's declared start. An org
-        // created later had no "before": its handlers read its log from the
-        // beginning, or its first signals would race the subscription.
-        const handlers = startOrgs?.has(orgId) === false
-          ? deps.handlers.list().map((handler) => ({ id: handler.id, start: 'beginning' as const }))
-          : deps.handlers.list();
-        await ensureSubscriptions(deps.sql, tenant, handlers);
-        ensured.add(orgId);
-      }
       for (;;) {
         state.again = false;
+        // Again each pass: a reload (an installation changed) may have come in during the last.
+        await ensure(tenant);
         const passStarted = performance.now();
         const result = await dispatchOnce(deps, tenant, { pageSize });
         if (stopped) return;
@@ -194,6 +263,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     }
   };
 
+  const reload = (orgId: string) => {
+    deps.handlers.invalidate(orgId);
+    wake(orgId);
+  };
+
   const wake = (orgId: string) => {
     if (stopped) return;
     let state = states.get(orgId);
@@ -207,10 +281,43 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     });
   };
 
+  /** Per org, where its installations last changed, as the last sweep saw it. */
+  const installedAt = new Map<string, string | null>();
+
+  /**
+   * Wakes the orgs with something to do; resolves with those found behind
+   * and, when built-ins serve every org, the orgs that exist. Only orgs that
+   * can have handlers are checked: every org when there are built-ins, else
+   * the orgs that ever had an installation (`public.installation_routes`) —
+   * an org that never installed anything costs the sweep nothing.
+   */
+  const sweepOnce = async (): Promise<{ orgs: string[] | undefined; behind: string[] }> => {
+    const builtins = deps.handlers.builtins.list().map((handler) => handler.id);
+    const everyOrg = builtins.length > 0;
+    if (!everyOrg && !deps.handlers.rules) return { orgs: undefined, behind: [] };
+    const orgs = await deps.sql<Array<{ id: string; schema: string }>>`
+      select o.id, o.schema_name as schema from public.organizations o
+       where ${everyOrg} or exists (select 1 from public.installation_routes r where r.org_id = o.id)
+       order by o.id`;
+    const behind: string[] = [];
+    for (let start = 0; start < orgs.length && !stopped; start += sweepChunk) {
+      for (const row of await sweepOrgs(deps.sql, orgs.slice(start, start + sweepChunk), { builtins, rules: deps.handlers.rules })) {
+        // Installations changed since the last sweep: their handlers are loaded again. On first
+        // sight there is nothing loaded to refresh, and a rule's subscription starts where its
+        // installation went live, so the org's next pass misses nothing.
+        const changed = deps.handlers.rules && installedAt.has(row.org) && installedAt.get(row.org) !== row.installed_at;
+        installedAt.set(row.org, row.installed_at);
+        if (changed) deps.handlers.invalidate(row.org);
+        if (row.behind) behind.push(row.org);
+        if (row.behind || changed) wake(row.org);
+      }
+    }
+    return { orgs: everyOrg ? orgs.map((org) => org.id) : undefined, behind };
+  };
+
   const sweep = async () => {
     try {
-      const orgs = await deps.sql<{ id: string }[]>`select id from public.organizations order by id`;
-      for (const { id } of orgs) wake(id);
+      await sweepOnce();
     } catch (error) {
       deps.logger.warn({ err: error }, 'dispatch sweep failed');
     }
@@ -220,17 +327,28 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
 
   return {
     async start() {
-      unsubscribe = await deps.notifier.subscribeAll((orgId) => {
+      const unsubscribeLog = await deps.notifier.subscribeAll((orgId) => {
         if (orgId === null) void sweep();
         else wake(orgId);
       });
-      const orgs = await deps.sql<{ id: string }[]>`select id from public.organizations order by id`;
-      startOrgs = new Set(orgs.map((org) => org.id));
-      await sweep();
-      // Subscriptions exist once start() returns: a signal committed after it is delivered.
-      await Promise.all([...states.values()].map((state) => state.running));
+      const unsubscribeInstallations = await deps.notifier.subscribeInstallations((orgId) => {
+        if (orgId !== null) reload(orgId);
+      });
+      unsubscribe = () => {
+        unsubscribeLog();
+        unsubscribeInstallations();
+      };
+      const first = await sweepOnce();
+      if (first.orgs) startOrgs = new Set(first.orgs);
+      clearTimeout(sweepTimer);
+      sweepTimer = setTimeout(sweep, sweepIntervalMs);
+      // Subscriptions exist once start() returns: a signal committed after it
+      // is delivered. Orgs whose installations are only being loaded again
+      // are not waited for: start-up does not grow with them.
+      await Promise.all(first.behind.map((org) => states.get(org)?.running));
     },
     wake,
+    reload,
     async stop() {
       stopped = true;
       unsubscribe?.();

@@ -50,6 +50,16 @@ export function depthExceeded(signal: SignalRow, outputs: Outputs, maxCausationD
   };
 }
 
+/** A rule may propose only its package's scopes: anything else fails the run, writing nothing. */
+export function scopeViolation(handler: Pick<RegisteredHandler, 'id' | 'scopes'>, outputs: Outputs): ExecutionError | null {
+  const outside = handler.scopes && outputs.directives.find((directive) => !handler.scopes!.includes(directive.kind));
+  if (!outside) return null;
+  return {
+    code: 'scope_violation',
+    message: `${handler.id} proposed ${outside.kind}, which is outside its package's scopes (${handler.scopes!.join(', ') || 'none'})`,
+  };
+}
+
 export interface WrittenSignal {
   id: string;
   type: string;
@@ -81,6 +91,8 @@ export async function writeOutputs(
   { handler, signal, outputs, hold }: { handler: RegisteredHandler; signal: SignalRow; outputs: Outputs; hold?: string },
 ): Promise<WrittenOutputs> {
   const written: WrittenOutputs = { signals: [], directives: [] };
+  // A rule's outputs are its installation's: directives carry it to policy and to the executor's credentials.
+  if (handler.installationId) ctx = { ...ctx, installationId: handler.installationId };
   for (const output of outputs.signals) {
     const dedupeKey = derivedKey('derived:', signal.id, handler.id, output.key);
     const { signal: derived, deduplicated } = await emit(deps.emit, {

@@ -26,7 +26,7 @@ import type { Queryable } from '../db/client.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { decodeCursor, encodeCursor, parseTypeFilter, SIGNAL_COLUMNS, type Cursor, type SignalRow } from '../signals/model.ts';
 import type { VerbCall, VerbContext } from '../signals/verb-context.ts';
-import { collect, depthExceeded, recordSucceeded, writeOutputs, type WrittenOutputs } from './outputs.ts';
+import { collect, depthExceeded, recordSucceeded, scopeViolation, writeOutputs, type WrittenOutputs } from './outputs.ts';
 import { emptyReport, mergeReports, tallyFailure, tallyRun, type RedeliverReport } from './redeliver-report.ts';
 import { alreadyDone, storedOutputs, type PendingRun } from './redeliver-existing.ts';
 import type { RuntimeDeps } from './runtime.ts';
@@ -106,15 +106,16 @@ export async function planRedelivery(deps: RuntimeDeps, { ctx, input }: VerbCall
   const db = ctx.tx?.sql ?? deps.sql;
   const signals = db(`${ctx.tenant.schema}.signals`);
   let handlers: string[];
+  const registry = await deps.handlers.forOrg(ctx.tenant);
   if (parsed.handlers) {
-    const unknown = parsed.handlers.filter((id) => !deps.handlers.get(id));
+    const unknown = parsed.handlers.filter((id) => !registry.get(id));
     if (unknown.length > 0) {
       throw new DomainError('validation_failed', 'the redelivery is not valid', [{ path: 'handlers', message: `no handler ${unknown.join(', ')} is registered` }]);
     }
     handlers = [...new Set(parsed.handlers)];
   } else {
     const subscribed = await db<{ handler: string }[]>`select handler from ${db(`${ctx.tenant.schema}.subscriptions`)} order by handler`;
-    handlers = subscribed.map((row) => row.handler).filter((id) => deps.handlers.get(id));
+    handlers = subscribed.map((row) => row.handler).filter((id) => registry.get(id));
   }
   const after = selection.after ? decodeCursor(selection.after, 'selection.after') : { txId: '0', seq: '0' };
   const [last] = await db<{ tx_id: string; seq: string }[]>`
@@ -155,15 +156,15 @@ function handlerContext(ctx: VerbContext, handler: string): VerbContext {
 
 /** One handler's run on one signal, collected: its outputs, or null when it matched not, produced nothing or failed (tallied). */
 async function collectRun(deps: RuntimeDeps, ctx: VerbContext, report: RedeliverReport, handlerId: string, signal: SignalRow): Promise<PendingRun | null> {
-  const handler = deps.handlers.get(handlerId);
+  const handler = (await deps.handlers.forOrg(ctx.tenant)).get(handlerId);
   if (!handler || !handler.matches(signal)) return null;
   report.runs++;
   try {
     const outputs = await collect(handler, signal, 1);
     if (outputs.signals.length + outputs.directives.length === 0) return null;
-    const tooDeep = depthExceeded(signal, outputs, deps.maxCausationDepth);
-    if (tooDeep) {
-      tallyFailure(report, { signal_id: signal.id, handler: handler.id, ...tooDeep });
+    const refused = scopeViolation(handler, outputs) ?? depthExceeded(signal, outputs, deps.maxCausationDepth);
+    if (refused) {
+      tallyFailure(report, { signal_id: signal.id, handler: handler.id, ...refused });
       return null;
     }
     return { signalId: signal.id, handler: handler.id, outputs, ctx: handlerContext(ctx, handler.id) };
@@ -175,7 +176,7 @@ async function collectRun(deps: RuntimeDeps, ctx: VerbContext, report: Redeliver
 
 /** Writes a run's outputs (rolled back in a dry run) with its execution when anything is new, and tallies them. */
 async function writeRun(deps: RuntimeDeps, input: ParsedInput, report: RedeliverReport, run: PendingRun, signal: SignalRow): Promise<void> {
-  const handler = deps.handlers.get(run.handler)!;
+  const handler = (await deps.handlers.forOrg(run.ctx.tenant)).get(run.handler)!;
   const now = () => (deps.now ? deps.now() : new Date());
   const startedAt = now();
   const hold = input.new_directives === 'hold' ? `held for approval by a redelivery${input.reason ? ` (${input.reason})` : ''}` : undefined;

@@ -8,7 +8,7 @@
 import { DomainError } from '../core/errors.ts';
 import { describeRuntimeError, toCel } from '../policy/cel.ts';
 import { CelBudgetExceeded, CelCompileError, compile } from '../policy/cel-program.ts';
-import type { SignalRow } from '../signals/model.ts';
+import type { Cursor, SignalRow } from '../signals/model.ts';
 
 export interface HandlerTools {
   /** The attempt of this run, from 1. */
@@ -26,10 +26,16 @@ export interface Handler {
   on: readonly string[];
   /** CEL over `signal` (type, subject, payload, actor, source, …); absent = always. */
   when?: string;
+  /** A condition already compiled (rule handlers, whose CEL also sees config and installation); replaces `when`. */
+  condition?: (signal: MatchInput) => boolean;
+  /** The installation a rule handler belongs to: its outputs are that installation's. */
+  installationId?: string;
+  /** The directive kinds it may propose; absent = any (built-ins). */
+  scopes?: readonly string[];
   /** Runs of one subject execute one at a time, in position order. */
   ordered?: boolean;
-  /** Where a new subscription starts: at the present (default) or the beginning of the log. */
-  start?: 'now' | 'beginning';
+  /** Where a new subscription starts: at the present (default), the beginning of the log, or a position. */
+  start?: 'now' | 'beginning' | Cursor;
   /** Attempts before a failing run is final (default 5). */
   maxAttempts?: number;
   /** First retry delay; doubles per attempt, with jitter (default 1 s). */
@@ -37,7 +43,8 @@ export interface Handler {
   handle(signal: SignalRow, tools: HandlerTools): Promise<void> | void;
 }
 
-export type MatchInput = Pick<SignalRow, 'type' | 'subject' | 'payload' | 'actor' | 'source' | 'correlation_id' | 'causation_id'>;
+export type MatchInput = Pick<SignalRow, 'type' | 'subject' | 'payload' | 'actor' | 'source' | 'correlation_id' | 'causation_id'> &
+  Partial<Pick<SignalRow, 'id' | 'occurred_at' | 'installation_id'>>;
 
 export interface RegisteredHandler extends Handler {
   /** Type and condition; a condition failing at runtime is a non-match (logged by the caller). */
@@ -51,7 +58,8 @@ export interface HandlerRegistry {
   get(id: string): RegisteredHandler | undefined;
 }
 
-const HANDLER_ID = /^[a-z][a-z0-9_.-]{0,62}$/;
+/** Long enough for a rule handler: `<installation id>.<rule id>`. */
+const HANDLER_ID = /^[a-z][a-z0-9_.-]{0,99}$/;
 const TYPE_PATTERN = /^([a-z][a-z0-9_]*)(\.[a-z][a-z0-9_]*)*(\.\*)?$/;
 const VARIABLES = { signal: 'map' } as const;
 
@@ -99,7 +107,7 @@ export function createHandlerRegistry(handlers: readonly Handler[], { onConditio
     const bad = handler.on.find((pattern) => !TYPE_PATTERN.test(pattern));
     if (bad !== undefined || handler.on.length === 0) throw new Error(`handler ${handler.id} subscribes to an invalid type ${JSON.stringify(bad)}`);
     const typeMatches = typeMatcher(handler.on);
-    const condition = handler.when ? compileCondition(handler.when) : undefined;
+    const condition = handler.condition ?? (handler.when ? compileCondition(handler.when) : undefined);
     byId.set(handler.id, {
       ...handler,
       needsPayload: condition !== undefined,

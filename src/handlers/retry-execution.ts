@@ -14,11 +14,11 @@ import { emitSystem } from '../signals/system.ts';
 import type { VerbCall } from '../signals/verb-context.ts';
 import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
 import { orderedQueueName } from './dispatch-plan.ts';
-import type { HandlerRegistry } from './registry.ts';
+import type { OrgHandlers } from './org-handlers.ts';
 
 /** Re-runs a failed execution as its next attempt. 409 unless it failed for good. */
 export async function retryExecution(
-  bus: { emit: EmitDeps; handlers: HandlerRegistry },
+  bus: { emit: EmitDeps; handlers: OrgHandlers },
   { ctx, input: { id, reason } }: VerbCall<{ id: string; reason?: string | null }>,
 ): Promise<Execution> {
   return withTransaction(bus.emit.sql, ctx.tx, async (tx) => {
@@ -54,7 +54,7 @@ export async function retryExecution(
       attempt,
       traceparent: ctx.traceparent ?? signal?.trace ?? null,
     };
-    const ordered = bus.handlers.get(execution.handler)?.ordered === true;
+    const ordered = (await bus.handlers.forOrg(ctx.tenant)).get(execution.handler)?.ordered === true;
     await addJobs(tx.sql, [
       {
         identifier: HANDLE_SIGNAL,

@@ -26,16 +26,17 @@ import type { Tenant } from '../core/tenant.ts';
 import { HANDLE_SIGNAL, type HandleSignalPayload } from '../core/jobs.ts';
 import { orderedQueueName } from './dispatch-plan.ts';
 import type { ExecutionError, ExecutionFailed } from '../executions/model.ts';
-import type { HandlerRegistry, RegisteredHandler } from './registry.ts';
+import type { OrgHandlers } from './org-handlers.ts';
+import type { RegisteredHandler } from './registry.ts';
 import { planRetry } from './retry-plan.ts';
-import { collect, depthExceeded, recordSucceeded, writeOutputs, type Outputs } from './outputs.ts';
+import { collect, depthExceeded, recordSucceeded, scopeViolation, writeOutputs, type Outputs } from './outputs.ts';
 
 
 export interface RuntimeDeps {
   sql: Sql;
   emit: EmitDeps;
   directives: DirectiveDeps;
-  handlers: HandlerRegistry;
+  handlers: OrgHandlers;
   /** Longest causation chain a handler may extend (default 16). */
   maxCausationDepth: number;
   onFailure?: (handler: string, final: boolean) => void;
@@ -78,12 +79,14 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
   // A redelivered job of a run that already finished: nothing to do.
   if (execution && (execution.status === 'succeeded' || (execution.status === 'failed' && execution.attempts >= job.attempt))) return;
 
-  const handler = deps.handlers.get(job.handler);
+  const handler = await findHandler(deps.handlers, tenant, job.handler);
 
   for (let attempt = job.attempt; ; attempt++) {
     const startedAt = now();
     try {
-      if (!handler) throw new PermanentFailure({ code: 'unknown_handler', message: `no handler ${job.handler} is registered` });
+      if (!handler) {
+        throw new PermanentFailure({ code: 'unknown_handler', message: `no handler ${job.handler} is registered (or its installation is disabled or uninstalled)` });
+      }
       if (!signal) throw new PermanentFailure({ code: 'signal_not_found', message: `signal ${job.signal_id} does not exist` });
       const outputs = deps.tracer
         ? await inSpan(deps.tracer, `handler ${handler.id}`, { attributes: { 'signalbus.signal': signal.id, 'signalbus.attempt': attempt } }, () =>
@@ -136,14 +139,22 @@ export async function runHandleSignal(deps: RuntimeDeps, { tenant, job }: { tena
   }
 }
 
+/** The org's handler; a rule handler not known yet may belong to an installation made since its set was loaded. */
+async function findHandler(handlers: OrgHandlers, tenant: Tenant, id: string): Promise<RegisteredHandler | undefined> {
+  const found = (await handlers.forOrg(tenant)).get(id);
+  if (found || !handlers.rules || handlers.builtins.get(id)) return found;
+  handlers.invalidate(tenant.id);
+  return (await handlers.forOrg(tenant)).get(id);
+}
+
 async function commitSuccess(
   deps: RuntimeDeps,
   ctx: VerbContext,
   run: { handler: RegisteredHandler; signal: SignalRow; job: HandleSignalPayload; attempt: number; startedAt: Date; finishedAt: Date; outputs: Outputs },
 ): Promise<void> {
   const { handler, signal, job, outputs } = run;
-  const tooDeep = depthExceeded(signal, outputs, deps.maxCausationDepth);
-  if (tooDeep) throw new PermanentFailure(tooDeep);
+  const refused = scopeViolation(handler, outputs) ?? depthExceeded(signal, outputs, deps.maxCausationDepth);
+  if (refused) throw new PermanentFailure(refused);
   await withTransaction(deps.sql, ctx.tx, async (tx) => {
     const written = await writeOutputs(deps, ctx, tx, { handler, signal, outputs });
     await recordSucceeded(deps, ctx, tx, { ...run, executionId: job.execution_id, handler: handler.id, outputs: written });

@@ -28,7 +28,7 @@ function startPosition(db: Queryable, tenant: Tenant, from: SubscriptionStart) {
 export async function ensureSubscriptions(
   db: Queryable,
   tenant: Tenant,
-  handlers: ReadonlyArray<{ id: string; start?: 'now' | 'beginning' }>,
+  handlers: ReadonlyArray<{ id: string; start?: SubscriptionStart }>,
 ): Promise<void> {
   for (const from of ['now', 'beginning'] as const) {
     const ids = handlers.filter((handler) => (handler.start ?? 'now') === from).map((handler) => handler.id);
@@ -38,6 +38,15 @@ export async function ensureSubscriptions(
       select handler.id, start.* from unnest(${ids}::text[]) as handler(id), lateral (select ${startPosition(db, tenant, from)}) as start
       on conflict (handler) do nothing`;
   }
+  const positioned = handlers.filter((handler) => typeof handler.start === 'object');
+  if (positioned.length === 0) return;
+  await db`
+    insert into ${db(`${tenant.schema}.subscriptions`)} (handler, tx_id, seq)
+    select handler, tx_id::xid8, seq::bigint
+      from unnest(${positioned.map((handler) => handler.id)}::text[],
+                  ${positioned.map((handler) => (handler.start as Cursor).txId)}::text[],
+                  ${positioned.map((handler) => (handler.start as Cursor).seq)}::text[]) as s(handler, tx_id, seq)
+    on conflict (handler) do nothing`;
 }
 
 /** Starts (or restarts) `handler`'s subscription at `from`: a backfill when that lies in the past. */

@@ -33,6 +33,7 @@ const TITLES: Record<ErrorCode, string> = {
   validation_failed: 'Validation failed',
   reserved_type: 'Reserved signal type',
   cel_budget_exceeded: 'CEL budget exceeded',
+  cel_error: 'CEL evaluation failed',
   rate_limited: 'Too many requests',
   internal: 'Internal server error',
   unavailable: 'Service unavailable',

@@ -251,3 +251,14 @@ function where(text: string, offset: number): [number, number, number] {
   const column = clamped - (before.lastIndexOf('\n') + 1) + 1;
   return [clamped, line, column];
 }
+
+/**
+ * Where a runtime error arose in `text`: the engine's summary and the
+ * failing node's line and column (1-based), for a failed execution to name.
+ */
+export function runtimeErrorAt(error: unknown, text: string): { summary: string; line: number; column: number } {
+  const details = error as { summary?: unknown; range?: { start?: unknown } } | undefined;
+  const summary = typeof details?.summary === 'string' ? details.summary : error instanceof Error ? error.message.split('\n')[0]! : 'evaluation failed';
+  const [, line, column] = where(text, typeof details?.range?.start === 'number' ? details.range.start : 0);
+  return { summary, line, column };
+}

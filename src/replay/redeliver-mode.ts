@@ -43,7 +43,8 @@ export function createRedeliverMode(deps: RedeliverModeDeps): ReplayMode<Redeliv
       if (request.projections) {
         throw new DomainError('validation_failed', 'redeliver folds no projections', [{ path: 'projections', message: 'only rebuild and as_of take projections' }]);
       }
-      const unknown = (request.handlers ?? []).filter((id) => !deps.handlers.get(id));
+      // A rule handler (`<installation id>.<rule>`) is the org's: the run checks it against the org's live set.
+      const unknown = (request.handlers ?? []).filter((id) => !deps.handlers.builtins.get(id) && !id.startsWith('ins_'));
       if (unknown.length > 0) {
         throw new DomainError('validation_failed', `no handler ${unknown.join(', ')} is registered`, [{ path: 'handlers', message: `unknown handler ${unknown.join(', ')}` }]);
       }

@@ -32,11 +32,22 @@ export interface InlineProjections<Prefetched = unknown> {
   apply(db: Queryable, tenant: Tenant, signals: SignalRow[], prefetched?: Prefetched, defer?: Tx['defer']): Promise<void>;
 }
 
+/**
+ * Checks payloads against the schemas an org's installed packages declare
+ * (`src/packages` provides it): one list of errors per item, empty when
+ * valid. Synchronous once the org's schemas are in memory.
+ */
+export interface PayloadValidator {
+  validate(tenant: Tenant, items: ReadonlyArray<{ type: string; payload: unknown }>): FieldError[][] | Promise<FieldError[][]>;
+}
+
 export interface EmitDeps {
   sql: Sql;
   projections: InlineProjections;
   notifier: Pick<LogNotifier, 'committed'>;
   maxPayloadBytes: number;
+  /** Installed packages' payload schemas; absent, payloads are only bounded, not typed. */
+  payloads?: PayloadValidator;
   appendBatcher?: AppendBatcher;
   /** Counts for metrics; called after the write. */
   observer?: { emitted(type: string): void; deduplicated(): void };
@@ -80,7 +91,8 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
     if (inserted.length > 0) {
       // The writes go out behind the append; the transaction awaits them, with its COMMIT.
       await deps.projections.apply(tx.sql, ctx.tenant, inserted, prefetched, tx.defer);
-      tx.afterCommit(() => deps.notifier.committed(ctx.tenant.id));
+      const installations = inserted.some((signal) => signal.type.startsWith('installation.'));
+      tx.afterCommit(() => deps.notifier.committed(ctx.tenant.id, installations ? { installations } : undefined));
     }
     return outcomes;
   });
@@ -99,8 +111,20 @@ export function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: 
   return traced(deps, ctx, 'signals.emit', (ctx) => emitOne(deps, ctx, input));
 }
 
+/** Schema errors per item from the installed packages' payload schemas (none without a validator). */
+async function schemaErrorsOf(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promise<FieldError[][] | undefined> {
+  if (!deps.payloads) return undefined;
+  const checked = deps.payloads.validate(ctx.tenant, items);
+  return checked instanceof Promise ? await checked : checked;
+}
+
+const schemaFailure = (type: string, errors: FieldError[]) =>
+  new DomainError('validation_failed', `the payload does not match the schema an installed package declares for ${type}`, errors);
+
 async function emitOne(deps: EmitDeps, ctx: EmitContext, input: unknown): Promise<EmitResult> {
   const item = prepare(ctx, input, deps.maxPayloadBytes, ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {});
+  const errors = (await schemaErrorsOf(deps, ctx, [item]))?.[0];
+  if (errors && errors.length > 0) throw schemaFailure(item.type, errors);
   const [outcome] = await write(deps, ctx, [item]);
   if (outcome!.created) deps.observer?.emitted(item.type);
   else deps.observer?.deduplicated();
@@ -133,6 +157,18 @@ async function emitMany(deps: EmitDeps, ctx: EmitContext, inputs: unknown[]): Pr
       };
     }
   });
+  const errors = valid.length > 0 ? await schemaErrorsOf(deps, ctx, valid.map(({ item }) => item)) : undefined;
+  if (errors?.some((list) => list.length > 0)) {
+    const failing = new Set<number>();
+    errors.forEach((list, position) => {
+      if (list.length === 0) return;
+      const { index, item } = valid[position]!;
+      const error = schemaFailure(item.type, list);
+      results[index] = { status: 'invalid', error: { code: error.code, message: error.message, errors: list } };
+      failing.add(position);
+    });
+    valid.splice(0, valid.length, ...valid.filter((_, position) => !failing.has(position)));
+  }
   const outcomes = valid.length > 0 ? await write(deps, ctx, valid.map(({ item }) => item)) : [];
   valid.forEach(({ index, item }, position) => {
     const { row, created } = outcomes[position]!;

@@ -56,7 +56,7 @@ export interface WorkerDeps {
   logger: Logger;
   tenants: Pick<TenantDirectory, 'find'>;
   /** The dispatcher wakes on the log's commits. */
-  notifier: Pick<LogNotifier, 'subscribeAll'>;
+  notifier: Pick<LogNotifier, 'subscribeAll' | 'subscribeInstallations'>;
   bus: Bus;
   metrics?: Pick<Metrics, 'jobLatency'>;
   tracer?: Tracer;

@@ -76,15 +76,24 @@ export async function registryWithRelayVersions(): Promise<{ dir: string; cleanu
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** An installed `package@1.0.0` with `config` and `secrets`, through the install verb and its job. */
+/** Secrets a stripe-revenue installation needs (its calls go to a fake). */
+export const STRIPE_SECRETS = { stripe_api_key: 'rk_test_signalbus', stripe_webhook_secret: 'whsec_c3RyaXBlLXRlc3Qtc2VjcmV0' };
+
+/** An installed `package@1.0.0` with `config` and `secrets` (and `backfillFrom`, a position), through the install verb and its job. */
 export async function installedPackage(
   t: TestApp,
   org: Tenant,
-  spec: { package: string; config?: Record<string, unknown>; secrets?: Record<string, string> },
+  spec: { package: string; config?: Record<string, unknown>; secrets?: Record<string, string>; backfillFrom?: string },
 ): Promise<string> {
   const { installation } = await installPackage(t.app.deps.bus.installations, {
     ctx: adminCtx(org),
-    input: { package: spec.package, version: '1.0.0', config: spec.config ?? {}, secrets: spec.secrets ?? {} },
+    input: {
+      package: spec.package,
+      version: '1.0.0',
+      config: spec.config ?? {},
+      secrets: spec.secrets ?? {},
+      ...(spec.backfillFrom ? { backfill_from: spec.backfillFrom } : {}),
+    },
   });
   await runPendingJob(t, org, installation.id);
   const row = await getInstallation(t.app.deps.bus.installations, { ctx: adminCtx(org), input: { id: installation.id } });
