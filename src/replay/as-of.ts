@@ -17,7 +17,7 @@ import type { VerbCall } from '../signals/verb-context.ts';
 import { nowOf, type ReplayDeps } from './deps.ts';
 import type { ReplayMode, ReplayRun } from './modes.ts';
 import { chooseProjections, refuseSelection, type ProjectionModeDeps } from './rebuild.ts';
-import { countLog, createShadow, cursorAfter, dropShadow, foldPage, freezeShadow, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PagedSignal } from './shadow.ts';
+import { countLog, createShadow, dropShadow, foldCheckpointed, freezeShadow, LOG_START, shadowSchemaOf, type Cursor } from './shadow.ts';
 import { getReplay } from './store.ts';
 
 export const AS_OF_DEFAULT_TTL_S = 3600;
@@ -62,12 +62,13 @@ export function createAsOfMode(deps: ProjectionModeDeps & Pick<ReplayDeps, 'now'
       const shadow: Tenant = { ...tenant, schema };
       const { selection } = replay.request;
       let checkpoint = run.checkpoint;
+      let total = replay.total ?? 0;
       if (!checkpoint) {
         // No point given: as the log stands now, every signal below the horizon.
         const [now] = await deps.sql<{ xmin: string }[]>`select (pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text as xmin`;
         const until = selection.until ? decodeCursor(selection.until, 'selection.until') : selection.before ? null : { txId: now!.xmin, seq: '9223372036854775807' };
         const start: AsOfCheckpoint = { cursor: LOG_START, until, recordedBy: selection.before ?? null };
-        const total = await countLog(deps.sql, tenant, LOG_START, { ...start, horizon: false });
+        total = await countLog(deps.sql, tenant, LOG_START, { ...start, horizon: false });
         await withTransaction(deps.sql, undefined, async (tx) => {
           await createShadow(tx.sql, tenant, schema, projections);
           await run.progress({ processed: 0, total, checkpoint: start }, tx);
@@ -76,23 +77,9 @@ export function createAsOfMode(deps: ProjectionModeDeps & Pick<ReplayDeps, 'now'
       }
       const { until, recordedBy } = checkpoint;
       if (until) await horizonPassed(until);
-      let cursor = checkpoint.cursor;
-      let processed = run.processed;
-      const total = replay.total;
-      let page: PagedSignal[] = [];
-      for (;;) {
-        page = await readLogPage(deps.sql, tenant, cursor, deps.pageSize, { horizon: true, until, recordedBy });
-        if (page.length === 0) break;
-        const next = cursorAfter(page);
-        processed += page.length;
-        await withTransaction(deps.sql, undefined, async (tx) => {
-          await foldPage(tx.sql, shadow, projections, page);
-          await run.progress({ processed, total: Math.max(total ?? 0, processed), checkpoint: { cursor: next, until, recordedBy } }, tx);
-        }).catch(async (error: unknown) => {
-          throw await pageFailure(deps.sql, shadow, projections, page, error);
-        });
-        cursor = next;
-      }
+      const target = { sql: deps.sql, tenant, shadow, projections, pageSize: deps.pageSize };
+      const { cursor, processed } = await foldCheckpointed(target, { cursor: checkpoint.cursor, processed: run.processed }, { until, recordedBy }, (next, done, tx) =>
+        run.progress({ processed: done, total: Math.max(total, done), checkpoint: { cursor: next, until, recordedBy } }, tx));
       const ttl = replay.request.ttl_s ?? AS_OF_DEFAULT_TTL_S;
       const expiresAt = new Date(Date.parse(nowOf(deps)) + ttl * 1000).toISOString();
       await withTransaction(deps.sql, undefined, async (tx) => {

@@ -17,7 +17,7 @@ import { checksumProjections, type Checksums } from '../projections/rebuild.ts';
 import { projectionDrift, type Drift } from './drift.ts';
 import type { ReplayMode, ReplayRun } from './modes.ts';
 import type { ReplayRequest } from './model.ts';
-import { countLog, createShadow, cursorAfter, dropShadow, foldPage, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PagedSignal } from './shadow.ts';
+import { countLog, createShadow, cursorAfter, dropShadow, foldCheckpointed, foldPage, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PagedSignal } from './shadow.ts';
 
 export interface RebuildCheckpoint {
   cursor: Cursor;
@@ -104,20 +104,11 @@ export function createRebuildMode(deps: ProjectionModeDeps): ReplayMode<RebuildC
         });
       }
       // Below the horizon, one page and its checkpoint per transaction, until caught up.
-      for (;;) {
-        page = await readLogPage(deps.sql, tenant, cursor, deps.pageSize, { horizon: true });
-        if (page.length === 0) break;
-        const next = cursorAfter(page);
-        processed += page.length;
-        total = Math.max(total, processed);
-        await withTransaction(deps.sql, undefined, async (tx) => {
-          await foldPage(tx.sql, shadow, projections, page);
-          await run.progress({ processed, total, checkpoint: { cursor: next } }, tx);
-        }).catch(async (error: unknown) => {
-          throw await failed(error);
-        });
-        cursor = next;
-      }
+      const target = { sql: deps.sql, tenant, shadow, projections, pageSize: deps.pageSize };
+      ({ cursor, processed } = await foldCheckpointed(target, { cursor, processed }, {}, async (next, done, tx) => {
+        total = Math.max(total, done);
+        await run.progress({ processed: done, total, checkpoint: { cursor: next } }, tx);
+      }));
 
       // The swap: writers of these projections wait on the table locks and
       // then write into the swapped-in tables; whatever committed before the

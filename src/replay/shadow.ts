@@ -5,7 +5,7 @@
  * is the shadow one. Rebuild swaps the copies in; as-of keeps them to read.
  */
 import type { Queryable, Sql } from '../db/client.ts';
-import { withTransaction } from '../db/transaction.ts';
+import { withTransaction, type Tx } from '../db/transaction.ts';
 import type { Projection } from '../projections/registry.ts';
 import { SIGNAL_COLUMNS, type Cursor, type SignalRow } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
@@ -104,6 +104,43 @@ export async function foldPage(db: Queryable, shadow: Tenant, projections: reado
       if (!(error instanceof Error) || 'severity' in error) throw error;
       throw new FoldFailure(`${projection.name}: ${error.message}`);
     }
+  }
+}
+
+export interface FoldTarget {
+  sql: Sql;
+  tenant: Tenant;
+  shadow: Tenant;
+  projections: readonly Projection[];
+  pageSize: number;
+}
+
+/**
+ * Folds the log after `from` into the shadow tables below the horizon, one
+ * page and its checkpoint (`checkpoint(next, processed, tx)`) per
+ * transaction, until a page comes back empty; a reducer's failure is named
+ * by its signal. Answers where it stopped.
+ */
+export async function foldCheckpointed(
+  target: FoldTarget,
+  from: { cursor: Cursor; processed: number },
+  bounds: Omit<PageBounds, 'horizon'>,
+  checkpoint: (next: Cursor, processed: number, tx: Tx) => Promise<void>,
+): Promise<{ cursor: Cursor; processed: number }> {
+  let { cursor, processed } = from;
+  for (;;) {
+    const page = await readLogPage(target.sql, target.tenant, cursor, target.pageSize, { ...bounds, horizon: true });
+    if (page.length === 0) return { cursor, processed };
+    const next = cursorAfter(page);
+    const done = processed + page.length;
+    await withTransaction(target.sql, undefined, async (tx) => {
+      await foldPage(tx.sql, target.shadow, target.projections, page);
+      await checkpoint(next, done, tx);
+    }).catch(async (error: unknown) => {
+      throw await pageFailure(target.sql, target.shadow, target.projections, page, error);
+    });
+    cursor = next;
+    processed = done;
   }
 }
 
