@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Tenant } from '../../src/core/tenant.ts';
-import { accessibilityViolations, launchChromium, screenshot, watchProblems } from '../support/browser.ts';
+import { accessibilityViolations, chromiumAvailable, launchChromium, screenshot, watchProblems } from '../support/browser.ts';
 import { alwaysFails, failedExecution, HOLD_POLICY, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
 
@@ -19,7 +19,10 @@ let acme: Tenant;
 let keys: { viewer: string; operator: string; admin: string };
 const contexts: BrowserContext[] = [];
 
+const browserTests = chromiumAvailable();
+
 beforeAll(async () => {
+  if (!browserTests) return;
   browser = await launchChromium();
   t = await createTestApp({ handlers: [alwaysFails] });
   server = await listen(t.app, t.config);
@@ -50,7 +53,7 @@ async function expectAccessible(page: Page) {
   expect(await accessibilityViolations(page)).toEqual([]);
 }
 
-describe('console in Chromium', () => {
+describe.runIf(browserTests)('console in Chromium', () => {
   it('signs in with a key into an HttpOnly, SameSite=Strict session and shows the role', async () => {
     const { page, problems, context } = await signIn(keys.operator);
     const cookies = await context.cookies();
