@@ -5,7 +5,7 @@
  */
 import { z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
-import { notFound } from '../core/errors.ts';
+import { DomainError } from '../core/errors.ts';
 import { isId } from '../core/ids.ts';
 import { asOfTenant } from '../replay/as-of.ts';
 import { verbContextOf, type ApiEnv } from './context.ts';
@@ -18,7 +18,9 @@ export const AsOfQuery = z.object({
 export const readAsOf: MiddlewareHandler<ApiEnv> = async (c, next) => {
   const id = c.req.query('as_of');
   if (id !== undefined) {
-    if (!isId('replay', id)) throw notFound('as-of replay');
+    if (!isId('replay', id)) {
+      throw new DomainError('validation_failed', 'as_of must be an as-of replay id (rpl_…)', [{ path: 'query.as_of', message: 'not a replay id' }]);
+    }
     const ctx = verbContextOf(c);
     const tenant = await asOfTenant(c.get('deps').bus.replays, { ctx, input: { id } });
     c.set('verbContext', { ...ctx, tenant });
