@@ -10,6 +10,7 @@
 import type { FieldError } from '../core/errors.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { Sql } from '../db/client.ts';
+import type { Tx } from '../db/transaction.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import type { PayloadValidator } from '../signals/emit.ts';
 import type { LogNotifier } from '../signals/log-notifier.ts';
@@ -61,8 +62,9 @@ export function createPayloadSchemas(deps: PayloadSchemaDeps): PayloadSchemas {
     return validate;
   };
 
-  const load = async (tenant: Tenant): Promise<OrgSchemas> => {
-    const installations = await listActiveInstallations(deps, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, input: undefined });
+  const load = async (tenant: Tenant, tx?: Tx): Promise<OrgSchemas> => {
+    const ctx = { tenant, actor: PLATFORM_ACTOR, source: 'system', ...(tx ? { tx } : {}) };
+    const installations = await listActiveInstallations(deps, { ctx, input: undefined });
     const schemas = new Map<string, Declared[]>();
     for (const installation of installations) {
       const manifest = deps.packages.getVersion(installation.package, installation.version)?.manifest;
@@ -77,9 +79,12 @@ export function createPayloadSchemas(deps: PayloadSchemaDeps): PayloadSchemas {
     return schemas;
   };
 
-  const schemasOf = (tenant: Tenant): OrgSchemas | Promise<OrgSchemas> => {
+  const schemasOf = (tenant: Tenant, tx?: Tx): OrgSchemas | Promise<OrgSchemas> => {
     const hit = cache.get(tenant.id);
     if (hit && hit.expiresAt > Date.now()) return hit.schemas;
+    // Read in the caller's transaction (see PayloadValidator), and not kept:
+    // it may see installation changes that are not committed.
+    if (tx) return load(tenant, tx);
     listening ??= deps.notifier.subscribeInstallations((orgId) => invalidate(orgId)).catch(() => {
       listening = undefined;
     });
@@ -111,8 +116,8 @@ export function createPayloadSchemas(deps: PayloadSchemaDeps): PayloadSchemas {
   };
 
   return {
-    validate(tenant, items) {
-      const schemas = schemasOf(tenant);
+    validate(tenant, items, tx) {
+      const schemas = schemasOf(tenant, tx);
       return schemas instanceof Promise ? schemas.then((loaded) => check(loaded, items)) : check(schemas, items);
     },
     invalidate,

@@ -52,7 +52,9 @@ export async function requestReplay(deps: ReplayDeps, { ctx, input }: VerbCall<{
   if (plan.requires && !roleHolds(input.role, plan.requires)) return deny(deps, ctx, { ...attempted, missing: plan.requires });
 
   const id = newId('replay');
-  await withTransaction(deps.sql, ctx.tx, async (tx) => {
+  // Read back inside the transaction: the answer is the request as recorded
+  // (queued), not whatever a fast worker has made of it since.
+  return withTransaction(deps.sql, ctx.tx, async (tx) => {
     await lockReplays(tx, ctx.tenant.schema);
     const wide = plan.scope.includes('*');
     const [running] = await tx.sql<{ id: string }[]>`
@@ -72,8 +74,8 @@ export async function requestReplay(deps: ReplayDeps, { ctx, input }: VerbCall<{
       payload: { org_id: ctx.tenant.id, replay_id: id, traceparent: ctx.traceparent ?? null },
       job_key: `replay:${id}`,
     }]);
+    return showReplay(deps, { ctx: { ...ctx, tx }, input: { id } });
   });
-  return showReplay(deps, { ctx, input: { id } });
 }
 
 /**

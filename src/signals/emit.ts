@@ -38,7 +38,13 @@ export interface InlineProjections<Prefetched = unknown> {
  * valid. Synchronous once the org's schemas are in memory.
  */
 export interface PayloadValidator {
-  validate(tenant: Tenant, items: ReadonlyArray<{ type: string; payload: unknown }>): FieldError[][] | Promise<FieldError[][]>;
+  /**
+   * `tx`, when the emit runs in a caller's transaction: a cold cache is then
+   * read through it, never through the pool — a transaction that holds a lock
+   * while waiting for a pooled connection deadlocks once the pool's
+   * connections all wait for that lock.
+   */
+  validate(tenant: Tenant, items: ReadonlyArray<{ type: string; payload: unknown }>, tx?: Tx): FieldError[][] | Promise<FieldError[][]>;
 }
 
 export interface EmitDeps {
@@ -114,7 +120,7 @@ export function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: 
 /** Schema errors per item from the installed packages' payload schemas (none without a validator). */
 async function schemaErrorsOf(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promise<FieldError[][] | undefined> {
   if (!deps.payloads) return undefined;
-  const checked = deps.payloads.validate(ctx.tenant, items);
+  const checked = deps.payloads.validate(ctx.tenant, items, ctx.tx);
   return checked instanceof Promise ? await checked : checked;
 }
 
