@@ -5,6 +5,7 @@
  * a position, read through the normal GET routes with ?as_of=, equal to what
  * those routes answered when the log stood there, until dropped.
  */
+import { newId } from '../../src/core/ids.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { shadowSchemaOf } from '../../src/replay/shadow.ts';
@@ -153,11 +154,12 @@ describe('as of', () => {
     // Without as_of, live state as ever.
     expect((await reads()).policy.rules).toEqual([]);
 
-    // Not an as-of replay, or an unknown id: refused.
+    // Not an as-of replay, not a replay id, or an unknown one: refused.
     const rebuilds = await t.request('GET', path('?status=succeeded'), { key: viewer });
     const rebuildId = rebuilds.body.data.find((row: { mode: string }) => row.mode === 'rebuild').id;
     expect((await t.request('GET', `/v1/orgs/${org.slug}/directives?as_of=${rebuildId}`, { key: viewer })).status).toBe(422);
-    expect((await t.request('GET', `/v1/orgs/${org.slug}/directives?as_of=rpl_nothing`, { key: viewer })).status).toBe(404);
+    expect((await t.request('GET', `/v1/orgs/${org.slug}/directives?as_of=rpl_nothing`, { key: viewer })).status).toBe(422);
+    expect((await t.request('GET', `/v1/orgs/${org.slug}/directives?as_of=${newId('replay')}`, { key: viewer })).status).toBe(404);
 
     const dropped = await t.request('POST', path(`/${replay.id}/cancel`), { key: admin, body: {} });
     expect(dropped.status).toBe(200);
