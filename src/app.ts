@@ -42,6 +42,7 @@ import { replaysProjection } from './replay/projection.ts';
 import { createRebuildMode } from './replay/rebuild.ts';
 import { createAsOfMode } from './replay/as-of.ts';
 import { installationsProjection } from './packages/installation-projection.ts';
+import { entitiesProjection } from './packages/entity-projection.ts';
 import type { InstallationDeps } from './packages/installation-steps.ts';
 import { packagePolicyLookup } from './packages/package-policy.ts';
 import type { EmitDeps } from './signals/emit.ts';
@@ -143,7 +144,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
   const { registry: packages, problems: registryProblems } = await loadRegistry(options.registryDir ?? config.SIGNALBUS_REGISTRY_DIR ?? REGISTRY_DIR, { executors });
   for (const problem of registryProblems) logger.error({ package: problem.where, path: problem.path, problem: problem.message }, 'registry entry refused');
   const projections = createProjectionRegistry(
-    [directivesProjection, executionsProjection, policiesProjection, circuitsProjection, installationsProjection, ...(options.projections ?? [])],
+    [directivesProjection, executionsProjection, policiesProjection, circuitsProjection, installationsProjection, entitiesProjection(packages), ...(options.projections ?? [])],
     [replaysProjection],
   );
   const appendBatcher = createAppendBatcher({ sql: writerSql, onCommitted: (orgId) => notifier.committed(orgId) });

@@ -61,7 +61,7 @@ function requireString(expression: Expression, value: unknown): string {
   ]);
 }
 
-function signalVariable(signal: Partial<SignalRow> & MatchInput) {
+export function signalVariable(signal: Partial<SignalRow> & MatchInput) {
   return toCel({
     id: signal.id ?? null,
     type: signal.type,

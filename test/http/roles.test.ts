@@ -17,9 +17,9 @@ import { getDirective } from '../../src/directives/store.ts';
 import { getExecution } from '../../src/executions/read.ts';
 import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
-import { installationIn, registryWithRelayVersions, RELAY_CONFIG } from '../support/installations.ts';
+import { installationIn, projectRouteTableEntity, registryWithRelayVersions, RELAY_CONFIG } from '../support/installations.ts';
 import { getInstallation } from '../../src/packages/installation-read.ts';
-import { callRoute, fillPath, KEYLESS_ROUTES, registeredRoutes, routeKey, uniqueInstant, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';
+import { callRoute, fillPath, KEYLESS_ROUTES, registeredRoutes, ROUTE_TABLE_ENTITY, routeKey, uniqueInstant, V1_ROUTES, type RouteCase, type RouteResponse } from '../support/routes.ts';
 import { requestReplay, showReplay } from '../../src/replay/verbs.ts';
 import { listSecrets, putSecret } from '../../src/secrets/vault.ts';
 
@@ -141,6 +141,7 @@ beforeAll(async () => {
   t = await createTestApp({ handlers: [alwaysFails], env: { SIGNALBUS_REGISTRY_DIR: registry.dir } });
   org = await t.createOrg('roles_a');
   installationId = await installationIn(t, org, 'installed');
+  await projectRouteTableEntity(t, org, ROUTE_TABLE_ENTITY.key);
   await setPolicy(t, org);
   directiveId = (await heldDirective(t, org)).id;
   executionId = (await failedExecution(t, org)).id;

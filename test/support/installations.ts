@@ -16,6 +16,7 @@ import { getInstallation } from '../../src/packages/installation-read.ts';
 import { installPackage, setInstallationEnabled, uninstallInstallation } from '../../src/packages/installations.ts';
 import { REGISTRY_DIR } from '../../src/packages/registry-files.ts';
 import { publishVersion, yankVersion } from '../../src/packages/registry.ts';
+import { emit } from '../../src/signals/emit.ts';
 import type { VerbContext } from '../../src/signals/verb-context.ts';
 import type { TestApp } from './harness.ts';
 
@@ -108,4 +109,20 @@ export async function changeInstallation(t: TestApp, org: Tenant, id: string, ch
     await uninstallInstallation(deps, { ctx: adminCtx(org), input: { id } });
     await runPendingJob(t, org, id);
   } else await setInstallationEnabled(deps, { ctx: adminCtx(org), input: { id, enabled: change === 'enable' } });
+}
+
+export const STRIPE_REVENUE_INSTALL = {
+  package: 'stripe-revenue',
+  config: { refund_approval_above: 5000 },
+  secrets: { stripe_webhook_secret: 'whsec_entities', stripe_api_key: 'sk_test_entities' },
+};
+
+/** Installs stripe-revenue in `org` and projects the customer the entity routes in V1_ROUTES read. */
+export async function projectRouteTableEntity(t: TestApp, org: Tenant, key: string): Promise<string> {
+  const id = await installedPackage(t, org, STRIPE_REVENUE_INSTALL);
+  await emit(t.app.deps.bus.emit, {
+    ctx: adminCtx(org),
+    input: { type: 'stripe.customer.created', subject: key, payload: { id: key, email: 'route@table.test', name: 'Route Table' } },
+  });
+  return id;
 }

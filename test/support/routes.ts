@@ -211,12 +211,17 @@ export const V1_ROUTES: readonly RouteCase[] = [
   { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/enable', permission: 'org:admin', allowed: admins, id: 'installation', state: 'disabled' },
   { method: 'DELETE', path: '/v1/orgs/{org}/installations/{id}', permission: 'org:admin', allowed: admins, id: 'installation', state: 'installed' },
   { method: 'GET', path: '/v1/orgs/{org}/installations/{id}/deliveries', permission: 'org:admin', allowed: admins, id: 'installation' },
+  { method: 'GET', path: '/v1/orgs/{org}/entities', permission: 'org:read', allowed: everyone },
+  // Reads ROUTE_TABLE_ENTITY: suites that call it expecting 200 project it first (projectRouteTableEntity).
+  { method: 'GET', path: '/v1/orgs/{org}/entities/{type}/{key}', permission: 'org:read', allowed: everyone },
 ];
 
 /** The `{name}` a route without an `id` writes to. */
 export const ROUTE_TABLE_SECRET = 'route_table_secret';
 /** The `{package}` and `{version}` registry routes read: a version the shipped registry publishes. */
 export const ROUTE_TABLE_PACKAGE = { package: 'webhook-relay', version: '1.0.0' };
+/** The `{type}` and `{key}` entity routes read: a customer stripe-revenue projects. */
+export const ROUTE_TABLE_ENTITY = { type: 'stripe.customer', key: 'cus_route_table' };
 
 /**
  * /v1 routes that take no API key, so no role: the inbound hook, which is
@@ -241,7 +246,8 @@ export function registeredRoutes(app: SignalbusApp, prefix: string): string[] {
 
 /**
  * Fills `{org}`, and `{id}` or `{name}` from `id` (`{name}` defaults to
- * ROUTE_TABLE_SECRET); `{package}` and `{version}` from ROUTE_TABLE_PACKAGE.
+ * ROUTE_TABLE_SECRET); `{package}` and `{version}` from ROUTE_TABLE_PACKAGE,
+ * `{type}` and `{key}` from ROUTE_TABLE_ENTITY.
  */
 export function fillPath(template: string, values: { org?: string; id?: string }): string {
   return template.replaceAll(/\{(\w+)\}/g, (_, name: string) => {
@@ -250,7 +256,9 @@ export function fillPath(template: string, values: { org?: string; id?: string }
         ? (values.id ?? ROUTE_TABLE_SECRET)
         : name === 'package' || name === 'version'
           ? ROUTE_TABLE_PACKAGE[name]
-          : values[name as 'org' | 'id'];
+          : name === 'type' || name === 'key'
+            ? ROUTE_TABLE_ENTITY[name]
+            : values[name as 'org' | 'id'];
     if (value === undefined) throw new Error(`no value for {${name}} in ${template}`);
     return encodeURIComponent(value);
   });

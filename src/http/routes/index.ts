@@ -21,6 +21,7 @@ import { registerConfigureInstallation, registerUpgradeInstallation } from './in
 import { registerInstallPackage } from './installations/create.ts';
 import { registerGetInstallation } from './installations/get.ts';
 import { registerListInstallations } from './installations/list.ts';
+import { registerEntities } from './entities/index.ts';
 import { registerListDeliveries } from './installations/deliveries.ts';
 import { registerCreateOrg } from './orgs/create.ts';
 import { registerGetPackage } from './packages/get.ts';
@@ -78,6 +79,7 @@ export function registerOperations(app: ApiApp): void {
   registerConfigureInstallation(app);
   registerUpgradeInstallation(app);
   registerInstallationActions(app);
+  registerEntities(app);
   registerRequestReplay(app);
   registerListReplays(app);
   registerGetReplay(app);
