@@ -16,8 +16,8 @@ import { emitSystem } from '../signals/system.ts';
 import type { VerbCall } from '../signals/verb-context.ts';
 import { nowOf, type ReplayDeps } from './deps.ts';
 import type { ReplayMode, ReplayRun } from './modes.ts';
-import { chooseProjections, refuseSelection, type ProjectionModeDeps } from './rebuild.ts';
-import { countLog, createShadow, dropShadow, foldCheckpointed, freezeShadow, LOG_START, shadowSchemaOf, type Cursor } from './shadow.ts';
+import { beginShadow, chooseProjections, refuseSelection, type ProjectionModeDeps } from './rebuild.ts';
+import { dropShadow, foldCheckpointed, freezeShadow, LOG_START, shadowSchemaOf, type Cursor } from './shadow.ts';
 import { getReplay } from './store.ts';
 
 export const AS_OF_DEFAULT_TTL_S = 3600;
@@ -68,11 +68,7 @@ export function createAsOfMode(deps: ProjectionModeDeps & Pick<ReplayDeps, 'now'
         const [now] = await deps.sql<{ xmin: string }[]>`select (pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text as xmin`;
         const until = selection.until ? decodeCursor(selection.until, 'selection.until') : selection.before ? null : { txId: now!.xmin, seq: '9223372036854775807' };
         const start: AsOfCheckpoint = { cursor: LOG_START, until, recordedBy: selection.before ?? null };
-        total = await countLog(deps.sql, tenant, LOG_START, { ...start, horizon: false });
-        await withTransaction(deps.sql, undefined, async (tx) => {
-          await createShadow(tx.sql, tenant, schema, projections);
-          await run.progress({ processed: 0, total, checkpoint: start }, tx);
-        });
+        total = await beginShadow(deps.sql, run, { schema, projections, checkpoint: start, bounds: { ...start, horizon: false } });
         checkpoint = start;
       }
       const { until, recordedBy } = checkpoint;

@@ -17,7 +17,7 @@ import { checksumProjections, type Checksums } from '../projections/rebuild.ts';
 import { projectionDrift, type Drift } from './drift.ts';
 import type { ReplayMode, ReplayRun } from './modes.ts';
 import type { ReplayRequest } from './model.ts';
-import { countLog, createShadow, cursorAfter, dropShadow, foldCheckpointed, foldPage, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PagedSignal } from './shadow.ts';
+import { countLog, createShadow, cursorAfter, dropShadow, foldCheckpointed, foldPage, LOG_START, pageFailure, readLogPage, shadowSchemaOf, type Cursor, type PageBounds, type PagedSignal } from './shadow.ts';
 
 export interface RebuildCheckpoint {
   cursor: Cursor;
@@ -47,6 +47,23 @@ export function chooseProjections(registry: ProjectionRegistry, names: readonly 
     throw new DomainError('validation_failed', `unknown projection ${unknown.join(', ')}`, [{ path: 'projections', message: `one of ${known.join(', ')}` }]);
   }
   return registry.projections.filter((projection) => !names || names.includes(projection.name));
+}
+
+/**
+ * The first step of a run that folds into shadow tables: counts what it will
+ * fold and creates the tables, recording the starting checkpoint with them.
+ */
+export async function beginShadow<Checkpoint>(
+  sql: Sql,
+  run: ReplayRun<Checkpoint>,
+  { schema, projections, checkpoint, bounds }: { schema: string; projections: readonly Projection[]; checkpoint: Checkpoint; bounds: PageBounds },
+): Promise<number> {
+  const total = await countLog(sql, run.tenant, LOG_START, bounds);
+  await withTransaction(sql, undefined, async (tx) => {
+    await createShadow(tx.sql, run.tenant, schema, projections);
+    await run.progress({ processed: 0, total, checkpoint }, tx);
+  });
+  return total;
 }
 
 function refuseSelection(request: ReplayRequest, allowed: readonly string[]): void {
@@ -96,13 +113,7 @@ export function createRebuildMode(deps: ProjectionModeDeps): ReplayMode<RebuildC
       let page: PagedSignal[] = [];
       const failed = async (error: unknown) => pageFailure(deps.sql, shadow, projections, page, error);
 
-      if (!run.checkpoint) {
-        total = await countLog(deps.sql, tenant, LOG_START, { horizon: false });
-        await withTransaction(deps.sql, undefined, async (tx) => {
-          await createShadow(tx.sql, tenant, schema, projections);
-          await run.progress({ processed: 0, total, checkpoint: { cursor } }, tx);
-        });
-      }
+      if (!run.checkpoint) total = await beginShadow(deps.sql, run, { schema, projections, checkpoint: { cursor }, bounds: { horizon: false } });
       // Below the horizon, one page and its checkpoint per transaction, until caught up.
       const target = { sql: deps.sql, tenant, shadow, projections, pageSize: deps.pageSize };
       ({ cursor, processed } = await foldCheckpointed(target, { cursor, processed }, {}, async (next, done, tx) => {
