@@ -8,7 +8,6 @@
  * rebuild gives the same rows.
  */
 import type { Queryable } from '../db/client.ts';
-import { signalVariable } from '../handlers/rules.ts';
 import { typeMatcher } from '../handlers/registry.ts';
 import type { SignalRow } from '../signals/model.ts';
 import type { Projection } from '../projections/registry.ts';
@@ -18,6 +17,7 @@ import { evaluateFields } from './cel-values.ts';
 import { evolveInstallation, type InstallationRow } from './installation-model.ts';
 import type { EntityProjection } from './manifest.ts';
 import type { PackageRegistry } from './registry.ts';
+import { signalVariable } from './rules.ts';
 
 /** The entity type of the projection's record of installations; no manifest type starts with `$`. */
 export const INSTALLATION_ENTITY = '$installation';

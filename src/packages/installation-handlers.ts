@@ -10,12 +10,12 @@
 import type { Tenant } from '../core/tenant.ts';
 import type { Sql } from '../db/client.ts';
 import type { Handler } from '../handlers/registry.ts';
-import { ruleHandlers } from '../handlers/rules.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { decodeCursor, type Cursor } from '../signals/model.ts';
 import { installationSubject } from './installation-model.ts';
 import { listActiveInstallations } from './installation-read.ts';
 import type { PackageRegistry } from './registry.ts';
+import { ruleHandlers } from './rules.ts';
 
 export interface InstallationHandlerDeps {
   sql: Sql;

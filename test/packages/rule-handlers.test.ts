@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/core/ids.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { getExecution } from '../../src/executions/read.ts';
-import { ruleHandlers } from '../../src/handlers/rules.ts';
+import { ruleHandlers } from '../../src/packages/rules.ts';
 import { runHandleSignal } from '../../src/handlers/runtime.ts';
 import { Manifest } from '../../src/packages/manifest.ts';
 import { emit } from '../../src/signals/emit.ts';

@@ -10,13 +10,13 @@
  * position; `when` failing at dispatch matches, so the run reports it.
  */
 import { DomainError } from '../core/errors.ts';
-import { compileManifestCel, type CelProgram } from '../packages/cel.ts';
-import { celToJson } from '../packages/cel-values.ts';
-import type { HandlerRule, Manifest } from '../packages/manifest.ts';
+import type { Handler, MatchInput } from '../handlers/registry.ts';
 import { celBudget, CelBudgetExceeded, runtimeErrorAt } from '../policy/cel-program.ts';
 import { toCel } from '../policy/cel.ts';
 import type { Cursor, SignalRow } from '../signals/model.ts';
-import type { Handler, MatchInput } from './registry.ts';
+import { compileManifestCel, type CelProgram } from './cel.ts';
+import { celToJson } from './cel-values.ts';
+import type { HandlerRule, Manifest } from './manifest.ts';
 
 /** What a rule handler knows of its installation. */
 export interface RuleInstallation {
