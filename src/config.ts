@@ -117,6 +117,10 @@ export const Config = z.object({
   SIGNALBUS_APPROVAL_TTL_SECONDS: z.coerce.number().int().min(60).default(72 * 3600),
   /** Signals a replay folds per page, and per checkpoint. */
   SIGNALBUS_REPLAY_PAGE_SIZE: z.coerce.number().int().min(1).max(100_000).default(2000),
+  /** Signal lines `orgs import` writes per transaction (a page also ends at 4 MiB of lines). */
+  SIGNALBUS_IMPORT_PAGE_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /** A pause between the pages of `orgs import`, to throttle a large import on a busy server. */
+  SIGNALBUS_IMPORT_PAGE_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
   /** First retry delay of executor runs, doubled per attempt with jitter. */
   SIGNALBUS_EXECUTOR_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2000),
   /** The package registry folder; absent = the one shipped with signalbus (`packages-registry`). */

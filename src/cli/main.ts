@@ -10,7 +10,7 @@ import { ConfigError, parseConfig, type Config } from '../config.ts';
 import { runStart } from './start.ts';
 import { runMigrate } from './migrate.ts';
 import { runKeysCreate, runOrgsCreate, runRotateEncryption } from './admin.ts';
-import { runOrgsExport, runOrgsImport } from './orgs-move.ts';
+import { runOrgsDiscardImport, runOrgsExport, runOrgsImport } from './orgs-move.ts';
 import { runInstall, runInstallationsList, runPackagesList } from './installations.ts';
 import { runReplayCancel, runReplayList, runReplayRequest, runReplayShow } from './replay.ts';
 import { runRegistryCheck, runRegistryPublish, runRegistrySchema, runRegistryYank } from './registry.ts';
@@ -24,7 +24,9 @@ const USAGE = `usage: signalbus <command>
   migrate --status [--json]   each tenant's schema version and last failure
   orgs create <slug> --name <name> [--json]
   orgs export <slug> > org.ndjson      the org's signals as NDJSON (header, signals, trailer with count and sha256)
-  orgs import <file> [--as <slug>] [--json]   verify the whole file, then recreate the org here and rebuild its projections
+  orgs import <file> [--as <slug>] [--json]   verify the whole file, then recreate the org here page by page and
+                        make it live at the end; the same command again resumes an interrupted import
+  orgs import --discard <slug>         remove an unfinished (interrupted) import of <slug>
   keys create --org <slug> --role viewer|operator|admin [--name <name>] [--json]
   keys create --platform-admin | --support [--name <name>] [--json]
   keys rotate-encryption [--json]   re-wrap every secret under the first SIGNALBUS_ENCRYPTION_KEYS key
@@ -78,8 +80,9 @@ async function main(argv: string[]): Promise<number> {
         const { values, positionals } = parseArgs({
           args: rest,
           allowPositionals: true,
-          options: { as: { type: 'string' }, json: { type: 'boolean', default: false } },
+          options: { as: { type: 'string' }, discard: { type: 'string' }, json: { type: 'boolean', default: false } },
         });
+        if (subcommand === 'import' && values.discard !== undefined && positionals.length === 0) return runOrgsDiscardImport(config, { slug: values.discard });
         if (positionals.length !== 1) break;
         if (subcommand === 'export') return runOrgsExport(config, { slug: positionals[0]! });
         return runOrgsImport(config, { file: positionals[0]!, as: values.as, json: values.json });

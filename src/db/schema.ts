@@ -11,7 +11,8 @@ export const organizations = pgTable('organizations', {
   slug: text('slug').notNull().unique(),
   name: text('name').notNull(),
   schemaName: text('schema_name').notNull().unique(),
-  status: text('status', { enum: ['active', 'suspended'] }).notNull().default('active'),
+  /** `importing`: an import is writing it; no route, stream or handler sees it until it goes live. */
+  status: text('status', { enum: ['active', 'suspended', 'importing'] }).notNull().default('active'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
@@ -105,3 +106,21 @@ export const consoleSessions = pgTable(
   },
   (table) => [index('console_sessions_expires').on(table.expiresAt)],
 );
+
+/**
+ * An unfinished org import: which file (its sha256) is being written into
+ * the org, and how many of its signal lines are in. Each page of the import
+ * commits its signals, their folds and this count together, so a re-run of
+ * the same file resumes after `written`. The row goes in the transaction
+ * that makes the org live. Not a projection: bookkeeping of a CLI command.
+ */
+export const orgImports = pgTable('org_imports', {
+  orgId: text('org_id')
+    .primaryKey()
+    .references(() => organizations.id, { onDelete: 'cascade' }),
+  sha256: text('sha256').notNull(),
+  signals: integer('signals').notNull(),
+  written: integer('written').notNull().default(0),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});

@@ -297,7 +297,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     if (!everyOrg && !deps.handlers.rules) return { orgs: undefined, behind: [] };
     const orgs = await deps.sql<Array<{ id: string; schema: string }>>`
       select o.id, o.schema_name as schema from public.organizations o
-       where ${everyOrg} or exists (select 1 from public.installation_routes r where r.org_id = o.id)
+       where o.status <> 'importing' and (${everyOrg} or exists (select 1 from public.installation_routes r where r.org_id = o.id))
        order by o.id`;
     const behind: string[] = [];
     for (let start = 0; start < orgs.length && !stopped; start += sweepChunk) {

@@ -1,7 +1,8 @@
 /**
  * Looks organizations up by id or slug. Found orgs are cached briefly (they
  * change rarely); misses are not cached, so an org created by another process
- * is visible at once.
+ * is visible at once. An org still being imported is not found: no route,
+ * stream, dispatcher or worker sees it until its import makes it live.
  */
 import { isId } from '../core/ids.ts';
 import type { Tenant } from '../core/tenant.ts';
@@ -32,7 +33,7 @@ export function createTenantDirectory(deps: { sql: Sql }, { ttlMs = 30_000 } = {
       const hit = cache.get(`${by}:${idOrSlug}`);
       if (hit && hit.expiresAt > Date.now()) return hit.tenant;
       const tenant = await findTenant(deps.sql, by, idOrSlug);
-      if (!tenant) return undefined;
+      if (!tenant || tenant.status === 'importing') return undefined;
       if (cache.size > 10_000) cache.clear();
       const expiresAt = Date.now() + ttlMs;
       cache.set(`id:${tenant.id}`, { tenant, expiresAt });

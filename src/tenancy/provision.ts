@@ -44,6 +44,7 @@ export async function provisionOrg(
     if (!inserted) {
       const existing = await findTenant(tx.sql, 'slug', input.slug);
       if (!existing) throw new DomainError('conflict', `the schema for ${input.slug} belongs to another organization`);
+      if (existing.status === 'importing') throw new DomainError('conflict', `an organization with slug ${input.slug} is being imported`);
       if (existing.name !== input.name) {
         throw new DomainError('conflict', `an organization with slug ${input.slug} already exists with another name`);
       }
