@@ -168,5 +168,14 @@ export function entitiesProjection(packages: PackageRegistry): Projection {
         on conflict (id) do update set type = excluded.type, key = excluded.key, fields = excluded.fields,
           version = excluded.version, tombstone = excluded.tombstone, last_signal_id = excluded.last_signal_id`;
     },
+    // Reads join the log for each row's position (entity-read.ts): an as-of
+    // schema keeps the positions of the signals its rows name, nothing more.
+    async materializeReads(db, live, asOf) {
+      await db`
+        create table ${db(`${asOf.schema}.signals`)} as
+        select id, tx_id, seq from ${db(`${live.schema}.signals`)}
+         where id in (select last_signal_id from ${db(`${asOf.schema}.entities`)})`;
+      await db`alter table ${db(`${asOf.schema}.signals`)} add primary key (id)`;
+    },
   };
 }

@@ -33,6 +33,12 @@ export interface Projection {
    * awaited: it resolves once they are sent.
    */
   apply(db: Queryable, tenant: Tenant, signals: SignalRow[], prefetched?: Prefetched, defer?: Tx['defer']): Promise<void>;
+  /**
+   * Copies into a folded as-of schema (`asOf`) whatever the reads of this
+   * projection need from `live` beyond its own table, so the normal GET
+   * routes answer from that schema alone. Run once its table is folded.
+   */
+  materializeReads?(db: Queryable, live: Tenant, asOf: Tenant): Promise<void>;
 }
 
 /** Per projection, what `prefetch` started. */

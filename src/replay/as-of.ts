@@ -79,6 +79,7 @@ export function createAsOfMode(deps: ProjectionModeDeps & Pick<ReplayDeps, 'now'
       const ttl = replay.request.ttl_s ?? AS_OF_DEFAULT_TTL_S;
       const expiresAt = new Date(Date.parse(nowOf(deps)) + ttl * 1000).toISOString();
       await withTransaction(deps.sql, undefined, async (tx) => {
+        for (const projection of projections) await projection.materializeReads?.(tx.sql, tenant, shadow);
         const report = {
           projections: projections.map((projection) => projection.name),
           signals: processed,
@@ -86,7 +87,7 @@ export function createAsOfMode(deps: ProjectionModeDeps & Pick<ReplayDeps, 'now'
           last_position: processed > 0 ? encodeCursor(cursor) : null,
           checksums: await checksumProjections(tx.sql, shadow, projections),
         };
-        await freezeShadow(tx.sql, schema, projections);
+        await freezeShadow(tx.sql, schema);
         await addJobs(tx.sql, [{ identifier: DROP_REPLAY_STATE, payload: { org_id: tenant.id, replay_id: replay.id }, run_at: expiresAt, job_key: `replay:${replay.id}:drop` }]);
         await run.complete(report, { tx, processed, total: processed, expiresAt });
       });

@@ -30,14 +30,15 @@ export async function createShadow(db: Queryable, tenant: Tenant, schema: string
   }
 }
 
-/** Makes a materialized shadow schema refuse every write, so as-of state stays what it was. */
-export async function freezeShadow(db: Queryable, schema: string, projections: readonly Projection[]): Promise<void> {
+/** Makes a materialized shadow schema refuse every write to any of its tables, so as-of state stays what it was. */
+export async function freezeShadow(db: Queryable, schema: string): Promise<void> {
   await db`
     create function ${db(`${schema}.refuse_writes`)}() returns trigger language plpgsql as $$
     begin raise exception 'as-of state is read-only'; end $$`;
-  for (const projection of projections) {
+  const tables = await db<{ name: string }[]>`select tablename as name from pg_tables where schemaname = ${schema} order by tablename`;
+  for (const { name } of tables) {
     await db`
-      create trigger read_only before insert or update or delete or truncate on ${db(`${schema}.${projection.table}`)}
+      create trigger read_only before insert or update or delete or truncate on ${db(`${schema}.${name}`)}
       for each statement execute function ${db(`${schema}.refuse_writes`)}()`;
   }
 }

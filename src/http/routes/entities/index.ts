@@ -1,6 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { MAX_ENTITY_KEY } from '../../../packages/entity-projection.ts';
 import { getEntity, listEntities } from '../../../packages/entity-read.ts';
+import { AsOfQuery, readAsOf } from '../../as-of.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 
@@ -25,15 +26,15 @@ export const listEntitiesRoute = createRoute({
   operationId: 'listEntities',
   tags: ['Installations'],
   summary: 'Entities projected by installed packages, in (type, key) order',
-  description: 'Role: viewer or above. Filter by `type`; pages by cursor.',
-  middleware: [requireAccess('org:read')] as const,
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized them. Filter by `type`; pages by cursor.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
   request: {
     params: OrgParams,
     query: z.object({
       type: EntityType.optional(),
       after: z.string().max(100 + 1 + MAX_ENTITY_KEY).optional().describe('`next_cursor` of the previous page'),
       limit: z.coerce.number().int().min(1).max(1000).default(100),
-    }),
+    }).extend(AsOfQuery.shape),
   },
   responses: {
     200: jsonResponse(z.object({ data: z.array(EntitySchema), next_cursor: z.string().nullable() }), 'A page of entities'),
@@ -47,9 +48,9 @@ export const getEntityRoute = createRoute({
   operationId: 'getEntity',
   tags: ['Installations'],
   summary: 'One entity projected by an installed package',
-  description: 'Role: viewer or above. A tombstone is returned with `tombstone: true`.',
-  middleware: [requireAccess('org:read')] as const,
-  request: { params: OrgParams.extend({ type: EntityType, key: EntityKey }) },
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized it. A tombstone is returned with `tombstone: true`.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
+  request: { params: OrgParams.extend({ type: EntityType, key: EntityKey }), query: AsOfQuery },
   responses: { 200: jsonResponse(EntitySchema, 'The entity'), ...errorResponses(422) },
 });
 

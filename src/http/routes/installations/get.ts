@@ -2,6 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { notFound } from '../../../core/errors.ts';
 import { isId } from '../../../core/ids.ts';
 import { getInstallation } from '../../../packages/installation-read.ts';
+import { AsOfQuery, readAsOf } from '../../as-of.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { InstallationParams, InstallationResponse } from '../../schemas-installations.ts';
@@ -13,9 +14,9 @@ export const getInstallationRoute = createRoute({
   operationId: 'getInstallation',
   tags: ['Installations'],
   summary: 'One installation: status, steps and error report',
-  description: 'Role: viewer or above. Secrets appear by name only.',
-  middleware: [requireAccess('org:read')] as const,
-  request: { params: InstallationParams },
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized it. Secrets appear by name only.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
+  request: { params: InstallationParams, query: AsOfQuery },
   responses: { 200: jsonResponse(InstallationResponse, 'The installation'), ...errorResponses() },
 });
 

@@ -1,6 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { INSTALLATION_STATUSES } from '../../../packages/installation-model.ts';
 import { listInstallations } from '../../../packages/installation-read.ts';
+import { AsOfQuery, readAsOf } from '../../as-of.ts';
 import { requireAccess, verbContextOf, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse, OrgParams } from '../../schemas.ts';
 import { PageQuery } from '../../schemas-directives.ts';
@@ -13,11 +14,11 @@ export const listInstallationsRoute = createRoute({
   operationId: 'listInstallations',
   tags: ['Installations'],
   summary: "The org's installations in creation order",
-  description: 'Role: viewer or above. Filter by `status` and `package`; pages by cursor.',
-  middleware: [requireAccess('org:read')] as const,
+  description: 'Role: viewer or above. With `as_of=<replay id>`, as that as-of replay materialized them. Filter by `status` and `package`; pages by cursor.',
+  middleware: [requireAccess('org:read'), readAsOf] as const,
   request: {
     params: OrgParams,
-    query: PageQuery.extend({ status: z.enum(INSTALLATION_STATUSES).optional(), package: z.string().max(40).optional() }),
+    query: PageQuery.extend({ status: z.enum(INSTALLATION_STATUSES).optional(), package: z.string().max(40).optional() }).extend(AsOfQuery.shape),
   },
   responses: {
     200: jsonResponse(z.object({ data: z.array(InstallationSchema), next_cursor: z.string().nullable() }), 'A page of installations'),
