@@ -14,6 +14,7 @@ import { checkForm, loadOrg, loadSession, securityHeaders, SignInRequired, type 
 import { Page } from './layout.tsx';
 import { registerDirectives } from './views/directives.tsx';
 import { registerExecutions } from './views/executions.tsx';
+import { registerInstallationActions } from './views/installation-actions.tsx';
 import { registerInstallations } from './views/installations.tsx';
 import { registerInstallForm } from './views/install-form.tsx';
 import { registerOrgs } from './views/orgs.tsx';
@@ -42,6 +43,7 @@ export function createConsole(): Hono<ConsoleEnv> {
   // Before the installation pages: `new` is not an installation id.
   registerInstallForm(app);
   registerInstallations(app);
+  registerInstallationActions(app);
   app.all('*', () => {
     throw new DomainError('not_found', 'no such page');
   });

@@ -12,6 +12,9 @@ const NOTICES: Record<string, string> = {
   secret_deleted: 'Secret deleted.',
   org_created: 'Organization created.',
   installation_changed: 'Installation updated.',
+  installation_configured: 'Config saved.',
+  installation_secrets_set: 'Secrets stored.',
+  installation_upgrading: 'Upgrade requested; it runs in the background.',
 };
 
 export function noticeText(code: string | undefined): string | undefined {
