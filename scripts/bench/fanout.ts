@@ -35,6 +35,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
 import { graphileLogger } from '../../src/worker/runner.ts';
 import { BENCH_HANDLERS } from './fanout-handlers.ts';
+import { builtinPipeline, PIPELINE_SIGNALS } from './pipeline.ts';
 import { benchDatabase, median, percentile, printTable, startServer, startWorkerProcess } from './support.ts';
 
 const RATE = 200;
@@ -42,7 +43,6 @@ const LATENCY_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const INGEST_SECONDS = 4;
 const INGEST_ROUNDS = 5;
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 50_000);
-const PIPELINE_SIGNALS = 5000;
 /** `BENCH_PHASES=latency,ingest,dispatch,pipeline` (default all) runs a subset. */
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'latency,ingest,dispatch,pipeline').split(','));
 
@@ -286,29 +286,9 @@ export async function runFanoutBench(): Promise<void> {
     const pipeline = async () => {
       console.log(`full pipeline: ${PIPELINE_SIGNALS} signals to executed directives…`);
       const worker = await startWorkerProcess(database.url, { BENCH_HANDLERS: 'proposer' });
-      const [before] = await sql<{ n: number }[]>`select count(*)::int as n from org_bench.directives where status = 'succeeded'`;
-      const pipelineStarted = performance.now();
-      for (let done = 0; done < PIPELINE_SIGNALS; done += 500) {
-        const response = await fetch(`${server.url}/v1/orgs/bench/signals/batch`, {
-          method: 'POST',
-          headers,
-          body: JSON.stringify({ signals: Array.from({ length: 500 }, (_, i) => ({ type: 'shop.order.placed', subject: `customer:${(done + i) % 100}`, payload: { phase: 'pipeline' } })) }),
-        });
-        if (response.status !== 200) throw new Error(`batch answered ${response.status}`);
-        await response.arrayBuffer();
-      }
-      await waitUntil('the pipeline to drain', async () => {
-        const [row] = await sql<{ n: number }[]>`select count(*)::int as n from org_bench.directives where status = 'succeeded'`;
-        return row!.n - before!.n >= PIPELINE_SIGNALS;
-      });
-      const seconds = (performance.now() - pipelineStarted) / 1000;
+      const measured = await builtinPipeline({ sql, serverUrl: server.url, org: 'bench', headers });
       await worker.stop();
-      const pipeline = {
-        signals: PIPELINE_SIGNALS,
-        seconds: +seconds.toFixed(1),
-        signals_to_executed_directives_per_s: Math.round(PIPELINE_SIGNALS / seconds),
-        worker_concurrency: config.SIGNALBUS_WORKER_CONCURRENCY,
-      };
+      const pipeline = { ...measured, worker_concurrency: config.SIGNALBUS_WORKER_CONCURRENCY };
       results.pipeline = pipeline;
       printTable('full pipeline (HTTP batch emit → handler → policy → noop.record executed)', [pipeline]);
     };

@@ -7,12 +7,19 @@
  * are signed as they are sent, as Stripe would. Rounds alternate the two
  * routes; the ratio is taken per round and its median reported.
  *
- * BENCH_SECONDS (default 3) per phase, BENCH_ROUNDS (default 3).
+ * Before that (scripts/bench/hooks-pipeline.ts), the pipeline phase: the
+ * same deliveries carried through to executed refunds by a rule handler,
+ * against the built-in handler pipeline of `fanout`.
+ *
+ * BENCH_SECONDS (default 3) per phase, BENCH_ROUNDS (default 3);
+ * BENCH_PHASES `pipeline,ingest` (default both); BENCH_PIPELINE_SIGNALS
+ * (default 5000) and BENCH_PIPELINE_ROUNDS (default 3).
  */
 import autocannon from 'autocannon';
 import Stripe from 'stripe';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { createApp } from '../../src/app.ts';
+import { updatePolicy } from '../../src/directives/policy-store.ts';
 import { parseConfig } from '../../src/config.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';
 import { runInstallationJob } from '../../src/packages/installation-job.ts';
@@ -22,12 +29,14 @@ import { generateMasterKeys } from '../../src/secrets/keys.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
+import { benchRegistry, FAKE_STRIPE_KEY, runHooksPipeline } from './hooks-pipeline.ts';
 import { benchDatabase, median, printTable, startServer, type ServerProcess } from './support.ts';
 
 const CONCURRENCY = 16;
 const PHASE_SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WHSEC = 'whsec_bench_hooks_signing_secret';
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'pipeline,ingest').split(','));
 
 let sequence = 0;
 /** A Stripe `charge.succeeded` event, new each call. */
@@ -65,7 +74,9 @@ export async function runHooksBench(): Promise<void> {
   const database = await benchDatabase();
   await migratePublicSchema(database.url);
   const masterKeys = generateMasterKeys('bench');
-  const setup = await createApp(parseConfig({ LOG_LEVEL: 'warn' }), { databaseUrl: database.url, logger: createLogger('warn'), masterKeys });
+  // The pipeline needs the bench rule; the ingest phases alone run the shipped registry.
+  const registry = PHASES.has('pipeline') ? await benchRegistry() : undefined;
+  const setup = await createApp(parseConfig({ LOG_LEVEL: 'warn' }), { databaseUrl: database.url, logger: createLogger('warn'), masterKeys, registryDir: registry?.dir });
   const { tenant } = await provisionOrg(setup.deps, { input: { slug: 'bench', name: 'Bench' } });
   const { secret } = await createApiKey(setup.deps, {
     tenant,
@@ -76,14 +87,23 @@ export async function runHooksBench(): Promise<void> {
   const deps = setup.deps.bus.installations;
   const { installation } = await installPackage(deps, {
     ctx,
-    input: { package: 'stripe-revenue', version: '1.0.0', config: { refund_approval_above: 10_000 }, secrets: { stripe_webhook_secret: WHSEC, stripe_api_key: 'sk_test_bench' } },
+    input: { package: 'stripe-revenue', version: '1.0.0', config: { refund_approval_above: 10_000 }, secrets: { stripe_webhook_secret: WHSEC, stripe_api_key: FAKE_STRIPE_KEY } },
   });
   const row = await getInstallation(deps, { ctx, input: { id: installation.id } });
   await runInstallationJob(deps, { tenant, job: { org_id: tenant.id, installation_id: installation.id, operation: row.pending!.operation, version: row.pending!.version, attempt: row.pending!.attempt } });
   if ((await getInstallation(deps, { ctx, input: { id: installation.id } })).status !== 'installed') throw new Error('stripe-revenue did not install');
-  await setup.close();
+  // Both pipelines' directives run without approval: the bench handler's noop.record and the refunds (4,200, under refund_approval_above).
+  await updatePolicy(setup.deps.bus.emit, {
+    ctx,
+    input: { rules: [{ id: 'allow-noop', match: 'noop.*', effect: 'allow' }, { id: 'allow-refunds', match: 'stripe.refund.create', effect: 'allow' }] },
+  });
 
-  const server = await startServer(database.url, { LOG_LEVEL: 'warn', SIGNALBUS_ENCRYPTION_KEYS: masterKeys, SIGNALBUS_RATE_LIMIT_HOOK_PER_S: '0' });
+  const server = await startServer(database.url, {
+    LOG_LEVEL: 'warn',
+    SIGNALBUS_ENCRYPTION_KEYS: masterKeys,
+    SIGNALBUS_RATE_LIMIT_HOOK_PER_S: '0',
+    ...(registry ? { SIGNALBUS_REGISTRY_DIR: registry.dir } : {}),
+  });
   const hook = () => {
     const body = JSON.stringify(stripeEvent());
     return { path: `/v1/hooks/${installation.id}`, body, headers: { 'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload: body, secret: WHSEC }) } };
@@ -100,7 +120,30 @@ export async function runHooksBench(): Promise<void> {
     });
     return { path: '/v1/orgs/bench/signals', body, headers: { authorization: `Bearer ${secret}` } };
   };
+  const results: Record<string, unknown> = {};
   try {
+    if (registry) {
+      results.pipeline = await runHooksPipeline({
+        databaseUrl: database.url,
+        sql: setup.deps.sql,
+        server,
+        org: 'bench',
+        apiKey: secret,
+        masterKeys,
+        registryDir: registry.dir,
+        hook,
+      });
+    }
+    if (PHASES.has('ingest')) results.hooks = await ingestPhase();
+    console.log(JSON.stringify(results, null, 2));
+  } finally {
+    await server.stop();
+    await setup.close();
+    await registry?.remove();
+    await database.stop();
+  }
+
+  async function ingestPhase() {
     console.log(`warming up (${CONCURRENCY} connections)…`);
     // Both paths warm (JIT, caches, the tables) before anything counts: a first round measured right after a short warm-up came out at half the later ones.
     await load(server, hook, 2 * PHASE_SECONDS);
@@ -118,9 +161,6 @@ export async function runHooksBench(): Promise<void> {
       { route: 'POST /v1/hooks/:id (Stripe-signed)', per_s: median(rounds.map((round) => round.hooks)) },
       { route: 'POST /v1/orgs/:org/signals', per_s: median(rounds.map((round) => round.emits)) },
     ]);
-    console.log(JSON.stringify({ hooks: { rounds, ratio, target: 0.8, concurrency: CONCURRENCY, phase_seconds: PHASE_SECONDS } }, null, 2));
-  } finally {
-    await server.stop();
-    await database.stop();
+    return { rounds, ratio, target: 0.8, concurrency: CONCURRENCY, phase_seconds: PHASE_SECONDS };
   }
 }
