@@ -3,7 +3,8 @@
  * The round trip keeps every signal (ids, keys, actors, timestamps, order)
  * and rebuilds projections equal by checksum; handlers do not run the
  * imported history again. A file with a flipped byte, a lost trailer or a
- * cut is refused before anything is written.
+ * cut is refused before anything is written. An import interrupted midway
+ * leaves no live org; run again, it resumes (or, for another file, starts over).
  */
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +19,7 @@ import { checksumProjections } from '../../src/projections/rebuild.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import { emit } from '../../src/signals/emit.ts';
 import { exportOrg } from '../../src/tenancy/export.ts';
-import { importOrg } from '../../src/tenancy/import.ts';
+import { discardImport, importOrg } from '../../src/tenancy/import.ts';
 import { fileLines } from '../../src/tenancy/org-file.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
@@ -228,5 +229,78 @@ describe('a damaged file', () => {
       return `${lines.join('\n')}\n`;
     });
     await refusedWithNothingWritten(to, /counts \d+ signals, the file holds/);
+  });
+});
+
+describe('an import interrupted midway', () => {
+  /** The file's lines; on the write pass (the second call) the read fails after `lines` lines. */
+  const failingAfter = (from: string, lines: number) => {
+    let calls = 0;
+    return async function* () {
+      const pass = ++calls;
+      let n = 0;
+      for await (const line of fileLines(from)) {
+        if (pass > 1 && n++ >= lines) throw new Error('the disk went away');
+        yield line;
+      }
+    };
+  };
+  const importWith = (input: Partial<Parameters<typeof importOrg>[1]['input']> & { lines: () => AsyncIterable<string>; as: string }) =>
+    importOrg(target.app.deps, { ctx: { actor: ACTOR, source: 'cli' }, input: { pageSize: 5, ...input } });
+  const unfinished = async (slug: string) => {
+    const [row] = await target.app.deps.sql<{ status: string; written: number }[]>`
+      select o.status, i.written from public.organizations o left join public.org_imports i on i.org_id = o.id where o.slug = ${slug}`;
+    return row;
+  };
+
+  it('leaves an org nobody sees; the same import again resumes after the last page and ends equal to the source', async () => {
+    // Header and 12 signal lines read: two pages of 5 committed, the third lost.
+    await expect(importWith({ lines: failingAfter(file, 13), as: 'resumed' })).rejects.toThrow('the disk went away');
+    expect(await unfinished('resumed')).toEqual({ status: 'importing', written: 10 });
+    expect(await target.app.deps.tenants.find('resumed')).toBeUndefined();
+    await expect(target.createOrg('resumed', 'Moving Co')).rejects.toMatchObject({ code: 'conflict' });
+
+    const report = await importWith({ lines: () => fileLines(file), as: 'resumed' });
+    expect(report.resumed_after).toBe(10);
+    const resumed = (await target.app.deps.tenants.find('resumed'))!;
+    const expected = await checksumProjections(source.app.deps.sql, org, source.app.deps.projections.projections);
+    expect(await checksumProjections(target.app.deps.sql, resumed, source.app.deps.projections.projections)).toEqual(expected);
+    expect(report.checksums).toEqual(expected);
+    expect(await signalsOf(target, resumed)).toEqual(await signalsOf(source, org));
+    // A page per transaction: the history spans several, in file order.
+    const [pages] = await target.app.deps.sql<{ n: number }[]>`select count(distinct tx_id)::int as n from org_resumed.signals where type <> 'org.imported'`;
+    expect(pages!.n).toBe(Math.ceil(report.signals / 5));
+    expect(await unfinished('resumed')).toEqual({ status: 'active', written: null });
+  });
+
+  it('starts over when another file is imported under the unfinished slug', async () => {
+    await expect(importWith({ lines: failingAfter(file, 8), as: 'restarted' })).rejects.toThrow('the disk went away');
+    expect(await unfinished('restarted')).toEqual({ status: 'importing', written: 5 });
+    // Another file: the imported org exported again (its history and `org.imported`).
+    const other = path.join(dir, 'other.ndjson');
+    const { trailer } = await exportTo(target, (await target.app.deps.tenants.find('moving'))!, other);
+    const report = await importWith({ lines: () => fileLines(other), as: 'restarted' });
+    expect(report).toMatchObject({ resumed_after: 0, signals: trailer.count, sha256: trailer.sha256 });
+    // The file's lines and this import's own `org.imported`: nothing of the abandoned run.
+    const [count] = await target.app.deps.sql<{ n: number }[]>`select count(*)::int as n from org_restarted.signals`;
+    expect(count!.n).toBe(trailer.count + 1);
+  });
+
+  it('is removed by discardImport, which refuses a live org', async () => {
+    await expect(importWith({ lines: failingAfter(file, 8), as: 'dropped' })).rejects.toThrow('the disk went away');
+    expect(await discardImport(target.app.deps, 'dropped')).toBe(true);
+    expect(await unfinished('dropped')).toBeUndefined();
+    const [schema] = await target.app.deps.sql`select 1 from pg_namespace where nspname = 'org_dropped'`;
+    expect(schema).toBeUndefined();
+    expect(await discardImport(target.app.deps, 'dropped')).toBe(false);
+    await expect(discardImport(target.app.deps, 'moving')).rejects.toMatchObject({ code: 'conflict' });
+  });
+
+  it('refuses a second import into a slug while one runs', async () => {
+    const first = importWith({ lines: () => fileLines(file), as: 'locked', pageDelayMs: 100 });
+    await waitFor(async () => ((await unfinished('locked'))?.written ?? 0) > 0, 20_000, 'the first import to write a page');
+    await expect(importWith({ lines: () => fileLines(file), as: 'locked' })).rejects.toMatchObject({ code: 'conflict', message: expect.stringMatching(/running/) });
+    await expect(discardImport(target.app.deps, 'locked')).rejects.toMatchObject({ code: 'conflict' });
+    expect((await first).org.slug).toBe('locked');
   });
 });
