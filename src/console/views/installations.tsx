@@ -51,7 +51,8 @@ async function Deliveries({ c, org, installation }: { c: ConsoleContext; org: st
   return (
     <section aria-labelledby="deliveries">
       <h2 id="deliveries">Inbound deliveries</h2>
-      <div class="scroll">
+      {/* Focusable, so the table can be scrolled sideways from the keyboard on a narrow screen. */}
+      <div class="scroll" tabindex={0} role="region" aria-labelledby="deliveries">
         <table>
           <thead>
             <tr><th scope="col">Received</th><th scope="col">Status</th><th scope="col">Outcome</th><th scope="col">Reason</th><th scope="col">Event</th><th scope="col">Signal</th><th scope="col">Body sha256</th></tr>
@@ -190,7 +191,7 @@ export function registerInstallations(app: Hono<ConsoleEnv>): void {
     const page = await listInstallations(c.get('deps').bus.installations, { ctx: verbContextOf(c), input: { limit: PAGE_SIZE, ...(after ? { after } : {}) } });
     return c.html(
       <Page title="Installations" session={session} org={org} current="installations">
-        <div class="scroll">
+        <div class="scroll" tabindex={0} role="region" aria-label="Installed packages">
           <table>
             <thead>
               <tr><th scope="col">Package</th><th scope="col">Version</th><th scope="col">Status</th><th scope="col">Error</th><th scope="col">Installed</th></tr>
@@ -214,11 +215,21 @@ export function registerInstallations(app: Hono<ConsoleEnv>): void {
           <section aria-labelledby="registry">
             <h2 id="registry">Packages in the registry</h2>
             <ul>
-              {c.get('deps').packages.list().filter((entry) => entry.latest).map((entry) => (
-                <li>
-                  <a href={`/console/orgs/${org}/installations/new?package=${encodeURIComponent(entry.name)}&version=${encodeURIComponent(entry.latest!)}`}>{`Install ${entry.name} ${entry.latest}`}</a> — {entry.description}
-                </li>
-              ))}
+              {c.get('deps').packages.list().filter((entry) => entry.latest).map((entry) => {
+                const href = (version: string) => `/console/orgs/${org}/installations/new?package=${encodeURIComponent(entry.name)}&version=${encodeURIComponent(version)}`;
+                const others = entry.versions.filter((version) => !version.yanked && version.version !== entry.latest).reverse();
+                return (
+                  <li>
+                    <a href={href(entry.latest!)}>{`Install ${entry.name} ${entry.latest}`}</a> — {entry.description}
+                    {others.length > 0 ? (
+                      <span class="hint">
+                        {' Other versions: '}
+                        {others.map((version, index) => <>{index > 0 ? ', ' : ''}<a href={href(version.version)} aria-label={`Install ${entry.name} ${version.version}`}>{version.version}</a></>)}
+                      </span>
+                    ) : null}
+                  </li>
+                );
+              })}
             </ul>
           </section>
         ) : null}

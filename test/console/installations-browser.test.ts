@@ -1,0 +1,231 @@
+/**
+ * An installer's whole job in a real Chromium: install webhook-relay through
+ * its generated config form (a worker runs the install), give the sender the
+ * webhook URL the page shows, and see real signed and forged deliveries over
+ * HTTP in the delivery log, the accepted one's signal in the signals view;
+ * rotate the inbound secret; disable (the hook answers 404, and that
+ * rejection is logged); an upgrade the new schema refuses and an invalid
+ * reconfiguration show their errors and change nothing; a valid upgrade and
+ * enabling open the hook again. Every installation page is checked with
+ * axe-core at 1280 px and at phone width (375 px) and screenshotted.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { accessibilityViolations, chromiumAvailable, launchChromium, screenshot, watchProblems } from '../support/browser.ts';
+import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
+import { registryWithRelayVersions } from '../support/installations.ts';
+
+let t: TestApp;
+let server: Awaited<ReturnType<typeof listen>>;
+let browser: Browser;
+let registry: Awaited<ReturnType<typeof registryWithRelayVersions>>;
+let admin: string;
+const contexts: BrowserContext[] = [];
+
+const browserTests = chromiumAvailable();
+const WIDE = { width: 1280, height: 900 };
+const PHONE = { width: 375, height: 812 };
+const HMAC_KEY = 'relay-inbound-console-key';
+const ROTATED_KEY = 'relay-inbound-rotated-key';
+
+beforeAll(async () => {
+  if (!browserTests) return;
+  browser = await launchChromium();
+  registry = await registryWithRelayVersions();
+  t = await createTestApp({ env: { SIGNALBUS_REGISTRY_DIR: registry.dir } });
+  server = await listen(t.app, t.config);
+  admin = await t.createKey(await t.createOrg('acme'), 'admin');
+  await t.startWorker();
+});
+afterAll(async () => {
+  for (const context of contexts) await context.close().catch(() => {});
+  await browser?.close();
+  await server?.close();
+  await t?.close();
+  await registry?.cleanup();
+});
+
+async function signIn(key: string): Promise<{ page: Page; problems: string[] }> {
+  const context = await browser.newContext({ viewport: WIDE });
+  contexts.push(context);
+  const page = await context.newPage();
+  const problems = watchProblems(page);
+  await page.goto(`${server.url}/console`);
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/console\/orgs/);
+  return { page, problems };
+}
+
+/** The elements reaching past the viewport's right edge, outside the regions that scroll sideways on purpose. */
+const OVERFLOWING = `[...document.querySelectorAll('body *')]
+  .filter((element) => !element.closest('.scroll') && element.getBoundingClientRect().right > window.innerWidth + 1)
+  .map((element) => element.tagName.toLowerCase() + (element.id ? '#' + element.id : '') + (element.className ? '.' + element.className : ''))`;
+
+/** axe-core finds nothing serious at 1280 px nor at 375 px, where nothing scrolls sideways; a screenshot of each. */
+async function checkPage(page: Page, name: string) {
+  expect(await accessibilityViolations(page), `${name} at 1280 px`).toEqual([]);
+  await screenshot(page, `installations-${name}`);
+  await page.setViewportSize(PHONE);
+  try {
+    expect(await accessibilityViolations(page), `${name} at 375 px`).toEqual([]);
+    expect(await page.evaluate(OVERFLOWING), `${name}: what sticks out at 375 px`).toEqual([]);
+    await screenshot(page, `installations-${name}-phone`);
+  } finally {
+    await page.setViewportSize(WIDE);
+  }
+}
+
+/** A delivery as the sender makes it: HMAC-SHA256 of the body, hex, in X-Signature-256. */
+async function deliver(url: string, body: string, key: string | null): Promise<number> {
+  const signature = createHmac('sha256', key ?? 'not-the-key').update(body).digest('hex');
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-signature-256': `sha256=${signature}` }, body });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+const sha256 = (body: string) => createHash('sha256').update(body).digest('hex');
+const event = (id: string) => JSON.stringify({ id, type: 'order.paid', data: { order: id, amount: 1200 } });
+
+async function apiInstallation(id: string) {
+  return (await t.request('GET', `/v1/orgs/acme/installations/${id}`, { key: admin })).body.installation;
+}
+
+/** Reloads the installation's page until the worker has finished its job. */
+async function idle(page: Page, id: string, expected: Record<string, unknown>) {
+  await waitFor(async () => {
+    const row = await apiInstallation(id);
+    return row.pending === null && Object.entries(expected).every(([name, value]) => row[name] === value);
+  }, 30_000, `installation ${id} to be ${JSON.stringify(expected)}`);
+  await page.reload();
+}
+
+const deliveryRow = (page: Page, sha: string) => page.locator('section[aria-labelledby="deliveries"] tr', { hasText: sha });
+
+describe.runIf(browserTests)('installations in Chromium', () => {
+  it('installs, receives signed and forged deliveries, rotates, disables, refuses bad changes and upgrades', { timeout: 240_000 }, async () => {
+    const { page, problems } = await signIn(admin);
+
+    // Install 1.0.0 through the form generated from its config schema.
+    await page.goto(`${server.url}/console/orgs/acme/installations`);
+    await checkPage(page, 'list-empty');
+    await page.getByRole('link', { name: 'Install webhook-relay 1.0.0' }).click();
+    await page.getByLabel('endpoint_url').fill('https://relay.example.test/hook');
+    await page.getByLabel('Secret inbound_hmac_secret').fill(HMAC_KEY);
+    await page.getByLabel('Secret webhook_signing_secret').fill('whsec_cmVsYXktc2lnbmluZy1zZWNyZXQ=');
+    await checkPage(page, 'install-form');
+    await page.getByRole('button', { name: 'Install' }).click();
+    await page.waitForURL(/\/installations\/ins_/);
+    const id = /installations\/(ins_[A-Za-z0-9]+)/.exec(page.url())![1]!;
+    await idle(page, id, { status: 'installed' });
+    await expect(page.locator('.facts .status').textContent()).resolves.toBe('installed');
+    expect(await page.content()).not.toContain(HMAC_KEY);
+
+    // The sender gets the URL the page shows, and delivers over HTTP: one signed, one forged.
+    const hookUrl = (await page.locator('#webhook-url').textContent())!;
+    expect(hookUrl).toBe(`${server.url}/v1/hooks/${id}`);
+    const signed = event('evt_console_1');
+    const forged = event('evt_console_forged');
+    expect(await deliver(hookUrl, signed, HMAC_KEY)).toBe(200);
+    expect(await deliver(hookUrl, forged, null)).toBe(401);
+    await page.reload();
+    const accepted = deliveryRow(page, sha256(signed));
+    await expect(accepted.locator('td').nth(1).textContent()).resolves.toBe('200');
+    await expect(accepted.locator('td').nth(2).textContent()).resolves.toBe('accepted');
+    await expect(accepted.textContent()).resolves.toContain('evt_console_1');
+    const rejected = deliveryRow(page, sha256(forged));
+    await expect(rejected.locator('td').nth(1).textContent()).resolves.toBe('401');
+    await expect(rejected.locator('td').nth(3).textContent()).resolves.toMatch(/^invalid_signature/);
+    await checkPage(page, 'installed');
+
+    // The accepted delivery's signal: its page, and the signals view once it is below the horizon.
+    const signalId = (await accepted.getByRole('link').textContent())!;
+    await accepted.getByRole('link').click();
+    await expect(page.locator('main').textContent()).resolves.toContain('relay.event.received');
+    await waitFor(async () => {
+      await page.goto(`${server.url}/console/orgs/acme/signals?type=relay.*`);
+      return (await page.locator(`a[href$="${signalId}"]`).count()) > 0;
+    }, 75_000, 'the delivered signal in the signals view');
+
+    // Rotate: the new and the old key both verify until the old one is dropped.
+    await page.goto(`${server.url}/console/orgs/acme/installations/${id}`);
+    await page.getByLabel('Secret inbound_hmac_secret').fill(`${ROTATED_KEY} ${HMAC_KEY}`);
+    await page.getByRole('button', { name: 'Store secrets' }).click();
+    await page.getByText('Secrets stored.').waitFor();
+    expect(await page.content()).not.toContain(ROTATED_KEY);
+    expect(await deliver(hookUrl, event('evt_console_2'), ROTATED_KEY)).toBe(200);
+    expect(await deliver(hookUrl, event('evt_console_3'), HMAC_KEY)).toBe(200);
+
+    // Disable: the hook answers 404, and the log shows that rejection.
+    await page.getByRole('button', { name: 'Disable' }).click();
+    await page.getByText('Installation updated.').waitFor();
+    await expect(page.locator('.facts .status').textContent()).resolves.toBe('disabled');
+    const late = event('evt_console_late');
+    expect(await deliver(hookUrl, late, ROTATED_KEY)).toBe(404);
+    await page.reload();
+    // Refused before its body is read: no hash, the newest row.
+    const closed = page.locator('section[aria-labelledby="deliveries"] tbody tr').first();
+    await expect(closed.locator('td').nth(1).textContent()).resolves.toBe('404');
+    await expect(closed.locator('td').nth(3).textContent()).resolves.toBe('not_found: the installation is disabled');
+    await checkPage(page, 'disabled');
+
+    // An upgrade the new version's schema refuses: the report of what to change, nothing changed.
+    const before = await apiInstallation(id);
+    await page.getByLabel('Version').selectOption('2.0.0');
+    await page.getByRole('button', { name: 'Upgrade' }).click();
+    const report = page.locator('section[aria-labelledby="upgrade-refused"]');
+    await expect(report.textContent()).resolves.toMatch(/\/config\/timeout_ms: must have required property 'timeout_ms'.*\/config\/send_test_ping: not in the config schema of 2\.0\.0/s);
+    await checkPage(page, 'upgrade-refused');
+    expect(await apiInstallation(id)).toEqual(before);
+
+    // An invalid reconfiguration: the error at its field, nothing changed.
+    await page.getByRole('link', { name: 'Reconfigure' }).first().click();
+    const endpoint = page.getByLabel('endpoint_url');
+    await expect(endpoint.inputValue()).resolves.toBe('https://relay.example.test/hook');
+    await endpoint.fill('ftp://relay.example.test/hook');
+    await page.getByRole('button', { name: 'Save config' }).click();
+    await expect(page.getByLabel('endpoint_url').getAttribute('aria-invalid')).resolves.toBe('true');
+    await expect(page.locator('#config-endpoint_url-error').textContent()).resolves.toMatch(/must match pattern/);
+    await expect(page.getByRole('link', { name: '/config/endpoint_url' }).getAttribute('href')).resolves.toBe('#config-endpoint_url');
+    await checkPage(page, 'reconfigure-refused');
+    expect(await apiInstallation(id)).toEqual(before);
+
+    // A version the config fits, then enable: the hook answers again.
+    await page.goto(`${server.url}/console/orgs/acme/installations/${id}`);
+    await page.getByLabel('Version').selectOption('1.0.1');
+    await page.getByRole('button', { name: 'Upgrade' }).click();
+    await page.getByText('Upgrade requested; it runs in the background.').waitFor();
+    await idle(page, id, { version: '1.0.1' });
+    await page.getByRole('button', { name: 'Enable' }).click();
+    await page.getByText('Installation updated.').waitFor();
+    expect(await deliver(hookUrl, event('evt_console_4'), ROTATED_KEY)).toBe(200);
+    expect((await apiInstallation(id)).config).toEqual(before.config);
+
+    await page.goto(`${server.url}/console/orgs/acme/installations`);
+    await checkPage(page, 'list');
+    expect(problems).toEqual([]);
+  });
+
+  it('shows a failed install’s failing step and retries it from the page', { timeout: 120_000 }, async () => {
+    const { page, problems } = await signIn(admin);
+    await page.goto(`${server.url}/console/orgs/acme/installations/new?package=webhook-relay&version=1.0.0`);
+    await page.getByLabel('endpoint_url').fill('https://relay.example.test/other');
+    await page.getByRole('button', { name: 'Install' }).click();
+    await page.waitForURL(/\/installations\/ins_/);
+    const id = /installations\/(ins_[A-Za-z0-9]+)/.exec(page.url())![1]!;
+    await idle(page, id, { status: 'failed' });
+    const report = page.locator('section[aria-labelledby="install-error"]');
+    await expect(report.textContent()).resolves.toMatch(/The install to 1\.0\.0 \(attempt 1\) failed at step secrets/);
+    await checkPage(page, 'failed');
+    await page.getByLabel('Secret inbound_hmac_secret').fill(HMAC_KEY);
+    await page.getByLabel('Secret webhook_signing_secret').fill('whsec_cmVsYXktc2lnbmluZy1zZWNyZXQ=');
+    await page.getByRole('button', { name: 'Store secrets' }).click();
+    await page.getByText('Secrets stored.').waitFor();
+    await page.getByRole('button', { name: 'Retry' }).click();
+    await page.getByText('Installation updated.').waitFor();
+    await idle(page, id, { status: 'installed' });
+    await expect(page.locator('.facts .status').textContent()).resolves.toBe('installed');
+    expect(problems).toEqual([]);
+  });
+});
