@@ -24,10 +24,10 @@ beforeAll(async () => {
   await cp(REGISTRY_DIR, dir, { recursive: true });
   const source = await mkdtemp(path.join(tmpdir(), 'signalbus-src-'));
   const manifest = JSON.parse(await readFile(path.join(dir, 'webhook-relay', '1.0.0', 'manifest.json'), 'utf8'));
-  await writeFile(path.join(source, 'manifest.json'), JSON.stringify({ ...manifest, version: '1.0.1' }));
+  await writeFile(path.join(source, 'manifest.json'), JSON.stringify({ ...manifest, version: '1.0.2' }));
   const context = { executors: createExecutorRegistry(builtinExecutors({ allowPrivateTargets: false })), now: () => new Date('2026-12-01T00:00:00Z') };
   await publishVersion(dir, source, context);
-  await yankVersion(dir, { name: 'webhook-relay', version: '1.0.1', reason: 'forwards twice' }, context);
+  await yankVersion(dir, { name: 'webhook-relay', version: '1.0.2', reason: 'forwards twice' }, context);
   await rm(source, { recursive: true, force: true });
 
   t = await createTestApp({ env: { SIGNALBUS_REGISTRY_DIR: dir } });
@@ -47,7 +47,7 @@ describe('GET /v1/packages', () => {
       expect(response.body).toEqual({
         data: [
           { name: 'stripe-revenue', description: expect.stringContaining('Stripe events become signals'), latest: '1.0.0', versions: ['1.0.0'] },
-          { name: 'webhook-relay', description: expect.stringContaining('Relays'), latest: '1.0.0', versions: ['1.0.0', '1.0.1'] },
+          { name: 'webhook-relay', description: expect.stringContaining('Relays'), latest: '1.0.1', versions: ['1.0.0', '1.0.1', '1.0.2'] },
         ],
         next_cursor: null,
       });
@@ -65,10 +65,11 @@ describe('GET /v1/packages/:name', () => {
   it('shows versions with the yanked one marked; latest skips it', async () => {
     const response = await t.request('GET', '/v1/packages/webhook-relay', { key: viewerKey });
     expect(response.status, response.text).toBe(200);
-    expect(response.body.package.latest).toBe('1.0.0');
+    expect(response.body.package.latest).toBe('1.0.1');
     expect(response.body.package.versions).toEqual([
       { version: '1.0.0', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), published_at: expect.any(String), yanked: false },
-      { version: '1.0.1', sha256: expect.any(String), published_at: '2026-12-01T00:00:00.000Z', yanked: true, yanked_at: '2026-12-01T00:00:00.000Z', yank_reason: 'forwards twice' },
+      { version: '1.0.1', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), published_at: expect.any(String), yanked: false },
+      { version: '1.0.2', sha256: expect.any(String), published_at: '2026-12-01T00:00:00.000Z', yanked: true, yanked_at: '2026-12-01T00:00:00.000Z', yank_reason: 'forwards twice' },
     ]);
   });
 
@@ -91,10 +92,10 @@ describe('GET /v1/packages/:name/:version', () => {
   });
 
   it('keeps a yanked version readable', async () => {
-    const response = await t.request('GET', '/v1/packages/webhook-relay/1.0.1', { key: viewerKey });
+    const response = await t.request('GET', '/v1/packages/webhook-relay/1.0.2', { key: viewerKey });
     expect(response.status).toBe(200);
-    expect(response.body.release).toMatchObject({ version: '1.0.1', yanked: true });
-    expect(response.body.manifest.version).toBe('1.0.1');
+    expect(response.body.release).toMatchObject({ version: '1.0.2', yanked: true });
+    expect(response.body.manifest.version).toBe('1.0.2');
   });
 
   it('answers an unknown version, or one of an unknown package, with a 404 problem', async () => {

@@ -59,7 +59,7 @@ afterEach(async () => {
 
 describe('the shipped registry', () => {
   it('passes its own check, manifest.schema.json included (CI runs the same)', async () => {
-    expect(await checkRegistry(REGISTRY_DIR, { executors })).toEqual({ problems: [], versions: 2 });
+    expect(await checkRegistry(REGISTRY_DIR, { executors })).toEqual({ problems: [], versions: 3 });
   });
 
   it('loads both packages with their latest version', async () => {
@@ -67,7 +67,7 @@ describe('the shipped registry', () => {
     expect(problems).toEqual([]);
     expect(registry.list().map((entry) => [entry.name, entry.latest])).toEqual([
       ['stripe-revenue', '1.0.0'],
-      ['webhook-relay', '1.0.0'],
+      ['webhook-relay', '1.0.1'],
     ]);
     expect(registry.installable('stripe-revenue', '1.0.0').scopes).toEqual(['stripe.refund.create']);
   });
@@ -86,7 +86,7 @@ describe('integrity', () => {
     const { registry } = await loadRegistry(dir, { executors });
     expect(registry.get('stripe-revenue')).toBeUndefined();
     expect(() => registry.installable('stripe-revenue', '1.0.0')).toThrow(/not found/);
-    expect(registry.get('webhook-relay')?.latest).toBe('1.0.0');
+    expect(registry.get('webhook-relay')?.latest).toBe('1.0.1');
   });
 
   it('reports a CEL expression that does not compile with its field and position, even under a matching pin', async () => {
@@ -145,7 +145,7 @@ describe('signalbus registry (CLI)', () => {
     expect(first).toMatchObject({ code: 0, out: { published: { name: 'webhook-relay', version: '1.1.0', unchanged: false } } });
     const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
     expect(index.packages['webhook-relay'].versions['1.1.0']).toEqual({ sha256: first.out.published.sha256, published_at: now().toISOString(), yanked: false });
-    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 3 });
+    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 4 });
 
     const again = await cli(() => runRegistryPublish(config, { ...args(), source }));
     expect(again).toMatchObject({ code: 0, out: { published: { unchanged: true } } });
@@ -175,18 +175,18 @@ describe('signalbus registry (CLI)', () => {
   });
 
   it('yank keeps a version readable but not installable; latest moves on', async () => {
-    const source = await sourceDir({ ...(await readManifest('webhook-relay', '1.0.0')), version: '1.0.1' });
+    const source = await sourceDir({ ...(await readManifest('webhook-relay', '1.0.0')), version: '1.0.2' });
     expect((await cli(() => runRegistryPublish(config, { ...args(), source }))).code).toBe(0);
-    const yanked = await cli(() => runRegistryYank(config, { ...args(), name: 'webhook-relay', version: '1.0.1', reason: 'broken forward rule' }));
-    expect(yanked).toMatchObject({ code: 0, out: { yanked: { name: 'webhook-relay', version: '1.0.1', yanked_at: now().toISOString(), unchanged: false } } });
-    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 3 });
+    const yanked = await cli(() => runRegistryYank(config, { ...args(), name: 'webhook-relay', version: '1.0.2', reason: 'broken forward rule' }));
+    expect(yanked).toMatchObject({ code: 0, out: { yanked: { name: 'webhook-relay', version: '1.0.2', yanked_at: now().toISOString(), unchanged: false } } });
+    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 4 });
 
     const { registry } = await loadRegistry(dir, { executors });
-    expect(registry.get('webhook-relay')?.latest).toBe('1.0.0');
-    expect(registry.getVersion('webhook-relay', '1.0.1')).toMatchObject({ yanked: true, yank_reason: 'broken forward rule' });
+    expect(registry.get('webhook-relay')?.latest).toBe('1.0.1');
+    expect(registry.getVersion('webhook-relay', '1.0.2')).toMatchObject({ yanked: true, yank_reason: 'broken forward rule' });
     let refusal: unknown;
     try {
-      registry.installable('webhook-relay', '1.0.1');
+      registry.installable('webhook-relay', '1.0.2');
     } catch (error) {
       refusal = error;
     }

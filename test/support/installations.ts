@@ -1,8 +1,8 @@
 /**
  * Installations for suites that need one in a given state, made through the
  * verbs and with the install job run in-process (no worker needed), and a
- * registry copy holding more versions of webhook-relay to upgrade to:
- * 1.0.1 (same config schema) and 2.0.0 (its config needs a `timeout_ms`
+ * registry copy holding more versions of webhook-relay to upgrade to: the
+ * shipped 1.0.1 (same config schema), 2.0.0 (its config needs a `timeout_ms`
  * the 1.x config lacks, and refuses `send_test_ping`), and 1.0.2, yanked.
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -52,7 +52,7 @@ export async function installationIn(t: TestApp, org: Tenant, state: Installatio
   return installation.id;
 }
 
-/** A copy of the shipped registry with webhook-relay 1.0.1 and 2.0.0 published; remove it with `cleanup`. */
+/** A copy of the shipped registry with webhook-relay 2.0.0 and 1.0.2 (yanked) published; remove it with `cleanup`. */
 export async function registryWithRelayVersions(): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'signalbus-installs-'));
   await cp(REGISTRY_DIR, dir, { recursive: true });
@@ -63,11 +63,7 @@ export async function registryWithRelayVersions(): Promise<{ dir: string; cleanu
     properties: { endpoint_url: manifest.config.properties.endpoint_url, forward_types: manifest.config.properties.forward_types, timeout_ms: { type: 'integer', minimum: 100 } },
     required: ['endpoint_url', 'forward_types', 'timeout_ms'],
   };
-  const versions = [
-    { ...manifest, version: '1.0.1' },
-    { ...manifest, version: '2.0.0', config: v2Config, steps: [] },
-  ];
-  for (const version of [...versions, { ...manifest, version: '1.0.2' }]) {
+  for (const version of [{ ...manifest, version: '2.0.0', config: v2Config, steps: [] }, { ...manifest, version: '1.0.2' }]) {
     const source = await mkdtemp(path.join(tmpdir(), 'signalbus-src-'));
     await writeFile(path.join(source, 'manifest.json'), JSON.stringify(version));
     await publishVersion(dir, source, context);
@@ -80,17 +76,17 @@ export async function registryWithRelayVersions(): Promise<{ dir: string; cleanu
 /** Secrets a stripe-revenue installation needs (its calls go to a fake). */
 export const STRIPE_SECRETS = { stripe_api_key: 'rk_test_signalbus', stripe_webhook_secret: 'whsec_c3RyaXBlLXRlc3Qtc2VjcmV0' };
 
-/** An installed `package@1.0.0` with `config` and `secrets` (and `backfillFrom`, a position), through the install verb and its job. */
+/** An installed `package@version` (1.0.0 unless given) with `config` and `secrets` (and `backfillFrom`, a position), through the install verb and its job. */
 export async function installedPackage(
   t: TestApp,
   org: Tenant,
-  spec: { package: string; config?: Record<string, unknown>; secrets?: Record<string, string>; backfillFrom?: string },
+  spec: { package: string; version?: string; config?: Record<string, unknown>; secrets?: Record<string, string>; backfillFrom?: string },
 ): Promise<string> {
   const { installation } = await installPackage(t.app.deps.bus.installations, {
     ctx: adminCtx(org),
     input: {
       package: spec.package,
-      version: '1.0.0',
+      version: spec.version ?? '1.0.0',
       config: spec.config ?? {},
       secrets: spec.secrets ?? {},
       ...(spec.backfillFrom ? { backfill_from: spec.backfillFrom } : {}),

@@ -196,7 +196,7 @@ export const V1_ROUTES: readonly RouteCase[] = [
     state: 'installed',
     body: (unique) => ({ config: { ...RELAY_CONFIG, forward_types: [`rt.${unique}`] } }),
   },
-  // 1.0.1 is published by the suites' registry copy (registryWithRelayVersions).
+  // 1.0.1 is shipped; installs in the route table are of 1.0.0.
   {
     method: 'POST',
     path: '/v1/orgs/{org}/installations/{id}/upgrade',
