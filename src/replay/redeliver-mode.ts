@@ -9,7 +9,7 @@
 import { DomainError } from '../core/errors.ts';
 import { parseTypeFilter } from '../signals/model.ts';
 import { planRedelivery, redeliverPage, type RedeliverInput, type RedeliveryPlan } from '../handlers/redeliver.ts';
-import { emptyReport, mergeReports, type RedeliverReport } from '../handlers/redeliver-report.ts';
+import { emptyReport, mergeReports, NEW_ITEMS_LISTED, type RedeliverReport } from '../handlers/redeliver-report.ts';
 import type { RuntimeDeps } from '../handlers/runtime.ts';
 import type { ReplayMode, ReplayRun } from './modes.ts';
 import type { ReplayRequest, ReplayRow } from './model.ts';
@@ -31,6 +31,24 @@ function inputOf(replay: Pick<ReplayRow, 'id' | 'request'>): RedeliverInput {
 }
 
 /** The report as a checkpoint carries it: counts and position, no lists. */
+/**
+ * The report as the completion signal carries it, within the org's payload
+ * limit (a quarter of it left for the rest of the signal): the lists are
+ * halved until it fits, and marked `truncated`; the counts stay exact.
+ */
+export function fittedReport<Report extends RedeliverReport>(report: Report, maxPayloadBytes: number): Report {
+  const budget = Math.floor(maxPayloadBytes * 0.75);
+  const size = (candidate: Report) => Buffer.byteLength(JSON.stringify(candidate));
+  let fitted = report;
+  for (let keep = NEW_ITEMS_LISTED; size(fitted) > budget && keep > 0; keep = Math.floor(keep / 2)) {
+    const cut = <T>(items: T[] | undefined) => (items ? { items: items.slice(0, keep) } : undefined);
+    const lists = { would_emit: cut(report.would_emit), would_propose: cut(report.would_propose), emitted: cut(report.emitted), proposed: cut(report.proposed) };
+    fitted = { ...report, truncated: true, errors: report.errors.slice(0, keep) };
+    for (const [name, list] of Object.entries(lists)) if (list) Object.assign(fitted, { [name]: list.items });
+  }
+  return fitted;
+}
+
 function countsOnly(report: RedeliverReport): RedeliverReport {
   const { would_emit: _we, would_propose: _wp, emitted: _e, proposed: _p, ...counts } = report;
   return { ...counts, ...(report.dry_run ? { would_emit: [], would_propose: [] } : { emitted: [], proposed: [] }), errors: [] };
@@ -73,7 +91,7 @@ export function createRedeliverMode(deps: RedeliverModeDeps): ReplayMode<Redeliv
         const page = await redeliverPage(deps, { ctx, input, plan, after: report.position ?? plan.after, limit });
         report = mergeReports(report, page.report);
         await run.progress({ processed: report.processed, total: plan.total, checkpoint: { plan, report: countsOnly(report) } });
-        if (page.done) return { ...report, selection: replay.request.selection, total: plan.total };
+        if (page.done) return fittedReport({ ...report, selection: replay.request.selection, total: plan.total }, deps.emit.maxPayloadBytes);
       }
     },
   };
