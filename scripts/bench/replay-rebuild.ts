@@ -1,12 +1,13 @@
 /**
  * The rebuild part of `npm run bench -- replay`: an org of N mixed signals
  * (two in five are directive lifecycle steps the projections fold, the rest
- * plain signals they skip) is rebuilt by the replay job, run by a worker in
- * this process, into shadow tables and swapped in. Reported against the
+ * plain signals they skip) is rebuilt by the replay job, run by a worker
+ * process, into shadow tables and swapped in. Reported against the
  * floor measured in the same run — a sequential scan of the same rows, in
- * the same position pages — with the process's peak RSS added during each,
- * at each size (BENCH_REPLAY_SIZES, default 50000,200000) to show memory
- * flat in stream length. Target: rebuild ≥ 0.4 × the scan.
+ * the same position pages — with the peak RSS of the worker process that ran
+ * it (one started for the rebuild alone), at each size (BENCH_SIGNALS,
+ * default 50000,200000) to show memory flat in stream length. Target:
+ * rebuild ≥ 0.4 × the scan.
  */
 import { createApp, type SignalbusApp } from '../../src/app.ts';
 import { parseConfig } from '../../src/config.ts';
@@ -14,17 +15,13 @@ import { newId } from '../../src/core/ids.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';
 import { readLogPage, LOG_START, cursorAfter } from '../../src/replay/shadow.ts';
-import { requestReplay, showReplay } from '../../src/replay/verbs.ts';
-import type { Replay } from '../../src/replay/store.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { emitBatch } from '../../src/signals/emit.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
-import { startWorker } from '../../src/worker/runner.ts';
-import { measured } from './replay-redeliver.ts';
+import { replayInWorker, SIZES } from './replay-support.ts';
 import { benchDatabase, printTable } from './support.ts';
 
-const SIZES = (process.env.BENCH_REPLAY_SIZES ?? '50000,200000').split(',').map(Number);
 const PAGE_SIZE = Number(process.env.SIGNALBUS_REPLAY_PAGE_SIZE ?? 2000);
 
 /** Five signals: a directive's lifecycle interleaved with plain signals, in one batch. */
@@ -81,44 +78,34 @@ async function scan(app: SignalbusApp, tenant: Tenant): Promise<number> {
   }
 }
 
-async function rebuild(app: SignalbusApp, tenant: Tenant): Promise<Replay> {
-  const ctx = { tenant, actor: { type: 'human' as const, id: 'support@bench.test' }, source: 'api' };
-  const { id } = await requestReplay(app.deps.bus.replays, { ctx, input: { role: 'support', request: { mode: 'rebuild', reason: 'bench' } } });
-  for (;;) {
-    const replay = await showReplay(app.deps.bus.replays, { ctx, input: { id } });
-    if (replay.status !== 'queued' && replay.status !== 'running') return replay;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 export async function runRebuildBench(): Promise<void> {
   const database = await benchDatabase();
   await migratePublicSchema(database.url);
   const config = parseConfig({ LOG_LEVEL: 'warn', SIGNALBUS_REPLAY_PAGE_SIZE: String(PAGE_SIZE) });
+  // Seeds, requests and reads; the replay itself runs in a worker process.
   const app = await createApp(config, { databaseUrl: database.url, logger: createLogger('warn') });
-  const worker = await startWorker(app.worker, { databaseUrl: database.url, concurrency: 2, heartbeatMs: 1000, staleAfterMs: 30_000, pollIntervalMs: 50 });
   const rows: Array<Record<string, string | number>> = [];
   try {
     for (const size of SIZES) {
       const { tenant } = await provisionOrg(app.deps, { input: { slug: `bench_rebuild_${size}`, name: `Bench ${size}` } });
       await seed(app, tenant, size);
-      const floor = await measured(() => scan(app, tenant));
-      const replay = await measured(() => rebuild(app, tenant));
-      if (replay.result.status !== 'succeeded') throw new Error(`rebuild ${replay.result.status}: ${JSON.stringify(replay.result.error)}`);
-      const report = replay.result.report as { checksums_after: Record<string, { rows: number }>; drift: Record<string, { added: number; removed: number; changed: number }> };
+      const started = performance.now();
+      const scanned = await scan(app, tenant);
+      const floorSeconds = (performance.now() - started) / 1000;
+      const rebuilt = await replayInWorker(app, database.url, tenant, { mode: 'rebuild' }, { SIGNALBUS_REPLAY_PAGE_SIZE: String(PAGE_SIZE) });
+      const report = rebuilt.replay.report as { checksums_after: Record<string, { rows: number }>; drift: Record<string, { added: number; removed: number; changed: number }> };
       const drift = Object.values(report.drift).reduce((sum, each) => sum + each.added + each.removed + each.changed, 0);
-      const floorRate = floor.result / floor.seconds;
-      const rate = replay.result.processed / replay.seconds;
-      rows.push({ signals: size, phase: 'floor: sequential scan', processed: floor.result, seconds: +floor.seconds.toFixed(1), per_s: Math.round(floorRate), ratio: 1, added_peak_rss_mib: floor.addedRssMiB });
+      const floorRate = scanned / floorSeconds;
+      const rate = rebuilt.replay.processed / rebuilt.seconds;
+      rows.push({ signals: size, phase: 'floor: sequential scan', processed: scanned, seconds: +floorSeconds.toFixed(1), per_s: Math.round(floorRate), ratio: 1 });
       rows.push({
-        signals: size, phase: 'rebuild (job: shadow tables + swap)', processed: replay.result.processed, seconds: +replay.seconds.toFixed(1),
-        per_s: Math.round(rate), ratio: +(rate / floorRate).toFixed(2), added_peak_rss_mib: replay.addedRssMiB,
+        signals: size, phase: 'rebuild (job: shadow tables + swap)', processed: rebuilt.replay.processed, seconds: +rebuilt.seconds.toFixed(1),
+        per_s: Math.round(rate), ratio: +(rate / floorRate).toFixed(2), worker_idle_rss_mib: rebuilt.workerIdleMiB, worker_peak_rss_mib: rebuilt.workerPeakMiB,
         directives: report.checksums_after.directives?.rows ?? 0, drift,
       });
     }
-    printTable(`replay: rebuild vs a sequential scan of the same rows (pages of ${PAGE_SIZE}; target ratio ≥ 0.4; RSS added in this process, worker included)`, rows);
+    printTable(`replay: rebuild vs a sequential scan of the same rows (pages of ${PAGE_SIZE}; target ratio ≥ 0.4; RSS of the worker process that ran it)`, rows);
   } finally {
-    await worker.stop();
     await app.close();
     await database.stop();
   }

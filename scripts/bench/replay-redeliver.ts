@@ -1,18 +1,19 @@
 /**
  * The redeliver, dry-run and export/import part of `npm run bench -- replay`:
- * on an org of N mixed signals (one in five matched by a handler that emits
- * one signal and proposes one directive), in one run:
+ * on an org of N mixed signals (one in five matched by a handler, one in 25
+ * given outputs: one signal emitted and one directive proposed), in one run:
  *
  * - redeliver, first pass (every output new, directives held), then a dry
  *   run and a second pass (every output deduplicated), in signals/s;
- * - export to NDJSON and import into a fresh database, in signals/s;
+ * - export to NDJSON and import into a fresh database by the CLI, in
+ *   signals/s less the CLI's start-up (measured alongside);
  * - the floor: a sequential scan of the same rows by position pages;
- * - peak RSS added by each phase (sampled in process), at each size given
- *   (BENCH_REPLAY_SIZES, default 50000,200000), to show it flat in length.
+ * - the peak RSS of the process that ran each phase — a worker process
+ *   started for that replay alone, or the CLI process of the export and of
+ *   the import — at each size given (BENCH_SIGNALS, default 50000,200000),
+ *   to show it flat in stream length.
  */
-import { createWriteStream } from 'node:fs';
-import { once } from 'node:events';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
@@ -21,46 +22,17 @@ import { parseConfig } from '../../src/config.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { migratePublicSchema } from '../../src/db/migrate.ts';
 import { updatePolicy } from '../../src/directives/policy-store.ts';
-import type { Handler } from '../../src/handlers/registry.ts';
-import { redeliver } from '../../src/handlers/redeliver.ts';
 import { ensureSubscriptions } from '../../src/handlers/subscriptions.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
 import { emitBatch } from '../../src/signals/emit.ts';
 import { decodeCursor } from '../../src/signals/model.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { exportOrg } from '../../src/tenancy/export.ts';
-import { importOrg } from '../../src/tenancy/import.ts';
-import { fileLines } from '../../src/tenancy/org-file.ts';
 import { provisionOrg } from '../../src/tenancy/provision.ts';
+import { REDELIVER_BENCH_HANDLER } from './fanout-handlers.ts';
+import { cliProcess, cliStartup, replayInWorker, SIZES, type PhaseResult } from './replay-support.ts';
 import { benchDatabase, printTable } from './support.ts';
 
-const SIZES = (process.env.BENCH_REPLAY_SIZES ?? '50000,200000').split(',').map(Number);
 const TYPES = ['bench.order.placed', 'bench.page.viewed', 'bench.cart.updated', 'bench.user.seen', 'bench.search.run'];
-
-/** Matches one signal in five; its outputs are what redelivery dedupes. */
-export const REDELIVER_BENCH_HANDLER: Handler = {
-  id: 'bench.redeliver',
-  on: ['bench.order.*'],
-  handle(signal, tools) {
-    tools.emit({ type: 'bench.order.noted', subject: signal.subject, payload: { of: signal.id }, key: 'noted' });
-    tools.propose({ kind: 'noop.record', params: { order: signal.id }, key: 'record' });
-  },
-};
-
-/** Runs `fn`, sampling this process's RSS; answers its duration and the peak RSS it added, in MiB. */
-export async function measured<T>(fn: () => Promise<T>): Promise<{ result: T; seconds: number; addedRssMiB: number }> {
-  globalThis.gc?.();
-  const base = process.memoryUsage.rss();
-  let peak = base;
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
-  const started = performance.now();
-  try {
-    const result = await fn();
-    return { result, seconds: (performance.now() - started) / 1000, addedRssMiB: +((peak - base) / 2 ** 20).toFixed(1) };
-  } finally {
-    clearInterval(sampler);
-  }
-}
 
 /**
  * Appends `count` mixed signals in batches of 1000, waits until every
@@ -114,9 +86,11 @@ export async function runRedeliverBench(): Promise<void> {
   const database = await benchDatabase();
   await migratePublicSchema(database.url);
   const config = parseConfig({ LOG_LEVEL: 'warn' });
-  const app = await createApp(config, { databaseUrl: database.url, logger: createLogger('warn'), handlers: [REDELIVER_BENCH_HANDLER] });
+  // Seeds, requests and reads; the replays run in worker processes, export and import in CLI processes.
+  const app = await createApp(config, { databaseUrl: database.url, logger: createLogger('warn') });
   const dir = await mkdtemp(path.join(tmpdir(), 'signalbus-bench-replay-'));
   const rows: Array<Record<string, string | number>> = [];
+  const worker = { BENCH_HANDLERS: 'redeliver' };
   try {
     for (const size of SIZES) {
       const { tenant } = await provisionOrg(app.deps, { input: { slug: `bench_${size}`, name: `Bench ${size}` } });
@@ -124,50 +98,59 @@ export async function runRedeliverBench(): Promise<void> {
         ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' },
         input: { rules: [{ id: 'allow-noop', match: 'noop.*', effect: 'allow' }] },
       });
-      await ensureSubscriptions(app.deps.sql, tenant, [REDELIVER_BENCH_HANDLER]);
       const until = await seed(app, tenant, size);
-      const ctx = { tenant, actor: { type: 'human' as const, id: 'support@bench.test' }, source: 'api' };
-      const input = { selection: { until }, reason: 'bench' };
-      const row = (phase: string, processed: number, seconds: number, addedRssMiB: number, extra: Record<string, number | string> = {}) =>
-        rows.push({ signals: size, phase, processed, seconds: +seconds.toFixed(1), per_s: Math.round(processed / seconds), added_peak_rss_mib: addedRssMiB, ...extra });
+      // Subscribed from now: live dispatch in the workers leaves the seeded signals to the redeliveries.
+      await ensureSubscriptions(app.deps.sql, tenant, [REDELIVER_BENCH_HANDLER]);
+      const request = { mode: 'redeliver', selection: { until } };
+      const row = (phase: string, processed: number, seconds: number, memory: Record<string, number>, extra: Record<string, number | string> = {}) =>
+        rows.push({ signals: size, phase, processed, seconds: +seconds.toFixed(1), per_s: Math.round(processed / seconds), ...memory, ...extra });
+      const counts = (report: unknown) => {
+        const { runs, directives_new } = report as { runs: number; directives_new: number };
+        return { runs, new: directives_new };
+      };
+      const replayed = (result: PhaseResult) => ({ worker_idle_rss_mib: result.workerIdleMiB, worker_peak_rss_mib: result.workerPeakMiB });
 
-      const floor = await measured(() => scanFloor(app, tenant, until));
-      row('floor: sequential scan', floor.result, floor.seconds, floor.addedRssMiB);
-      const first = await measured(() => redeliver(app.deps.bus.runtime, { ctx, input }));
-      row('redeliver, all new (held)', first.result.report.processed, first.seconds, first.addedRssMiB, { runs: first.result.report.runs, new: first.result.report.directives_new });
-      const dry = await measured(() => redeliver(app.deps.bus.runtime, { ctx, input: { ...input, dry_run: true } }));
-      row('dry run, all deduplicated', dry.result.report.processed, dry.seconds, dry.addedRssMiB, { runs: dry.result.report.runs, new: dry.result.report.directives_new });
-      const again = await measured(() => redeliver(app.deps.bus.runtime, { ctx, input }));
-      row('redeliver, all deduplicated', again.result.report.processed, again.seconds, again.addedRssMiB, { runs: again.result.report.runs, new: again.result.report.directives_new });
+      const started = performance.now();
+      const scanned = await scanFloor(app, tenant, until);
+      row('floor: sequential scan', scanned, (performance.now() - started) / 1000, {});
+      const first = await replayInWorker(app, database.url, tenant, request, worker);
+      row('redeliver, all new (held)', first.replay.processed, first.seconds, replayed(first), counts(first.replay.report));
+      const dry = await replayInWorker(app, database.url, tenant, { ...request, dry_run: true }, worker);
+      row('dry run, all deduplicated', dry.replay.processed, dry.seconds, replayed(dry), counts(dry.replay.report));
+      const again = await replayInWorker(app, database.url, tenant, request, worker);
+      row('redeliver, all deduplicated', again.replay.processed, again.seconds, replayed(again), counts(again.replay.report));
 
+      // Export and import are timed less a CLI process's start-up, measured alongside.
+      const startup = await cliStartup(database.url);
       const file = path.join(dir, `${tenant.slug}.ndjson`);
-      const exported = await measured(async () => {
-        const out = createWriteStream(file);
-        const summary = await exportOrg(app.deps, {
-          ctx,
-          input: { write: async (chunk) => void (out.write(chunk) || (await once(out, 'drain'))) },
-        });
-        out.end();
-        await once(out, 'finish');
-        return summary;
-      });
-      row('export', exported.result.trailer.count, exported.seconds, exported.addedRssMiB, { file_mib: +((await stat(file)).size / 2 ** 20).toFixed(1) });
+      const exported = await cliProcess(['orgs', 'export', tenant.slug], { DATABASE_URL: database.url }, { stdoutFile: file });
+      const { count } = await trailerOf(file);
+      const cli = (peakMiB: number) => ({ cli_startup_peak_rss_mib: startup.peakMiB, peak_rss_mib: peakMiB });
+      row('export (CLI process)', count, exported.seconds - startup.seconds, cli(exported.peakMiB), { file_mib: +((await stat(file)).size / 2 ** 20).toFixed(1) });
 
       const target = await freshDatabase(database.url, `bench_import_${size}`);
-      const importer = await createApp(config, { databaseUrl: target, logger: createLogger('warn') });
-      try {
-        const imported = await measured(() => importOrg(importer.deps, { ctx: { actor: PLATFORM_ACTOR, source: 'cli' }, input: { lines: () => fileLines(file) } }));
-        row('import (verify + write + fold)', imported.result.signals, imported.seconds, imported.addedRssMiB);
-      } finally {
-        await importer.close();
-      }
+      const imported = await cliProcess(['orgs', 'import', file, '--json'], { DATABASE_URL: target });
+      row('import (CLI process: verify + write + fold)', count, imported.seconds - startup.seconds, cli(imported.peakMiB));
       await rm(file, { force: true });
     }
-    printTable('replay: redeliver, dry run, export and import (signals/s; RSS added by the phase, in process)', rows);
+    printTable('replay: redeliver, dry run, export and import (signals/s, start to end; RSS of the worker or CLI process that ran the phase)', rows);
   } finally {
     await app.close();
     await rm(dir, { recursive: true, force: true });
     await database.stop();
+  }
+}
+
+/** The export's trailer: its last line, read without the rest of the file. */
+async function trailerOf(file: string): Promise<{ count: number }> {
+  const handle = await open(file);
+  try {
+    const { size } = await handle.stat();
+    const tail = Buffer.alloc(Math.min(size, 4096));
+    await handle.read(tail, 0, tail.length, size - tail.length);
+    return JSON.parse(tail.toString('utf8').trimEnd().split('\n').at(-1)!) as { count: number };
+  } finally {
+    await handle.close();
   }
 }
 
