@@ -200,7 +200,7 @@ describe.runIf(browserTests)('console in Chromium', () => {
   it('installs a package through its generated config form and shows the installation with its delivery log', async () => {
     const { page, problems } = await signIn(keys.admin);
     await page.goto(`${server.url}/console/orgs/acme/installations`);
-    await page.getByRole('link', { name: /Install webhook-relay/ }).click();
+    await page.getByRole('link', { name: 'Install webhook-relay 1.0.1', exact: true }).click();
     await expectAccessible(page);
     await page.getByLabel('endpoint_url').fill('https://relay.example.test/hook');
     await page.getByLabel('Secret inbound_hmac_secret').fill('relay-inbound-hmac-value');
