@@ -80,7 +80,7 @@ export function Page({ title, session, org, current, notice, error, children }: 
               </form>
             ) : null}
           </header>
-          <main id="main">
+          <main id="main" tabindex={-1}>
             <h1>{title}</h1>
             {notice ? <p class="notice" role="status">{notice}</p> : null}
             {error ? <p class="error" role="alert">{error}</p> : null}

@@ -2,7 +2,7 @@
 import { notFound } from '../core/errors.ts';
 import type { Queryable, Sql } from '../db/client.ts';
 import { readerOf } from '../db/transaction.ts';
-import { isoTimestamp } from '../signals/model.ts';
+import { isoTimestamp, SIGNAL_COLUMNS, toSignal, type Signal, type SignalRow } from '../signals/model.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { VerbCall } from '../signals/verb-context.ts';
 import type { DirectiveRow, DirectiveStatus } from './model.ts';
@@ -54,4 +54,26 @@ export function showDirective(deps: { sql: Sql }, { ctx, input }: VerbCall<{ id:
 
 export function showDirectives(deps: { sql: Sql }, { ctx, input }: VerbCall<DirectiveFilter>): Promise<{ data: Directive[]; next_cursor: string | null }> {
   return listDirectives(readerOf(deps.sql, ctx.tx), ctx.tenant, input);
+}
+
+/** At most this many lifecycle signals of one directive are read. */
+export const DIRECTIVE_HISTORY_LIMIT = 200;
+
+/**
+ * The directive's status changes in log order: its `directive.*` signals,
+ * which all carry the subject `directive:<id>` (read through the subject index).
+ */
+export async function directiveHistory(db: Queryable, tenant: Tenant, id: string): Promise<Signal[]> {
+  const rows = await db<SignalRow[]>`
+    select ${db.unsafe(SIGNAL_COLUMNS)} from ${db(`${tenant.schema}.signals`)}
+     where subject = ${`directive:${id}`} and type like 'directive.%'
+     order by tx_id, seq limit ${DIRECTIVE_HISTORY_LIMIT}`;
+  return rows.map(toSignal);
+}
+
+/** One directive with its status history: what the console's directive page shows. */
+export async function showDirectiveHistory(deps: { sql: Sql }, { ctx, input }: VerbCall<{ id: string }>): Promise<{ directive: Directive; history: Signal[] }> {
+  const db = readerOf(deps.sql, ctx.tx);
+  const directive = await getDirective(db, ctx.tenant, input.id);
+  return { directive, history: await directiveHistory(db, ctx.tenant, input.id) };
 }

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { consoleClient, signedIn } from '../support/console.ts';
-import { HOLD_POLICY, heldDirective, setPolicy } from '../support/fanout.ts';
+import { alwaysFails, failedExecution, HOLD_POLICY, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { RELAY_CONFIG, RELAY_SECRETS } from '../support/installations.ts';
 
@@ -17,7 +17,7 @@ let globex: Tenant;
 let keys: { viewer: string; operator: string; admin: string; other: string };
 
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({ handlers: [alwaysFails] });
   acme = await t.createOrg('acme');
   globex = await t.createOrg('globex');
   keys = {
@@ -133,6 +133,31 @@ describe('console CSRF and roles', () => {
     expect((await client.get('/console/orgs')).status).toBe(403);
   });
 
+  it('answers 404 for another org’s directive and execution pages, and for their actions', async () => {
+    const directive = await heldDirective(t, acme);
+    const execution = await failedExecution(t, acme);
+    const own = await signedIn(t, keys.operator);
+    expect((await own.get(`/console/orgs/acme/directives/${directive.id}`)).status).toBe(200);
+    expect((await own.get(`/console/orgs/acme/executions/${execution.id}`)).status).toBe(200);
+    const other = await signedIn(t, keys.other);
+    for (const path of [
+      `/console/orgs/globex/directives/${directive.id}`,
+      `/console/orgs/acme/directives/${directive.id}`,
+      `/console/orgs/globex/executions/${execution.id}`,
+      `/console/orgs/acme/executions/${execution.id}`,
+      `/console/orgs/globex/directives/not-an-id`,
+    ]) {
+      const response = await other.get(path);
+      expect(response.status, path).toBe(404);
+      expect(response.text).not.toContain('noop.record');
+      expect(response.text).not.toContain('always fails');
+    }
+    expect((await other.post(`/console/orgs/globex/executions/${execution.id}/retry`, {})).status).toBe(404);
+    expect((await other.post(`/console/orgs/acme/executions/${execution.id}/retry`, {})).status).toBe(404);
+    const after = await t.request('GET', `/v1/orgs/acme/executions/${execution.id}`, { key: keys.admin });
+    expect(after.body.execution.status).toBe('failed');
+  });
+
   it('lets a platform admin list orgs with their migration status and create one', async () => {
     const client = await signedIn(t, t.platformKey);
     const list = await client.get('/console/orgs');
@@ -143,6 +168,87 @@ describe('console CSRF and roles', () => {
     expect(created.status).toBe(303);
     const after = await client.get('/console/orgs');
     expect(after.text).toContain('Initech &lt;b&gt;');
+  });
+});
+
+describe('console directive and execution pages', () => {
+  it('shows a directive’s kind, params, decision with its rule, approver, expiry, status history and executions', async () => {
+    const directive = await heldDirective(t, acme, { params: { note: '<b>bold</b>' } });
+    const operator = await signedIn(t, keys.operator);
+    const waiting = await operator.get(`/console/orgs/acme/directives/${directive.id}`);
+    expect(waiting.status).toBe(200);
+    expect(waiting.text).toContain('noop.record');
+    expect(waiting.text).toContain('&lt;b&gt;bold&lt;/b&gt;');
+    expect(waiting.text).toContain('<code>hold</code>');
+    expect(waiting.text).toContain('held for review');
+    expect(waiting.text).toContain(`datetime="${directive.expires_at}"`);
+    expect(waiting.text).toContain('directive.proposed');
+    expect(waiting.text).toContain('>Approve<');
+    const inbox = await operator.get('/console/orgs/acme/approvals');
+    expect(inbox.text).toContain(`href="/console/orgs/acme/directives/${directive.id}"`);
+    const decided = await operator.post(`/console/orgs/acme/directives/${directive.id}/decide`, { action: 'reject', reason: 'INC-4: not now', back: 'directive' });
+    expect(decided.status).toBe(303);
+    expect(decided.headers.get('location')).toBe(`/console/orgs/acme/directives/${directive.id}?notice=rejected`);
+    const page = await operator.get(`/console/orgs/acme/directives/${directive.id}?notice=rejected`);
+    expect(page.text).toContain('Directive rejected.');
+    expect(page.text).toContain('human: operator@acme.test');
+    expect(page.text).toContain('INC-4: not now');
+    expect(page.text).toMatch(/directive\.proposed[\s\S]*directive\.rejected/);
+    expect(page.text).not.toContain('>Approve<');
+    const viewer = await signedIn(t, keys.viewer);
+    const list = await viewer.get('/console/orgs/acme/directives');
+    expect(list.text).toContain(`href="/console/orgs/acme/directives/${directive.id}"`);
+  });
+
+  it('does not offer an expired directive for approval, and the server refuses one', async () => {
+    let shift = 0;
+    const clock = await createTestApp({ now: () => new Date(Date.now() - shift) });
+    try {
+      const org = await clock.createOrg('acme');
+      const operator = await clock.createKey(org, 'operator');
+      await setPolicy(clock, org, { rules: [{ id: 'hold', match: 'noop.*', effect: 'require_approval', approval_ttl_seconds: 60 }] });
+      // Proposed "61 s ago": its window closed a second before now.
+      shift = 61_000;
+      const directive = await heldDirective(clock, org);
+      shift = 0;
+      const client = await signedIn(clock, operator);
+      const inbox = await client.get('/console/orgs/acme/approvals');
+      expect(inbox.text).toContain(directive.id);
+      expect(inbox.text).toMatch(/class="countdown expired"[^>]*>expired</);
+      expect(inbox.text).toContain('can no longer be approved');
+      expect(inbox.text).not.toContain('>Approve<');
+      const page = await client.get(`/console/orgs/acme/directives/${directive.id}`);
+      expect(page.text).toContain('no longer approvable');
+      expect(page.text).not.toContain('>Approve<');
+      const forced = await client.post(`/console/orgs/acme/directives/${directive.id}/decide`, { action: 'approve' });
+      expect(forced.status).toBe(409);
+    } finally {
+      await clock.close();
+    }
+  });
+
+  it('shows a failed execution’s attempts and error with a retry for an operator, not for a viewer', async () => {
+    const execution = await failedExecution(t, acme);
+    const viewer = await signedIn(t, keys.viewer);
+    const seen = await viewer.get(`/console/orgs/acme/executions/${execution.id}`);
+    expect(seen.status).toBe(200);
+    expect(seen.text).toContain('test.always_fails');
+    expect(seen.text).toContain('this handler always fails');
+    expect(seen.text).toContain('execution.failed');
+    expect(seen.text).toMatch(/<td>1<\/td>[\s\S]*failed/);
+    expect(seen.text).not.toContain(`Retry ${execution.id}`);
+    expect((await viewer.post(`/console/orgs/acme/executions/${execution.id}/retry`, { back: 'execution' })).status).toBe(403);
+    const list = await viewer.get('/console/orgs/acme/executions');
+    expect(list.text).toContain(`href="/console/orgs/acme/executions/${execution.id}"`);
+    const operator = await signedIn(t, keys.operator);
+    const page = await operator.get(`/console/orgs/acme/executions/${execution.id}`);
+    expect(page.text).toContain(`Retry ${execution.id}`);
+    const retried = await operator.post(`/console/orgs/acme/executions/${execution.id}/retry`, { back: 'execution' });
+    expect(retried.status).toBe(303);
+    expect(retried.headers.get('location')).toBe(`/console/orgs/acme/executions/${execution.id}?notice=retried`);
+    const after = await operator.get(`/console/orgs/acme/executions/${execution.id}?notice=retried`);
+    expect(after.text).toContain('execution.retry_requested');
+    expect(after.text).toContain('Execution queued for another attempt.');
   });
 });
 

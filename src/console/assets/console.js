@@ -39,14 +39,34 @@ function startTail(section) {
   });
 }
 
+// Approval countdowns; at zero the text says expired and the decide form is
+// disabled: the server refuses a decision past the window anyway.
 function tickCountdowns() {
   var items = document.querySelectorAll('[data-expires]');
   for (var i = 0; i < items.length; i++) {
     var left = Date.parse(items[i].getAttribute('data-expires')) - Date.now();
-    if (left <= 0) { items[i].textContent = 'expired'; continue; }
+    if (left <= 0) {
+      items[i].textContent = 'expired';
+      items[i].classList.add('expired');
+      items[i].removeAttribute('data-expires');
+      continue;
+    }
     var s = Math.floor(left / 1000);
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
     items[i].textContent = 'expires in ' + (h ? h + ' h ' : '') + m + ' min ' + sec + ' s';
+  }
+  var forms = document.querySelectorAll('form[data-expiring]');
+  for (var j = 0; j < forms.length; j++) {
+    var form = forms[j];
+    if (Date.parse(form.getAttribute('data-expiring')) > Date.now()) continue;
+    form.removeAttribute('data-expiring');
+    var controls = form.querySelectorAll('button, input:not([type=hidden])');
+    for (var k = 0; k < controls.length; k++) controls[k].disabled = true;
+    var note = document.createElement('p');
+    note.className = 'expired-note';
+    note.setAttribute('role', 'status');
+    note.textContent = 'Expired: the approval window has closed; it can no longer be approved.';
+    form.parentNode.insertBefore(note, form.nextSibling);
   }
 }
 
@@ -75,7 +95,7 @@ document.addEventListener('DOMContentLoaded', function () {
   for (var i = 0; i < bars.length; i++) pollProgress(bars[i]);
   var section = document.querySelector('section.tail[data-stream]');
   if (section) startTail(section);
-  if (document.querySelector('[data-expires]')) {
+  if (document.querySelector('[data-expires], form[data-expiring]')) {
     tickCountdowns();
     setInterval(tickCountdowns, 1000);
   }

@@ -10,9 +10,10 @@ import { DIRECTIVE_STATUSES, type DirectiveStatus } from '../../directives/model
 import { showDirectives, type Directive } from '../../directives/store.ts';
 import { decideDirective } from '../../directives/transitions.ts';
 import { formOf, may, need, tenantOf, verbContextOf, type ConsoleEnv } from '../guard.ts';
-import { Csrf, Json, NextPage, Page, Time } from '../layout.tsx';
+import { Json, NextPage, Page, Time } from '../layout.tsx';
 import { noticeText, withNotice } from '../notices.ts';
 import { decisionText } from './signals.tsx';
+import { Countdown, DecideForm, isExpired } from './directive.tsx';
 import type { ConsoleSession } from '../../auth/sessions.ts';
 
 const PAGE_SIZE = 50;
@@ -23,21 +24,11 @@ function statusFilter(value: string | undefined): DirectiveStatus | undefined {
   return value as DirectiveStatus;
 }
 
-function Countdown({ expiresAt }: { expiresAt: string | null }) {
-  if (!expiresAt) return <span>no expiry</span>;
-  const minutes = Math.max(0, Math.round((Date.parse(expiresAt) - Date.now()) / 60_000));
-  return (
-    <time class="countdown" datetime={expiresAt} data-expires={expiresAt}>
-      {`expires in ${minutes} min`}
-    </time>
-  );
-}
-
 function ApprovalCard({ org, directive, session, operate }: { org: string; directive: Directive; session: ConsoleSession; operate: boolean }) {
-  const reasonId = `reason-${directive.id}`;
+  const expired = isExpired(directive);
   return (
     <article class="card" aria-labelledby={`title-${directive.id}`}>
-      <h2 id={`title-${directive.id}`}>{directive.kind} <code>{directive.id}</code></h2>
+      <h2 id={`title-${directive.id}`}><a href={`/console/orgs/${org}/directives/${directive.id}`}>{directive.kind}</a> <code>{directive.id}</code></h2>
       <p>
         Proposed <Time value={directive.proposed_at} /> by {directive.actor.id} · <Countdown expiresAt={directive.expires_at} />
       </p>
@@ -46,15 +37,8 @@ function ApprovalCard({ org, directive, session, operate }: { org: string; direc
         <summary>Params</summary>
         <Json value={directive.params} />
       </details>
-      {operate ? (
-        <form method="post" action={`/console/orgs/${org}/directives/${directive.id}/decide`} class="decide">
-          <Csrf session={session} />
-          <label for={reasonId}>Reason</label>
-          <input id={reasonId} name="reason" maxlength={1000} />
-          <button type="submit" name="action" value="approve">Approve</button>
-          <button type="submit" name="action" value="reject" class="danger">Reject</button>
-        </form>
-      ) : null}
+      {expired ? <p class="expired-note"><span class="status expired">Expired</span>: the approval window has closed; it can no longer be approved.</p> : null}
+      {operate && !expired ? <DecideForm org={org} directive={directive} session={session} back="approvals" /> : null}
     </article>
   );
 }
@@ -87,7 +71,9 @@ export function registerDirectives(app: Hono<ConsoleEnv>): void {
     if (!action) throw new DomainError('validation_failed', 'choose approve or reject');
     const reason = form.reason?.trim() ? form.reason.trim().slice(0, 1000) : null;
     await decideDirective(c.get('deps').bus.directives, { ctx: verbContextOf(c), input: { id, action, reason } });
-    return c.redirect(withNotice(`/console/orgs/${tenantOf(c).slug}/approvals`, action === 'approve' ? 'approved' : 'rejected'), 303);
+    const org = tenantOf(c).slug;
+    const back = form.back === 'directive' ? `/console/orgs/${org}/directives/${id}` : `/console/orgs/${org}/approvals`;
+    return c.redirect(withNotice(back, action === 'approve' ? 'approved' : 'rejected'), 303);
   });
 
   app.get('/orgs/:org/directives', async (c) => {
@@ -121,7 +107,7 @@ export function registerDirectives(app: Hono<ConsoleEnv>): void {
               {page.data.map((directive) => (
                 <tr>
                   <td><Time value={directive.proposed_at} /></td>
-                  <td>{directive.kind} <code>{directive.id}</code></td>
+                  <td><a href={`/console/orgs/${org}/directives/${directive.id}`}>{directive.kind}</a> <code>{directive.id}</code></td>
                   <td><span class={`status ${directive.status}`}>{directive.status}</span>{directive.decided_by ? <> by {directive.decided_by.id}</> : null}</td>
                   <td>{decisionText(directive.decision)}</td>
                   <td>{directive.attempts}</td>

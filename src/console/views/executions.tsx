@@ -9,8 +9,9 @@ import { EXECUTION_STATUSES, type ExecutionStatus } from '../../executions/model
 import { showExecutions } from '../../executions/read.ts';
 import { retryExecution } from '../../handlers/retry-execution.ts';
 import { formOf, may, need, tenantOf, verbContextOf, type ConsoleEnv } from '../guard.ts';
-import { Csrf, NextPage, Page, Time } from '../layout.tsx';
+import { NextPage, Page } from '../layout.tsx';
 import { noticeText, withNotice } from '../notices.ts';
+import { ExecutionTable } from './lifecycle.tsx';
 
 const PAGE_SIZE = 50;
 
@@ -28,7 +29,6 @@ export function registerExecutions(app: Hono<ConsoleEnv>): void {
       ctx: verbContextOf(c),
       input: { limit: PAGE_SIZE, ...(status ? { status } : {}), ...(query.handler ? { handler: query.handler } : {}), ...(after ? { after } : {}) },
     });
-    const operate = may(c, 'org:operate');
     return c.html(
       <Page title="Executions" session={session} org={org} current="executions" notice={noticeText(c.req.query('notice'))}>
         <form method="get" class="filters" aria-label="Filter executions">
@@ -41,37 +41,7 @@ export function registerExecutions(app: Hono<ConsoleEnv>): void {
           <label>Handler <input name="handler" value={query.handler ?? ''} placeholder="executor:gmail.send" /></label>
           <button type="submit">Filter</button>
         </form>
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr><th scope="col">Started</th><th scope="col">Handler</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Cost (USD)</th><th scope="col">Error</th><th scope="col">Input</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr>
-            </thead>
-            <tbody>
-              {page.data.map((execution) => (
-                <tr>
-                  <td><Time value={execution.started_at} /></td>
-                  <td>{execution.handler} <code>{execution.id}</code></td>
-                  <td><span class={`status ${execution.status}`}>{execution.status}</span></td>
-                  <td>{execution.attempts}</td>
-                  <td>{execution.cost_usd !== null ? execution.cost_usd.toFixed(4) : ''}</td>
-                  <td>{execution.error ? `${execution.error.code}: ${execution.error.message}` : ''}</td>
-                  <td>
-                    {execution.signal_id ? <a href={`/console/orgs/${org}/signals/${execution.signal_id}`}>{execution.signal_id}</a> : execution.directive_id ?? ''}
-                  </td>
-                  <td>
-                    {operate && execution.status === 'failed' && execution.signal_id ? (
-                      <form method="post" action={`/console/orgs/${org}/executions/${execution.id}/retry`}>
-                        <Csrf session={session} />
-                        <button type="submit" aria-label={`Retry ${execution.id}`}>Retry</button>
-                      </form>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-        {page.data.length === 0 ? <p>No executions match.</p> : null}
+        <ExecutionTable org={org} executions={page.data} retry={may(c, 'org:operate') ? session : undefined} />
         <NextPage base={`/console/orgs/${org}/executions`} query={query} cursor={page.next_cursor} />
       </Page>,
     );
@@ -81,8 +51,11 @@ export function registerExecutions(app: Hono<ConsoleEnv>): void {
     need(c, 'org:operate');
     const id = c.req.param('id');
     if (!isId('execution', id)) throw notFound('execution');
-    const reason = formOf(c).reason?.trim() || null;
+    const form = formOf(c);
+    const reason = form.reason?.trim() || null;
     await retryExecution(c.get('deps').bus, { ctx: verbContextOf(c), input: { id, reason } });
-    return c.redirect(withNotice(`/console/orgs/${tenantOf(c).slug}/executions?status=failed`, 'retried'), 303);
+    const org = tenantOf(c).slug;
+    const back = form.back === 'execution' ? `/console/orgs/${org}/executions/${id}` : `/console/orgs/${org}/executions?status=failed`;
+    return c.redirect(withNotice(back, 'retried'), 303);
   });
 }

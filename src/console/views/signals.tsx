@@ -156,12 +156,12 @@ function TraceTree({ org, node }: { org: string; node: TraceNode }) {
         <ul>
           {node.executions.map((execution) => (
             <li>
-              execution <code>{execution.id}</code> by {execution.handler}: <span class={`status ${execution.status}`}>{execution.status}</span>
+              execution <a href={`/console/orgs/${org}/executions/${execution.id}`}><code>{execution.id}</code></a> by {execution.handler}: <span class={`status ${execution.status}`}>{execution.status}</span>
               {execution.error ? <span class="error"> {execution.error.code}: {execution.error.message}</span> : null}
               <ul>
                 {execution.directives.map((directive) => (
                   <li>
-                    directive <code>{directive.id}</code> {directive.kind}: <span class={`status ${directive.status}`}>{directive.status}</span>
+                    directive <a href={`/console/orgs/${org}/directives/${directive.id}`}><code>{directive.id}</code></a> {directive.kind}: <span class={`status ${directive.status}`}>{directive.status}</span>
                     {' '}— decision {decisionText(directive.decision)}
                     {directive.decided_by ? <> · decided by {directive.decided_by.id}</> : null}
                   </li>
