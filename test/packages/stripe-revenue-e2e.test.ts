@@ -235,4 +235,11 @@ describe('stripe-revenue in a running signalbus', () => {
     expect(refunds().map((effect) => effect.idempotencyKey)).toEqual([expect.stringMatching(/^dir_/), allowed.id]);
     expect(stripe.calls.filter((row) => row.path === 'refunds').map((row) => row.params.payment_intent)).toEqual(['pi_e2e', 'pi_small']);
   });
+
+  it('stops on SIGTERM with exit code 0, having logged no error', async () => {
+    server.child.kill('SIGTERM');
+    expect(await exitWithin(server, 20_000)).toEqual({ code: 0, signal: null });
+    const errors = (server.stdout + server.stderr).split('\n').filter((line) => /"level":(50|60)/.test(line));
+    expect(errors).toEqual([]);
+  });
 });
