@@ -6,7 +6,8 @@
  * - redeliver, first pass (every output new, directives held), then a dry
  *   run and a second pass (every output deduplicated), in signals/s;
  * - export to NDJSON and import into a fresh database by the CLI, in
- *   signals/s less the CLI's start-up (measured alongside);
+ *   signals/s less the CLI's start-up (measured alongside), with the longest
+ *   transaction holding an xid on the server during the import;
  * - the floor: a sequential scan of the same rows by position pages;
  * - the peak RSS of the process that ran each phase — a worker process
  *   started for that replay alone, or the CLI process of the export and of
@@ -129,8 +130,9 @@ export async function runRedeliverBench(): Promise<void> {
       row('export (CLI process)', count, exported.seconds - startup.seconds, cli(exported.peakMiB), { file_mib: +((await stat(file)).size / 2 ** 20).toFixed(1) });
 
       const target = await freshDatabase(database.url, `bench_import_${size}`);
+      const held = longestWriteTransaction(database.url);
       const imported = await cliProcess(['orgs', 'import', file, '--json'], { DATABASE_URL: target });
-      row('import (CLI process: verify + write + fold)', count, imported.seconds - startup.seconds, cli(imported.peakMiB));
+      row('import (CLI process: verify + write + fold)', count, imported.seconds - startup.seconds, cli(imported.peakMiB), { longest_write_tx_ms: await held.stop() });
       await rm(file, { force: true });
     }
     printTable('replay: redeliver, dry run, export and import (signals/s, start to end; RSS of the worker or CLI process that ran the phase)', rows);
@@ -152,6 +154,33 @@ async function trailerOf(file: string): Promise<{ count: number }> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Samples, until stopped, the oldest transaction holding an xid anywhere on
+ * the server: how long log readers' horizon was held back (an import must
+ * not hold it for longer than a page).
+ */
+function longestWriteTransaction(url: string): { stop(): Promise<number> } {
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
+  let longest = 0;
+  let sampling = true;
+  const sampled = (async () => {
+    while (sampling) {
+      const [row] = await admin<{ ms: number | null }[]>`
+        select max(extract(epoch from clock_timestamp() - xact_start) * 1000)::float8 as ms from pg_stat_activity where backend_xid is not null`;
+      longest = Math.max(longest, row!.ms ?? 0);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await sampled;
+      await admin.end();
+      return Math.round(longest);
+    },
+  };
 }
 
 /** A new, migrated database on the same server. */
