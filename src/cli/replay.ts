@@ -171,7 +171,7 @@ export async function runReplayShow(config: Config, args: { org: string; id: str
 
 export async function runReplayCancel(config: Config, args: { org: string; id: string; reason?: string; actor?: string; json: boolean }): Promise<number> {
   return withTenant(config, args, async (app, ctx) => {
-    const replay = await cancelReplay(app.deps.bus.replays, { ctx, input: { id: args.id, reason: args.reason ?? null } });
+    const replay = await cancelReplay(app.deps.bus.replays, { ctx, input: { id: args.id, role: 'platform_admin', reason: args.reason ?? null } });
     print({ replay }, args.json, summary(replay));
     return 0;
   });

@@ -91,12 +91,18 @@ export interface ReplayRequested {
   scope: string[];
   requested_at: string;
 }
+/** A refused attempt to request or cancel a replay; no `replays` row changes. */
 export interface ReplayDenied {
+  action: 'request' | 'cancel';
   mode: string;
-  /** The permission the caller's role lacks. */
-  missing: string;
+  /** Why: `forbidden` (the role), `replay_in_progress` (a request's conflict), `invalid_transition` (a cancel of an ended replay). */
+  code: string;
+  /** The permission the caller's role lacks; null when refused for another reason. */
+  missing: string | null;
   role: string;
   reason: string | null;
+  /** The replay a cancel named, or the one in progress a request conflicted with. */
+  replay_id: string | null;
   at: string;
 }
 export interface ReplayStarted {

@@ -63,7 +63,7 @@ describe('signalbus replay', () => {
   it('prints plain lines without --json; a cancelled replay exits 1', async () => {
     const spawned = spawnCli(['rebuild', '--org', org.slug, '--reason', 'INC-10', '--rate', '40']);
     const id = await waitForOutput(spawned, (out) => /(rpl_\w+) running [\d,]+\/[\d,]+/.exec(out)?.[1], 'the replay to report progress');
-    await cancelReplay(t.app.deps.bus.replays, { ctx: ctxOf(org), input: { id, reason: 'enough' } });
+    await cancelReplay(t.app.deps.bus.replays, { ctx: ctxOf(org), input: { id, role: 'support', reason: 'enough' } });
     const { code } = await exitWithin(spawned, 60_000);
     expect(code).toBe(1);
     expect(spawned.stdout).toContain(`${id} requested`);

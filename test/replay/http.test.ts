@@ -49,6 +49,18 @@ async function reads(asOf?: string) {
   return { directives: await get('directives'), executions: await get('executions'), policy: await get('policies') };
 }
 
+async function lastDenial() {
+  const [denied] = await t.app.deps.sql<{ payload: Record<string, unknown>; actor: { id: string }; subject: string | null }[]>`
+    select payload, actor, subject from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'replay.denied' order by tx_id desc, seq desc limit 1`;
+  return denied;
+}
+
+/** A replay of this org that has ended other than succeeded. */
+async function failedOrCancelled(): Promise<{ id: string }> {
+  const { body } = await t.request('GET', path('?status=cancelled'), { key: viewer });
+  return body.data[0];
+}
+
 async function lastPosition(): Promise<string> {
   const [row] = await t.app.deps.sql<{ position: string }[]>`
     select lpad(to_hex((tx_id::text)::bigint), 16, '0') || lpad(to_hex(seq), 16, '0') as position
@@ -89,9 +101,36 @@ describe('replays over HTTP', () => {
     const second = await t.request('POST', path(), { key: admin, body: { mode: 'rebuild', reason: 'INC-43 again', projections: ['policies'] } });
     expect(second.status).toBe(409);
     expect(second.body.code).toBe('replay_in_progress');
+    // The refused attempt is in the log, naming the replay it ran into.
+    expect(await lastDenial()).toMatchObject({
+      actor: { id: 'ada@rpl.test' },
+      payload: { action: 'request', code: 'replay_in_progress', mode: 'rebuild', missing: null, role: 'admin', reason: 'INC-43 again', replay_id: first.body.replay.id },
+    });
     const cancelled = await t.request('POST', path(`/${first.body.replay.id}/cancel`), { key: admin, body: { reason: 'done testing' } });
     expect(cancelled.status).toBe(200);
     expect(cancelled.body.replay.status).toBe('cancelled');
+  });
+
+  it('records a refused cancel as a replay.denied signal: by a role that may not, and of a replay that has ended', async () => {
+    const queued = await t.request('POST', path(), { key: admin, body: { mode: 'as_of', reason: 'INC-45', selection: { before: new Date(Date.now() - 60_000).toISOString() } } });
+    expect(queued.status, queued.text).toBe(202);
+    const id: string = queued.body.replay.id;
+
+    const byViewer = await t.request('POST', path(`/${id}/cancel`), { key: viewer, body: { reason: 'INC-45: stop it' } });
+    expect(byViewer.status).toBe(403);
+    expect(await lastDenial()).toMatchObject({
+      actor: { id: 'vic@rpl.test' },
+      subject: `replay:${id}`,
+      payload: { action: 'cancel', code: 'forbidden', mode: 'as_of', missing: 'org:replay', role: 'viewer', reason: 'INC-45: stop it', replay_id: id },
+    });
+
+    const ended = await t.request('POST', path(`/${(await failedOrCancelled()).id}/cancel`), { key: admin, body: { reason: 'INC-45: again' } });
+    expect(ended.status).toBe(409);
+    expect(ended.body.code).toBe('invalid_transition');
+    const denial = await lastDenial();
+    expect(denial).toMatchObject({ actor: { id: 'ada@rpl.test' }, payload: { action: 'cancel', code: 'invalid_transition', missing: null, role: 'admin', reason: 'INC-45: again' } });
+    // Refusals change no replay.
+    expect((await t.request('GET', path(`/${id}`), { key: viewer })).body.replay.status).not.toBe('cancelled');
   });
 
   it('records a refused request as a replay.denied signal with the role and the missing permission', async () => {
@@ -99,7 +138,7 @@ describe('replays over HTTP', () => {
     expect(refused.status).toBe(403);
     const [denied] = await t.app.deps.sql<{ payload: Record<string, unknown>; actor: { id: string } }[]>`
       select payload, actor from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'replay.denied' order by tx_id desc, seq desc limit 1`;
-    expect(denied).toMatchObject({ actor: { id: 'vic@rpl.test' }, payload: { mode: 'rebuild', role: 'viewer', missing: 'org:replay', reason: 'INC-44: curious' } });
+    expect(denied).toMatchObject({ actor: { id: 'vic@rpl.test' }, payload: { action: 'request', code: 'forbidden', mode: 'rebuild', role: 'viewer', missing: 'org:replay', reason: 'INC-44: curious', replay_id: null } });
   });
 });
 

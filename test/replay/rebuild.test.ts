@@ -158,11 +158,11 @@ describe('rebuild', () => {
 
     const shadow = shadowSchemaOf(id, 'rebuild');
     await waitFor(() => schemaExists(t, shadow), 20_000, 'the shadow tables');
-    const cancelled = await cancelReplay(t.app.deps.bus.replays, { ctx: ctxOf(org), input: { id, reason: 'changed my mind' } });
+    const cancelled = await cancelReplay(t.app.deps.bus.replays, { ctx: ctxOf(org), input: { id, role: 'support', reason: 'changed my mind' } });
     expect(cancelled.status).toBe('cancelled');
     await waitFor(async () => !(await schemaExists(t, shadow)), 20_000, 'the shadow tables to be discarded');
     expect(await live(org)).toEqual(before);
-    await expect(cancelReplay(t.app.deps.bus.replays, { ctx: ctxOf(org), input: { id } })).rejects.toMatchObject({ code: 'invalid_transition' });
+    await expect(cancelReplay(t.app.deps.bus.replays, { ctx: ctxOf(org), input: { id, role: 'support' } })).rejects.toMatchObject({ code: 'invalid_transition' });
     // Free again.
     const next = await untilEnded(t, org, (await request(t, org, { mode: 'rebuild', projections: ['fragile'] })).id);
     expect(next.status).toBe('succeeded');

@@ -169,6 +169,7 @@ export const V1_ROUTES: readonly RouteCase[] = [
     path: '/v1/orgs/{org}/replays/{id}/cancel',
     permission: 'org:replay',
     allowed: replayers,
+    refusalRecorded: 'replay.denied',
     id: 'replay',
     state: 'queued',
     body: (unique) => ({ reason: `cancel ${unique}` }),
