@@ -22,6 +22,20 @@ let browser: Browser;
 let registry: Awaited<ReturnType<typeof registryWithRelayVersions>>;
 let admin: string;
 const contexts: BrowserContext[] = [];
+let held: Promise<void> | null = null;
+
+/** Holds the next jobs until `release` (or 15 s: a job's transaction must not stay open long on a shared server). */
+function holdJobs(): () => void {
+  let release!: () => void;
+  held = new Promise<void>((resolve) => {
+    release = resolve;
+    setTimeout(resolve, 15_000).unref();
+  });
+  return () => {
+    held = null;
+    release();
+  };
+}
 
 const browserTests = chromiumAvailable();
 const WIDE = { width: 1280, height: 900 };
@@ -33,7 +47,13 @@ beforeAll(async () => {
   if (!browserTests) return;
   browser = await launchChromium();
   registry = await registryWithRelayVersions();
-  t = await createTestApp({ env: { SIGNALBUS_REGISTRY_DIR: registry.dir } });
+  t = await createTestApp({
+    env: { SIGNALBUS_REGISTRY_DIR: registry.dir },
+    // Holds a job at its first step while `held` is set, so the page is seen while the job runs.
+    beforeInstallationStep: async (step) => {
+      if (step === 'config' && held) await held;
+    },
+  });
   server = await listen(t.app, t.config);
   admin = await t.createKey(await t.createOrg('acme'), 'admin');
   await t.startWorker();
@@ -115,11 +135,16 @@ describe.runIf(browserTests)('installations in Chromium', () => {
     await page.getByLabel('Secret inbound_hmac_secret').fill(HMAC_KEY);
     await page.getByLabel('Secret webhook_signing_secret').fill('whsec_cmVsYXktc2lnbmluZy1zZWNyZXQ=');
     await checkPage(page, 'install-form');
+    const release = holdJobs();
     await page.getByRole('button', { name: 'Install' }).click();
     await page.waitForURL(/\/installations\/ins_/);
     const id = /installations\/(ins_[A-Za-z0-9]+)/.exec(page.url())![1]!;
-    await idle(page, id, { status: 'installed' });
-    await expect(page.locator('.facts .status').textContent()).resolves.toBe('installed');
+    // While the job runs the page says so, and reloads itself when it ends.
+    await page.getByText('install to 1.0.0 running (attempt 1); the page reloads when it ends').waitFor();
+    await expect(page.locator('.facts .status').textContent()).resolves.toBe('installing');
+    await checkPage(page, 'installing');
+    release();
+    await page.locator('.facts .status', { hasText: /^installed$/ }).waitFor({ timeout: 30_000 });
     expect(await page.content()).not.toContain(HMAC_KEY);
 
     // The sender gets the URL the page shows, and delivers over HTTP: one signed, one forged.

@@ -88,7 +88,8 @@ describe('installation forms: who may post them', () => {
     const id = await installationIn(t, acme, 'installed');
     const other = await signedIn(t, keys.other);
     await other.get('/console/orgs/globex/installations');
-    for (const path of [page(id), page(id, '/configure')]) expect((await other.get(path)).status).toBe(404);
+    for (const path of [page(id), page(id, '/configure'), page(id, '/state')]) expect((await other.get(path)).status).toBe(404);
+    expect((await other.get(`/console/orgs/globex/installations/${id}/state`)).status).toBe(404);
     expect((await other.get(`/console/orgs/globex/installations/${id}/configure`)).status).toBe(404);
     await refusesEveryForm(other, id, 404, (rest) => `/console/orgs/globex/installations/${id}${rest}`);
     await refusesEveryForm(other, id, 404);
@@ -164,7 +165,8 @@ describe('installation forms: what an admin gets', () => {
     expect(upgrading.status).toBe(303);
     expect((await apiInstallation(id)).pending).toMatchObject({ operation: 'upgrade', version: '1.0.1' });
     const busy = await admin.get(page(id));
-    expect(busy.text).toContain('upgrade to 1.0.1 running (attempt 1)');
+    expect(busy.text).toContain(`data-installation-poll="${page(id, '/state')}"> — upgrade to 1.0.1 running (attempt 1)`);
+    expect(JSON.parse((await admin.get(page(id, '/state'))).text)).toEqual({ status: 'installed', version: '1.0.0', pending: true });
     expect(busy.text).not.toContain('>Upgrade<');
   });
 

@@ -90,7 +90,24 @@ function pollProgress(bar) {
   }, 1000);
 }
 
+// An installation whose job is running: polled until the job ends, then the page reloads with the outcome.
+function pollInstallation(element) {
+  var timer = setInterval(function () {
+    fetch(element.getAttribute('data-installation-poll'), { credentials: 'same-origin' })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (state) {
+        if (state && !state.pending) {
+          clearInterval(timer);
+          window.location.reload();
+        }
+      })
+      .catch(function () {});
+  }, 1000);
+}
+
 document.addEventListener('DOMContentLoaded', function () {
+  var installation = document.querySelector('[data-installation-poll]');
+  if (installation) pollInstallation(installation);
   var bars = document.querySelectorAll('progress[data-poll]');
   for (var i = 0; i < bars.length; i++) pollProgress(bars[i]);
   var section = document.querySelector('section.tail[data-stream]');

@@ -105,7 +105,8 @@ export async function InstallationPage({ c, session, id, refusal }: { c: Console
         <dt>Status</dt>
         <dd>
           <span class={`status ${installation.status}`}>{installation.status}</span>
-          {pending ? ` — ${pending.operation} to ${pending.version} running (attempt ${pending.attempt}); reload to follow it` : ''}
+          {/* console.js polls a running job's state and reloads the page when it ends. */}
+          {pending ? <span data-installation-poll={`${base}/state`}>{` — ${pending.operation} to ${pending.version} running (attempt ${pending.attempt}); the page reloads when it ends`}</span> : null}
         </dd>
         {manifest?.webhook ? (
           <>
@@ -235,6 +236,13 @@ export function registerInstallations(app: Hono<ConsoleEnv>): void {
         ) : null}
       </Page>,
     );
+  });
+
+  // What the page polls while a job runs.
+  app.get('/orgs/:org/installations/:id/state', async (c) => {
+    need(c, 'org:read');
+    const installation = await getInstallation(c.get('deps').bus.installations, { ctx: verbContextOf(c), input: { id: installationId(c.req.param('id')) } });
+    return c.json({ status: installation.status, version: installation.version, pending: installation.pending !== null });
   });
 
   app.get('/orgs/:org/installations/:id', async (c) => {
