@@ -18,6 +18,10 @@ let browser: Browser;
 let acme: Tenant;
 let keys: { viewer: string; operator: string; admin: string };
 const contexts: BrowserContext[] = [];
+let worker: Promise<unknown> | undefined;
+
+/** One worker for the tests that need jobs run, started by the first of them (earlier tests expect none). */
+const ensureWorker = () => (worker ??= t.startWorker());
 
 const browserTests = chromiumAvailable();
 
@@ -119,7 +123,7 @@ describe.runIf(browserTests)('console in Chromium', () => {
 
   it('approves a held directive in the inbox; it is executed and names its approver', async () => {
     const directive = await heldDirective(t, acme, { params: { note: '<em>ship it</em>' } });
-    await t.startWorker();
+    await ensureWorker();
     const { page, problems } = await signIn(keys.operator);
     await page.goto(`${server.url}/console/orgs/acme/approvals`);
     const card = page.locator('article', { hasText: directive.id });
@@ -208,6 +212,9 @@ describe.runIf(browserTests)('console in Chromium', () => {
     await screenshot(page, 'install-form');
     await page.getByRole('button', { name: 'Install' }).click();
     await page.waitForURL(/\/installations\/ins_/);
+    // The page reloads itself when the install job ends: wait for that before checking it.
+    await ensureWorker();
+    await page.locator('.facts .status', { hasText: /^installed$/ }).waitFor({ timeout: 30_000 });
     await page.getByRole('heading', { name: 'Inbound deliveries' }).waitFor();
     expect(await page.content()).not.toContain('relay-inbound-hmac-value');
     await screenshot(page, 'installation');

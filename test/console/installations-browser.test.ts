@@ -112,13 +112,14 @@ async function apiInstallation(id: string) {
   return (await t.request('GET', `/v1/orgs/acme/installations/${id}`, { key: admin })).body.installation;
 }
 
-/** Reloads the installation's page until the worker has finished its job. */
+/** Waits for the worker to finish the installation's job and the page to reload itself with the outcome. */
 async function idle(page: Page, id: string, expected: Record<string, unknown>) {
   await waitFor(async () => {
     const row = await apiInstallation(id);
     return row.pending === null && Object.entries(expected).every(([name, value]) => row[name] === value);
   }, 30_000, `installation ${id} to be ${JSON.stringify(expected)}`);
-  await page.reload();
+  await page.locator('[data-installation-poll]').waitFor({ state: 'detached', timeout: 10_000 });
+  await page.waitForLoadState();
 }
 
 const deliveryRow = (page: Page, sha: string) => page.locator('section[aria-labelledby="deliveries"] tr', { hasText: sha });
