@@ -25,26 +25,34 @@ import { median, printTable, startWorkerProcess, type ServerProcess } from './su
 export const FAKE_STRIPE_KEY = 'sk_test_signalbus_fake';
 const PIPELINE_ROUNDS = Number(process.env.BENCH_PIPELINE_ROUNDS ?? 3);
 
-/** A temp copy of the shipped registry with the bench rule added to stripe-revenue@1.0.0 (and its digest re-pinned). */
-export async function benchRegistry(): Promise<{ dir: string; remove(): Promise<void> }> {
+/**
+ * A temp copy of the shipped registry whose stripe-revenue@1.0.0 (its digest
+ * re-pinned) has the bench rule added (`refundRule`) and/or its entity
+ * projections removed (`entities: false`: its signals then append without a
+ * transaction of their own, through group commit, as before entities).
+ */
+export async function benchRegistry({ refundRule, entities }: { refundRule: boolean; entities: boolean }): Promise<{ dir: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'signalbus-bench-registry-'));
   await cp(REGISTRY_DIR, dir, { recursive: true });
   const file = manifestPath(dir, 'stripe-revenue', '1.0.0');
   const manifest = JSON.parse(await readFile(file, 'utf8'));
-  manifest.handlers.push({
-    id: 'bench-refund-each-charge',
-    description: 'Bench only: every successful charge is refunded.',
-    on: ['stripe.charge.succeeded'],
-    propose: {
-      kind: 'stripe.refund.create',
-      params: {
-        payment_intent: 'signal.payload.payment_intent',
-        amount: 'signal.payload.amount',
-        reason: "'requested_by_customer'",
-        metadata: "{'signalbus_signal': signal.id}",
+  if (!entities) manifest.projections = [];
+  if (refundRule) {
+    manifest.handlers.push({
+      id: 'bench-refund-each-charge',
+      description: 'Bench only: every successful charge is refunded.',
+      on: ['stripe.charge.succeeded'],
+      propose: {
+        kind: 'stripe.refund.create',
+        params: {
+          payment_intent: 'signal.payload.payment_intent',
+          amount: 'signal.payload.amount',
+          reason: "'requested_by_customer'",
+          metadata: "{'signalbus_signal': signal.id}",
+        },
       },
-    },
-  });
+    });
+  }
   await writeFile(file, `${JSON.stringify(manifest, null, 2)}\n`);
   const read = await readIndex(dir);
   if (!read.ok) throw new Error(read.message);

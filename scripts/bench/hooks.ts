@@ -4,8 +4,10 @@
  * (`POST /v1/orgs/:org/signals`) with the same events, at the same
  * concurrency, on one `signalbus serve` process, in one run. Every request
  * carries a new event (a new id, so a new signal on both sides); deliveries
- * are signed as they are sent, as Stripe would. Rounds alternate the two
- * routes; the ratio is taken per round and its median reported.
+ * are signed as they are sent, as Stripe would. A third server, the floor
+ * (scripts/bench/hooks-floor-server.ts), takes the same emits and writes a
+ * delivery log row in each one's transaction. Rounds rotate the three; the
+ * ratios are taken per round and their medians reported.
  *
  * Before that (scripts/bench/hooks-pipeline.ts), the pipeline phase: the
  * same deliveries carried through to executed refunds by a rule handler,
@@ -13,7 +15,8 @@
  *
  * BENCH_SECONDS (default 3) per phase, BENCH_ROUNDS (default 3);
  * BENCH_PHASES `pipeline,ingest` (default both); BENCH_PIPELINE_SIGNALS
- * (default 5000) and BENCH_PIPELINE_ROUNDS (default 3).
+ * (default 5000) and BENCH_PIPELINE_ROUNDS (default 3); BENCH_HOOKS_ENTITIES=0
+ * serves stripe-revenue without its entity projections.
  */
 import autocannon from 'autocannon';
 import Stripe from 'stripe';
@@ -37,6 +40,7 @@ const PHASE_SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WHSEC = 'whsec_bench_hooks_signing_secret';
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'pipeline,ingest').split(','));
+const ENTITIES = process.env.BENCH_HOOKS_ENTITIES !== '0';
 
 let sequence = 0;
 /** A Stripe `charge.succeeded` event, new each call. */
@@ -74,8 +78,8 @@ export async function runHooksBench(): Promise<void> {
   const database = await benchDatabase();
   await migratePublicSchema(database.url);
   const masterKeys = generateMasterKeys('bench');
-  // The pipeline needs the bench rule; the ingest phases alone run the shipped registry.
-  const registry = PHASES.has('pipeline') ? await benchRegistry() : undefined;
+  // The pipeline needs the bench rule; the ingest phases alone, with entities, run the shipped registry.
+  const registry = PHASES.has('pipeline') || !ENTITIES ? await benchRegistry({ refundRule: PHASES.has('pipeline'), entities: ENTITIES }) : undefined;
   const setup = await createApp(parseConfig({ LOG_LEVEL: 'warn' }), { databaseUrl: database.url, logger: createLogger('warn'), masterKeys, registryDir: registry?.dir });
   const { tenant } = await provisionOrg(setup.deps, { input: { slug: 'bench', name: 'Bench' } });
   const { secret } = await createApiKey(setup.deps, {
@@ -98,12 +102,13 @@ export async function runHooksBench(): Promise<void> {
     input: { rules: [{ id: 'allow-noop', match: 'noop.*', effect: 'allow' }, { id: 'allow-refunds', match: 'stripe.refund.create', effect: 'allow' }] },
   });
 
-  const server = await startServer(database.url, {
+  const serverEnv = {
     LOG_LEVEL: 'warn',
     SIGNALBUS_ENCRYPTION_KEYS: masterKeys,
     SIGNALBUS_RATE_LIMIT_HOOK_PER_S: '0',
     ...(registry ? { SIGNALBUS_REGISTRY_DIR: registry.dir } : {}),
-  });
+  };
+  const server = await startServer(database.url, serverEnv);
   const hook = () => {
     const body = JSON.stringify(stripeEvent());
     return { path: `/v1/hooks/${installation.id}`, body, headers: { 'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload: body, secret: WHSEC }) } };
@@ -144,23 +149,37 @@ export async function runHooksBench(): Promise<void> {
   }
 
   async function ingestPhase() {
-    console.log(`warming up (${CONCURRENCY} connections)…`);
-    // Both paths warm (JIT, caches, the tables) before anything counts: a first round measured right after a short warm-up came out at half the later ones.
-    await load(server, hook, 2 * PHASE_SECONDS);
-    await load(server, emit, 2 * PHASE_SECONDS);
-    const rounds: Array<{ hooks: number; emits: number }> = [];
-    for (let round = 1; round <= ROUNDS; round++) {
-      console.log(`round ${round}/${ROUNDS}: signed Stripe deliveries, then the same events as emits…`);
-      const first = round % 2 === 1 ? 'hooks' : 'emits';
-      const a = await load(server, first === 'hooks' ? hook : emit);
-      const b = await load(server, first === 'hooks' ? emit : hook);
-      rounds.push(first === 'hooks' ? { hooks: a, emits: b } : { hooks: b, emits: a });
+    const floor = await startServer(database.url, serverEnv, { script: 'scripts/bench/hooks-floor-server.ts' });
+    try {
+      console.log(`warming up (${CONCURRENCY} connections)…`);
+      // Every path warms (JIT, caches, the tables) before anything counts: a first round measured right after a short warm-up came out at half the later ones.
+      await load(server, hook, 2 * PHASE_SECONDS);
+      await load(server, emit, 2 * PHASE_SECONDS);
+      await load(floor, emit, 2 * PHASE_SECONDS);
+      const phases = { hooks: () => load(server, hook), emits: () => load(server, emit), floor: () => load(floor, emit) };
+      const names = Object.keys(phases) as Array<keyof typeof phases>;
+      const rounds: Array<Record<keyof typeof phases, number>> = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const order = names.map((_, index) => names[(index + round) % names.length]!);
+        console.log(`round ${round + 1}/${ROUNDS}: ${order.join(', ')}…`);
+        const measured: Partial<Record<keyof typeof phases, number>> = {};
+        for (const name of order) measured[name] = await phases[name]();
+        rounds.push(measured as Record<keyof typeof phases, number>);
+      }
+      const ratio = (of: (round: Record<keyof typeof phases, number>) => number) => +median(rounds.map(of)).toFixed(2);
+      const result = {
+        ratio: ratio((round) => round.hooks / round.emits),
+        floor_ratio: ratio((round) => round.floor / round.emits),
+        hooks_of_floor: ratio((round) => round.hooks / round.floor),
+      };
+      printTable(`signed Stripe deliveries vs plain emits${ENTITIES ? '' : ' (stripe-revenue without entity projections)'} (per second, medians of the rounds)`, [
+        { route: 'POST /v1/hooks/:id (Stripe-signed)', per_s: median(rounds.map((round) => round.hooks)), of_emits: result.ratio },
+        { route: 'POST /v1/orgs/:org/signals', per_s: median(rounds.map((round) => round.emits)), of_emits: 1 },
+        { route: 'floor: the same emits, each with a delivery log row in its transaction', per_s: median(rounds.map((round) => round.floor)), of_emits: result.floor_ratio },
+      ]);
+      return { rounds, ...result, target: 0.8, entities: ENTITIES, concurrency: CONCURRENCY, phase_seconds: PHASE_SECONDS };
+    } finally {
+      await floor.stop();
     }
-    const ratio = +median(rounds.map((round) => round.hooks / round.emits)).toFixed(2);
-    printTable('signed Stripe deliveries vs plain emits (per second, medians of the rounds)', [
-      { route: 'POST /v1/hooks/:id (Stripe-signed)', per_s: median(rounds.map((round) => round.hooks)) },
-      { route: 'POST /v1/orgs/:org/signals', per_s: median(rounds.map((round) => round.emits)) },
-    ]);
-    return { rounds, ratio, target: 0.8, concurrency: CONCURRENCY, phase_seconds: PHASE_SECONDS };
   }
 }

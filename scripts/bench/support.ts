@@ -64,10 +64,12 @@ export const NO_RATE_LIMITS = {
   SIGNALBUS_RATE_LIMIT_UNKNOWN_KEY_PER_S: '0',
 };
 
-/** Runs `signalbus serve` as its own process, as deployed. */
-export async function startServer(databaseUrl: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+/** Runs `signalbus serve` (or a bench's `script`) as its own process, as deployed. */
+export async function startServer(databaseUrl: string, env: Record<string, string> = {}, { script }: { script?: string } = {}): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...cpuProfileFlags(), path.join(PROJECT_ROOT, 'bin/signalbus.js'), 'serve'], {
+  // `script`: a bench's own server entry (TypeScript) instead of `signalbus serve`.
+  const entry = script ? ['--import', 'tsx', path.join(PROJECT_ROOT, script)] : [path.join(PROJECT_ROOT, 'bin/signalbus.js'), 'serve'];
+  const child = spawn(process.execPath, [...cpuProfileFlags(), ...entry], {
     cwd: PROJECT_ROOT,
     env: {
       ...process.env,
