@@ -16,7 +16,7 @@ export async function listInstallationDeliveries(
   { ctx, input }: VerbCall<ListDeliveriesInput>,
 ): Promise<{ data: DeliveryView[]; next_cursor: string | null }> {
   await getInstallation(deps, { ctx, input: { id: input.installationId } });
-  // Accepted deliveries are answered before their row is written: this process's are waited for.
+  // Rows this process is still writing (a concurrent rejection's) are waited for.
   await deps.deliveries.settled(ctx.tenant);
   return listDeliveries(ctx.tx?.sql ?? deps.sql, ctx.tenant, input);
 }

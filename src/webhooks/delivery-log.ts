@@ -9,6 +9,7 @@
 import { newId } from '../core/ids.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { Queryable, Sql } from '../db/client.ts';
+import type { Tx } from '../db/transaction.ts';
 import { isoTimestamp } from '../signals/model.ts';
 
 export type DeliveryOutcome = 'accepted' | 'deduplicated' | 'ignored' | 'rejected';
@@ -46,6 +47,12 @@ const MAX_COUNTERS = 10_000;
 
 export interface DeliveryLog {
   record(tenant: Tenant, entry: DeliveryRecord): Promise<void>;
+  /**
+   * Writes `entry` in `tx`, behind its other statements: it commits with
+   * them or not at all, at no round trip of its own. A trim it triggers runs
+   * after the commit; its failure goes to `onError`.
+   */
+  recordIn(tx: Tx, tenant: Tenant, entry: DeliveryRecord, onError?: (error: unknown) => void): void;
   /** Resolves once every record this process took for `tenant` so far is written (or failed). */
   settled(tenant: Tenant): Promise<void>;
 }
@@ -81,7 +88,7 @@ export function createDeliveryLog(deps: { sql: Sql }, { size }: { size: number }
     queue.pending = { entries: [], done: [] };
     queue.inFlight = true;
     try {
-      await insert(deps.sql, queue.tenant, entries);
+      await insertRows(deps.sql, queue.tenant, entries);
       await countAndPrune(queue.tenant, entries);
       for (const waiter of done) waiter.resolve();
     } catch (error) {
@@ -106,6 +113,10 @@ export function createDeliveryLog(deps: { sql: Sql }, { size }: { size: number }
       if (!queue.inFlight) void flush(tenant.schema);
       return written;
     },
+    recordIn(tx, tenant, entry, onError) {
+      tx.defer(insertRows(tx.sql, tenant, [entry]));
+      tx.afterCommit(() => void countAndPrune(tenant, [entry]).catch((error: unknown) => onError?.(error)));
+    },
     async settled(tenant) {
       for (let queue = queues.get(tenant.schema); queue; queue = queues.get(tenant.schema)) {
         const waiters = queue.pending.done.length > 0 ? queue.pending.done : undefined;
@@ -120,7 +131,7 @@ export function createDeliveryLog(deps: { sql: Sql }, { size }: { size: number }
   };
 }
 
-async function insert(db: Queryable, tenant: Tenant, entries: DeliveryRecord[]): Promise<void> {
+function insertRows(db: Queryable, tenant: Tenant, entries: DeliveryRecord[]) {
   const rows = entries.map((entry) => ({
     id: newId('delivery'),
     installation_id: entry.installationId,
@@ -134,7 +145,7 @@ async function insert(db: Queryable, tenant: Tenant, entries: DeliveryRecord[]):
     event_id: entry.eventId,
     signal_id: entry.signalId,
   }));
-  await db`insert into ${db(`${tenant.schema}.webhook_deliveries`)} ${db(rows)}`;
+  return db`insert into ${db(`${tenant.schema}.webhook_deliveries`)} ${db(rows)}`;
 }
 
 /** Keeps the newest `size` deliveries of an installation. */

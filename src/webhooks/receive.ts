@@ -5,7 +5,8 @@
  * delivery is charged to the installation's rate limit, its body is read
  * within the size limit and verified as the package's manifest declares
  * with the installation's secrets, then read into an event and appended as
- * a deduplicated signal. The answer goes out after the signal commits.
+ * a deduplicated signal, its delivery log row in the same transaction. The
+ * answer goes out after that commits.
  *
  * Every delivery to a known installation is recorded in its delivery log,
  * whatever the outcome; a rejection writes no signal. A delivery to an id
@@ -17,6 +18,7 @@ import { DomainError, notFound } from '../core/errors.ts';
 import { isId } from '../core/ids.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { Sql } from '../db/client.ts';
+import { withTransaction } from '../db/transaction.ts';
 import { findInstallation, findInstallationOrg } from '../packages/installation-read.ts';
 import type { PackageRegistry } from '../packages/registry.ts';
 import type { RateLimiter, RateVerdict } from '../ratelimit/index.ts';
@@ -155,7 +157,7 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
   }
   const installationId = request.installationId;
   let body: Buffer | undefined;
-  const finish = async (outcome: DeliveryOutcome, status: number, fields: Partial<DeliveryRecord> = {}) => {
+  const recordOf = (outcome: DeliveryOutcome, status: number, fields: Partial<DeliveryRecord> = {}): DeliveryRecord => {
     const entry: DeliveryRecord = {
       installationId,
       receivedAt,
@@ -169,8 +171,12 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
       signalId: null,
       ...fields,
     };
+    return entry;
+  };
+  const finish = (outcome: DeliveryOutcome, status: number, fields: Partial<DeliveryRecord> = {}) => {
+    const entry = recordOf(outcome, status, fields);
     deps.observe?.(outcome, entry.reason);
-    await deps.deliveries.record(tenant, entry);
+    return deps.deliveries.record(tenant, entry);
   };
   const reject = async (error: DomainError, detail: string = error.message): Promise<never> => {
     await finish('rejected', error.status, { reason: error.code, detail });
@@ -247,16 +253,20 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
   };
   let result;
   try {
-    result = await emit(deps.emit, { ctx, input });
+    // The log's row joins the signal's transaction, so an accepted delivery
+    // costs one commit, and the answer (after it) finds both written.
+    result = await withTransaction(deps.sql, undefined, async (tx) => {
+      const emitted = await emit(deps.emit, { ctx: { ...ctx, tx }, input });
+      const outcome = emitted.deduplicated ? 'deduplicated' : 'accepted';
+      deps.deliveries.recordIn(tx, tenant, recordOf(outcome, 200, { eventId: event.id, signalId: emitted.signal.id }), deps.onError);
+      return emitted;
+    });
   } catch (error) {
     if (error instanceof DomainError) {
       await finish('rejected', error.status, { reason: error.code, detail: error.message, eventId: event.id });
     }
     throw error;
   }
-  // The signal is committed: the answer need not wait for the log's row,
-  // which would double its latency. A read of the log in this process waits
-  // for it (`DeliveryLog.settled`); a crash in between loses that row only.
-  finish(result.deduplicated ? 'deduplicated' : 'accepted', 200, { eventId: event.id, signalId: result.signal.id }).catch((error: unknown) => deps.onError?.(error));
+  deps.observe?.(result.deduplicated ? 'deduplicated' : 'accepted', null);
   return { accepted: true, signal_id: result.signal.id, deduplicated: result.deduplicated };
 }

@@ -76,6 +76,12 @@ async function signalCount(tenant: Tenant, like = 'stripe.%'): Promise<number> {
   return row!.n;
 }
 
+/** The log's rows for one event, straight from the table: what is committed, with no wait for writes in flight. */
+async function loggedRows(tenant: Tenant, eventId: string) {
+  return t.app.deps.sql<{ outcome: string; reason: string | null; signal_id: string | null }[]>`
+    select outcome, reason, signal_id from ${t.app.deps.sql(`${tenant.schema}.webhook_deliveries`)} where event_id = ${eventId} order by id`;
+}
+
 async function deliveries(id: string, tenant = org, key = admin) {
   const response = await t.request('GET', `/v1/orgs/${tenant.slug}/installations/${id}/deliveries?limit=1000`, { key });
   return response;
@@ -106,6 +112,29 @@ describe('a signed Stripe delivery', () => {
     expect(log.slice(0, 2).map((row: { outcome: string }) => row.outcome)).toEqual(['deduplicated', 'accepted']);
     expect(log[1]).toMatchObject({ status: 200, event_id: event.id, signal_id: first.body.signal_id, body_bytes: Buffer.byteLength(body) });
     expect(log[1].body_sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('is answered once its log row is committed with its signal', async () => {
+    const body = stripeEvent();
+    const answer = await deliver(stripeHook, body, { 'stripe-signature': sign(body) });
+    expect(answer.status).toBe(200);
+    expect(await loggedRows(org, JSON.parse(body).id)).toEqual([{ outcome: 'accepted', reason: null, signal_id: answer.body.signal_id }]);
+  });
+
+  it('the same event id with another body is refused as a conflict: logged as rejected, no signal, no accepted row', async () => {
+    const body = stripeEvent();
+    const event = JSON.parse(body);
+    const first = await deliver(stripeHook, body, { 'stripe-signature': sign(body) });
+    const before = await signalCount(org);
+    const altered = JSON.stringify({ ...event, data: { object: { ...event.data.object, amount: 1 } } });
+    const refused = await deliver(stripeHook, altered, { 'stripe-signature': sign(altered) });
+    expect(refused.status).toBe(409);
+    expect(refused.body.code).toBe('idempotency_conflict');
+    expect(await signalCount(org)).toBe(before);
+    expect(await loggedRows(org, event.id)).toEqual([
+      { outcome: 'accepted', reason: null, signal_id: first.body.signal_id },
+      { outcome: 'rejected', reason: 'idempotency_conflict', signal_id: null },
+    ]);
   });
 
   it('an event type the package does not take is acknowledged and recorded as nothing', async () => {
@@ -237,14 +266,21 @@ describe('isolation', () => {
 
 describe('concurrency', () => {
   it('1,000 concurrent copies of one valid delivery → one signal, 999 deduplicated', async () => {
+    // An org of its own: its log holds exactly these 1,000 rows, none trimmed.
+    const { tenant, id } = await stripeInOwnOrg('hooks_dupes');
     const body = stripeEvent();
     const header = { 'stripe-signature': sign(body) };
-    const before = await signalCount(org);
-    const answers = await Promise.all(Array.from({ length: 1000 }, () => deliver(stripeHook, body, header)));
+    const before = await signalCount(tenant);
+    const answers = await Promise.all(Array.from({ length: 1000 }, () => deliver(id, body, header)));
     expect(answers.map((answer) => answer.status).filter((status) => status !== 200)).toEqual([]);
     expect(new Set(answers.map((answer) => answer.body.signal_id)).size).toBe(1);
     expect(answers.filter((answer) => answer.body.deduplicated)).toHaveLength(999);
-    expect(await signalCount(org)).toBe(before + 1);
+    expect(await signalCount(tenant)).toBe(before + 1);
+    // Every copy is logged, each with the one signal, by the time it is answered.
+    const logged = await loggedRows(tenant, JSON.parse(body).id);
+    expect(logged.filter((row) => row.outcome === 'accepted')).toHaveLength(1);
+    expect(logged.filter((row) => row.outcome === 'deduplicated')).toHaveLength(999);
+    expect(new Set(logged.map((row) => row.signal_id))).toEqual(new Set([answers[0]!.body.signal_id]));
   }, 60_000);
 });
 
