@@ -127,7 +127,7 @@ export async function runHooksBench(): Promise<void> {
   };
   const results: Record<string, unknown> = {};
   try {
-    if (registry) {
+    if (registry && PHASES.has('pipeline')) {
       results.pipeline = await runHooksPipeline({
         databaseUrl: database.url,
         sql: setup.deps.sql,
