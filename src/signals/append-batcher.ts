@@ -15,18 +15,48 @@
  * retried alone so one bad submission cannot fail its neighbours. Items that
  * share a dedupe key across submissions resolve as if they had arrived one
  * after another (`appendSignals`).
+ *
+ * A submission may bring rows of another table that must commit with its
+ * signals (`SideRows`, e.g. a webhook delivery's log row): a statement
+ * carrying any is then a transaction, its side rows written behind the
+ * append, one statement per kind for the whole group, sharing its commit.
  */
-import type { Sql } from '../db/client.ts';
+import type postgres from 'postgres';
+import type { Queryable, Sql } from '../db/client.ts';
+import { withTransaction, type Tx } from '../db/transaction.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { appendSignals, type Outcome } from './append.ts';
 import type { Prepared } from './prepare.ts';
 
+/** Rows another table keeps of a submission, written in its signals' transaction. */
+export interface SideRows {
+  /** The rows for the submission's outcomes (none, if it keeps none of them). */
+  rows(outcomes: Outcome[]): unknown[];
+  /** Writes rows of this kind: side rows sharing `write` share one statement. */
+  write(db: Queryable, rows: unknown[]): postgres.PendingQuery<postgres.Row[]>;
+}
+
+/** Hands each kind's rows of `submissions` to `tx`, one deferred statement per kind. */
+export function deferSideRows(tx: Tx, submissions: Array<{ side?: SideRows | undefined; outcomes: Outcome[] }>): void {
+  const byKind = new Map<SideRows['write'], unknown[]>();
+  for (const { side, outcomes } of submissions) {
+    if (!side) continue;
+    const rows = side.rows(outcomes);
+    if (rows.length === 0) continue;
+    const kind = byKind.get(side.write);
+    if (kind) kind.push(...rows);
+    else byKind.set(side.write, [...rows]);
+  }
+  for (const [write, rows] of byKind) tx.defer(write(tx.sql, rows));
+}
+
 export interface AppendBatcher {
-  append(tenant: Tenant, items: Prepared[]): Promise<Outcome[]>;
+  append(tenant: Tenant, items: Prepared[], side?: SideRows): Promise<Outcome[]>;
 }
 
 interface Submission {
   items: Prepared[];
+  side?: SideRows | undefined;
   resolve(outcomes: Outcome[]): void;
   reject(error: unknown): void;
 }
@@ -52,13 +82,24 @@ export function createAppendBatcher(
 
   const write = async (tenant: Tenant, submissions: Submission[]) => {
     const items = submissions.flatMap((submission) => submission.items);
-    const { outcomes, inserted } = await appendSignals(deps.sql, tenant, items);
+    const split = (outcomes: Outcome[]) => {
+      let offset = 0;
+      return submissions.map((submission) => {
+        const mine = outcomes.slice(offset, offset + submission.items.length);
+        offset += submission.items.length;
+        return mine;
+      });
+    };
+    const { outcomes, inserted } = submissions.some((submission) => submission.side)
+      ? await withTransaction(deps.sql, undefined, async (tx) => {
+          const appended = await appendSignals(tx.sql, tenant, items);
+          const each = split(appended.outcomes);
+          deferSideRows(tx, submissions.map((submission, index) => ({ side: submission.side, outcomes: each[index]! })));
+          return appended;
+        })
+      : await appendSignals(deps.sql, tenant, items);
     if (inserted.length > 0) deps.onCommitted(tenant.id);
-    let offset = 0;
-    for (const submission of submissions) {
-      submission.resolve(outcomes.slice(offset, offset + submission.items.length));
-      offset += submission.items.length;
-    }
+    split(outcomes).forEach((mine, index) => submissions[index]!.resolve(mine));
   };
 
   const mayStart = (queue: TenantQueue) =>
@@ -99,14 +140,14 @@ export function createAppendBatcher(
   };
 
   return {
-    append(tenant, items) {
+    append(tenant, items, side) {
       return new Promise<Outcome[]>((resolve, reject) => {
         let queue = queues.get(tenant.id);
         if (!queue) {
           queue = { tenant, waiting: [], waitingRows: 0, inFlight: 0, flushScheduled: false };
           queues.set(tenant.id, queue);
         }
-        queue.waiting.push({ items, resolve, reject });
+        queue.waiting.push({ items, side, resolve, reject });
         queue.waitingRows += items.length;
         // Flush after this turn's I/O: requests read in the same turn of the
         // event loop go out as one statement, at no cost in latency.

@@ -14,7 +14,7 @@ import { withTransaction, type Tx } from '../db/transaction.ts';
 import type { Queryable, Sql } from '../db/client.ts';
 import type { Tenant } from '../core/tenant.ts';
 import { appendSignals, type Outcome } from './append.ts';
-import type { AppendBatcher } from './append-batcher.ts';
+import { deferSideRows, type AppendBatcher, type SideRows } from './append-batcher.ts';
 import type { LogNotifier } from './log-notifier.ts';
 import { toSignal, type Signal, type SignalFacts, type SignalRow } from './model.ts';
 import { prepare, sameRequest, type Prepared } from './prepare.ts';
@@ -78,14 +78,26 @@ export type BatchItemResult =
   | { status: 'created' | 'deduplicated'; signal: Signal }
   | { status: 'conflict' | 'invalid'; error: { code: string; message: string; errors?: FieldError[] } };
 
+/**
+ * A row another table keeps of an emit, committed with its signal (group
+ * commit included): `row` gets the outcome — undefined when the dedupe key
+ * holds another request (the emit then fails) — and gives the row, or none.
+ */
+export interface EmitSideRow<Row> {
+  row(result: EmitResult | undefined): Row | undefined;
+  /** Writes rows of this kind; emits committed together share one statement (the same function). */
+  write(db: Queryable, rows: Row[]): ReturnType<SideRows['write']>;
+}
+
 const conflictError = (key: string) =>
   new DomainError('idempotency_conflict', `dedupe key ${JSON.stringify(key)} was already used for a different request`);
 
-/** Appends `items` atomically and resolves each to its stored row. */
-async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promise<Outcome[]> {
-  const needsTransaction = ctx.tx !== undefined || deps.projections.handlesAny(items.map((item) => item.type));
+/** Appends `items` atomically and resolves each to its stored row; `side`'s rows commit with them. */
+async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[], side?: SideRows): Promise<Outcome[]> {
+  const needsTransaction =
+    ctx.tx !== undefined || deps.projections.handlesAny(items.map((item) => item.type)) || (side !== undefined && !deps.appendBatcher);
   if (!needsTransaction) {
-    if (deps.appendBatcher) return deps.appendBatcher.append(ctx.tenant, items);
+    if (deps.appendBatcher) return deps.appendBatcher.append(ctx.tenant, items, side);
     const { outcomes, inserted } = await appendSignals(deps.sql, ctx.tenant, items);
     if (inserted.length > 0) deps.notifier.committed(ctx.tenant.id);
     return outcomes;
@@ -100,6 +112,7 @@ async function write(deps: EmitDeps, ctx: EmitContext, items: Prepared[]): Promi
       const installations = inserted.some((signal) => signal.type.startsWith('installation.'));
       tx.afterCommit(() => deps.notifier.committed(ctx.tenant.id, installations ? { installations } : undefined));
     }
+    deferSideRows(tx, [{ side, outcomes }]);
     return outcomes;
   });
 }
@@ -113,8 +126,14 @@ function traced<T>(deps: EmitDeps, ctx: EmitContext, name: string, fn: (ctx: Emi
 }
 
 /** Emits one signal. Throws `idempotency_conflict` when its key holds another request (any client-supplied field). */
-export function emit(deps: EmitDeps, { ctx, input }: { ctx: EmitContext; input: unknown }): Promise<EmitResult> {
-  return traced(deps, ctx, 'signals.emit', (ctx) => emitOne(deps, ctx, input));
+export function emit<Row>(deps: EmitDeps, { ctx, input, side }: { ctx: EmitContext; input: unknown; side?: EmitSideRow<Row> }): Promise<EmitResult> {
+  return traced(deps, ctx, 'signals.emit', (ctx) => emitOne(deps, ctx, input, side));
+}
+
+/** The emit's result for its outcome; undefined when the key holds another request. */
+function resultOf(item: Prepared, outcome: Outcome): EmitResult | undefined {
+  if (!outcome.created && !sameRequest(outcome.row, item)) return undefined;
+  return { signal: toSignal(outcome.row), deduplicated: !outcome.created };
 }
 
 /** Schema errors per item from the installed packages' payload schemas (none without a validator). */
@@ -127,15 +146,23 @@ async function schemaErrorsOf(deps: EmitDeps, ctx: EmitContext, items: Prepared[
 const schemaFailure = (type: string, errors: FieldError[]) =>
   new DomainError('validation_failed', `the payload does not match the schema an installed package declares for ${type}`, errors);
 
-async function emitOne(deps: EmitDeps, ctx: EmitContext, input: unknown): Promise<EmitResult> {
+async function emitOne<Row>(deps: EmitDeps, ctx: EmitContext, input: unknown, side?: EmitSideRow<Row>): Promise<EmitResult> {
   const item = prepare(ctx, input, deps.maxPayloadBytes, ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {});
   const errors = (await schemaErrorsOf(deps, ctx, [item]))?.[0];
   if (errors && errors.length > 0) throw schemaFailure(item.type, errors);
-  const [outcome] = await write(deps, ctx, [item]);
+  const sideRows: SideRows | undefined = side && {
+    rows: ([outcome]) => {
+      const row = side.row(resultOf(item, outcome!));
+      return row === undefined ? [] : [row];
+    },
+    write: side.write as SideRows['write'],
+  };
+  const [outcome] = await write(deps, ctx, [item], sideRows);
   if (outcome!.created) deps.observer?.emitted(item.type);
   else deps.observer?.deduplicated();
-  if (!outcome!.created && !sameRequest(outcome!.row, item)) throw conflictError(item.dedupeKey);
-  return { signal: toSignal(outcome!.row), deduplicated: !outcome!.created };
+  const result = resultOf(item, outcome!);
+  if (!result) throw conflictError(item.dedupeKey);
+  return result;
 }
 
 /**

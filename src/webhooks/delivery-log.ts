@@ -9,7 +9,7 @@
 import { newId } from '../core/ids.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { Queryable, Sql } from '../db/client.ts';
-import type { Tx } from '../db/transaction.ts';
+import type postgres from 'postgres';
 import { isoTimestamp } from '../signals/model.ts';
 
 export type DeliveryOutcome = 'accepted' | 'deduplicated' | 'ignored' | 'rejected';
@@ -48,11 +48,13 @@ const MAX_COUNTERS = 10_000;
 export interface DeliveryLog {
   record(tenant: Tenant, entry: DeliveryRecord): Promise<void>;
   /**
-   * Writes `entry` in `tx`, behind its other statements: it commits with
-   * them or not at all, at no round trip of its own. A trim it triggers runs
-   * after the commit; its failure goes to `onError`.
+   * Writes `tenant`'s entries in a caller's transaction, one statement (an
+   * accepted delivery's row, as its signal's side row). The same function
+   * for every call, so rows committed together share the statement.
    */
-  recordIn(tx: Tx, tenant: Tenant, entry: DeliveryRecord, onError?: (error: unknown) => void): void;
+  writer(tenant: Tenant): (db: Queryable, entries: DeliveryRecord[]) => postgres.PendingQuery<postgres.Row[]>;
+  /** Counts a committed entry `writer` wrote, trimming as `record` does; a failed trim goes to `onError`. */
+  written(tenant: Tenant, entry: DeliveryRecord, onError?: (error: unknown) => void): void;
   /** Resolves once every record this process took for `tenant` so far is written (or failed). */
   settled(tenant: Tenant): Promise<void>;
 }
@@ -71,6 +73,7 @@ interface Pending {
 export function createDeliveryLog(deps: { sql: Sql }, { size }: { size: number }): DeliveryLog {
   const counts = new Map<string, number>();
   const queues = new Map<string, { tenant: Tenant; inFlight: boolean; pending: Pending }>();
+  const writers = new Map<string, ReturnType<DeliveryLog['writer']>>();
 
   const countAndPrune = async (tenant: Tenant, entries: DeliveryRecord[]) => {
     for (const entry of entries) {
@@ -113,9 +116,17 @@ export function createDeliveryLog(deps: { sql: Sql }, { size }: { size: number }
       if (!queue.inFlight) void flush(tenant.schema);
       return written;
     },
-    recordIn(tx, tenant, entry, onError) {
-      tx.defer(insertRows(tx.sql, tenant, [entry]));
-      tx.afterCommit(() => void countAndPrune(tenant, [entry]).catch((error: unknown) => onError?.(error)));
+    writer(tenant) {
+      let write = writers.get(tenant.schema);
+      if (!write) {
+        if (writers.size >= MAX_COUNTERS) writers.clear();
+        write = (db, entries) => insertRows(db, tenant, entries);
+        writers.set(tenant.schema, write);
+      }
+      return write;
+    },
+    written(tenant, entry, onError) {
+      countAndPrune(tenant, [entry]).catch((error: unknown) => onError?.(error));
     },
     async settled(tenant) {
       for (let queue = queues.get(tenant.schema); queue; queue = queues.get(tenant.schema)) {

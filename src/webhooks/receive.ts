@@ -18,7 +18,6 @@ import { DomainError, notFound } from '../core/errors.ts';
 import { isId } from '../core/ids.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { Sql } from '../db/client.ts';
-import { withTransaction } from '../db/transaction.ts';
 import { findInstallation, findInstallationOrg } from '../packages/installation-read.ts';
 import type { PackageRegistry } from '../packages/registry.ts';
 import type { RateLimiter, RateVerdict } from '../ratelimit/index.ts';
@@ -251,15 +250,24 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
     dedupe_key: `${manifest.name}:${event.id}`,
     ...(event.occurredAt ? { occurred_at: event.occurredAt } : {}),
   };
+  // The log's row is the signal's side row: it commits with the signal (in
+  // its group commit), so an accepted delivery costs no commit of its own and
+  // the answer, after that commit, finds both written.
+  let logged: DeliveryRecord | undefined;
   let result;
   try {
-    // The log's row joins the signal's transaction, so an accepted delivery
-    // costs one commit, and the answer (after it) finds both written.
-    result = await withTransaction(deps.sql, undefined, async (tx) => {
-      const emitted = await emit(deps.emit, { ctx: { ...ctx, tx }, input });
-      const outcome = emitted.deduplicated ? 'deduplicated' : 'accepted';
-      deps.deliveries.recordIn(tx, tenant, recordOf(outcome, 200, { eventId: event.id, signalId: emitted.signal.id }), deps.onError);
-      return emitted;
+    result = await emit(deps.emit, {
+      ctx,
+      input,
+      side: {
+        row(emitted) {
+          // None for a key held by another request: that delivery is logged as rejected below.
+          if (!emitted) return undefined;
+          logged = recordOf(emitted.deduplicated ? 'deduplicated' : 'accepted', 200, { eventId: event.id, signalId: emitted.signal.id });
+          return logged;
+        },
+        write: deps.deliveries.writer(tenant),
+      },
     });
   } catch (error) {
     if (error instanceof DomainError) {
@@ -268,5 +276,6 @@ export async function receiveHook(deps: HookDeps, { input: request }: { input: H
     throw error;
   }
   deps.observe?.(result.deduplicated ? 'deduplicated' : 'accepted', null);
+  if (logged) deps.deliveries.written(tenant, logged, deps.onError);
   return { accepted: true, signal_id: result.signal.id, deduplicated: result.deduplicated };
 }

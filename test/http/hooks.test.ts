@@ -235,6 +235,27 @@ describe('generic HMAC (webhook-relay)', () => {
     expect(refused.status).toBe(401);
     expect(await signalCount(org, 'relay.%')).toBe(1);
   });
+
+  it('relay deliveries append through group commit: answered once each log row is committed with its signal; a conflict is logged as rejected', async () => {
+    const signed = (body: string) => ({ 'x-signature-256': `sha256=${createHmac('sha256', HMAC_KEY).update(body).digest('hex')}` });
+    const bodies = Array.from({ length: 40 }, (_, index) => JSON.stringify({ id: `grouped-${index}`, type: 'order.paid', total: index }));
+    // Each one twice, concurrently: one signal per event, both copies logged with it.
+    const answers = await Promise.all([...bodies, ...bodies].map((body) => deliver(relayHook, body, signed(body))));
+    expect(answers.map((answer) => answer.status).filter((status) => status !== 200)).toEqual([]);
+    for (const [index, body] of bodies.entries()) {
+      const logged = await loggedRows(org, JSON.parse(body).id);
+      expect(logged.map((row) => row.outcome).sort()).toEqual(['accepted', 'deduplicated']);
+      expect(logged.map((row) => row.signal_id)).toEqual([answers[index]!.body.signal_id, answers[index]!.body.signal_id]);
+      expect(answers[index + bodies.length]!.body.signal_id).toBe(answers[index]!.body.signal_id);
+    }
+    const altered = JSON.stringify({ id: 'grouped-0', type: 'order.paid', total: 999 });
+    const refused = await deliver(relayHook, altered, signed(altered));
+    expect(refused.status).toBe(409);
+    // Ids are time-ordered: the refusal came last.
+    const logged = await loggedRows(org, 'grouped-0');
+    expect(logged.at(-1)).toEqual({ outcome: 'rejected', reason: 'idempotency_conflict', signal_id: null });
+    expect(logged.slice(0, -1).map((row) => row.outcome).sort()).toEqual(['accepted', 'deduplicated']);
+  });
 });
 
 describe('isolation', () => {
