@@ -2,6 +2,7 @@
  * `npm run bench -- <scenario>`: benchmarks that print their figures and a
  * ratio against a baseline measured in the same run. Not tests.
  */
+import { runConsoleBench } from './bench/console.ts';
 import { runEdgeBench } from './bench/edge.ts';
 import { runExecutorsBench } from './bench/executors.ts';
 import { runFanoutBench } from './bench/fanout.ts';
@@ -26,6 +27,7 @@ const scenarios: Record<string, () => Promise<void>> = {
     if (parts.includes('redeliver')) await runRedeliverBench();
   },
   hooks: runHooksBench,
+  console: runConsoleBench,
 };
 
 const name = process.argv[2] ?? 'ingest';
