@@ -4,8 +4,8 @@ import { DomainError } from '../core/errors.ts';
 import { Manifest, type WebhookSpec } from '../packages/manifest.ts';
 import { readEvent } from './read-event.ts';
 
-const manifest = (name: string) =>
-  Manifest.parse(JSON.parse(readFileSync(new URL(`../../packages-registry/${name}/1.0.0/manifest.json`, import.meta.url), 'utf8')));
+const manifest = (name: string, version = '1.0.0') =>
+  Manifest.parse(JSON.parse(readFileSync(new URL(`../../packages-registry/${name}/${version}/manifest.json`, import.meta.url), 'utf8')));
 const stripe = manifest('stripe-revenue').webhook!;
 const relay = manifest('webhook-relay').webhook!;
 
@@ -19,6 +19,20 @@ describe('reading an event as the manifest says', () => {
       subject: 'cus_7',
       payload: { id: 'ch_1', object: 'charge', amount: 1200, customer: 'cus_7' },
     });
+  });
+
+  it('stripe-revenue 1.1.0: an early fraud warning, its subject the warned charge', () => {
+    const object = { id: 'issfr_1', object: 'radar.early_fraud_warning', actionable: true, charge: 'ch_9', fraud_type: 'made_with_stolen_card', payment_intent: 'pi_9' };
+    const body = { id: 'evt_efw', type: 'radar.early_fraud_warning.created', created: 1_700_000_000, data: { object } };
+    expect(readEvent(manifest('stripe-revenue', '1.1.0').webhook!, { body, headers: {}, config: {} })).toEqual({
+      id: 'evt_efw',
+      type: 'stripe.radar.early_fraud_warning.created',
+      occurredAt: '2023-11-14T22:13:20.000Z',
+      subject: 'ch_9',
+      payload: object,
+    });
+    // 1.0.0 does not take it.
+    expect(readEvent(stripe, { body, headers: {}, config: {} })).toBeNull();
   });
 
   it('stripe-revenue: an event type it does not take is read as nothing', () => {

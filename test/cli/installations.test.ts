@@ -57,7 +57,7 @@ describe('the installation commands', () => {
   });
 
   it('install refuses a config that does not fit, naming its JSON pointer, and writes nothing', async () => {
-    const { code, stdout } = await cli(['install', 'webhook-relay@1.0.0', '--org', org.slug, '--config', path.join(dir, 'bad.json'), '--json']);
+    const { code, stdout } = await cli(['install', 'webhook-relay@1.0.1', '--org', org.slug, '--config', path.join(dir, 'bad.json'), '--json']);
     expect(code).toBe(1);
     const { error } = JSON.parse(stdout);
     expect(error.code).toBe('validation_failed');
@@ -67,17 +67,17 @@ describe('the installation commands', () => {
   });
 
   it('install requests an installation without printing its secrets, and installations list shows it', async () => {
-    const installed = await cli(['install', 'webhook-relay@1.0.0', '--org', org.slug, '--config', path.join(dir, 'config.json'), '--secrets', path.join(dir, 'secrets.json'), '--json']);
+    const installed = await cli(['install', 'webhook-relay@1.0.1', '--org', org.slug, '--config', path.join(dir, 'config.json'), '--secrets', path.join(dir, 'secrets.json'), '--json']);
     expect(installed.code, installed.stderr).toBe(0);
     const { installation, created } = JSON.parse(installed.stdout);
     expect(created).toBe(true);
-    expect(installation).toMatchObject({ package: 'webhook-relay', version: '1.0.0', status: 'installing', secrets: ['inbound_hmac_secret', 'webhook_signing_secret'] });
+    expect(installation).toMatchObject({ package: 'webhook-relay', version: '1.0.1', status: 'installing', secrets: ['inbound_hmac_secret', 'webhook_signing_secret'] });
     for (const value of Object.values(RELAY_SECRETS)) expect(installed.stdout + installed.stderr).not.toContain(value);
 
     const listed = await cli(['installations', 'list', '--org', org.slug, '--json']);
     expect(listed.code).toBe(0);
     expect(JSON.parse(listed.stdout).data.map((row: { id: string }) => row.id)).toEqual([installation.id]);
     const human = await cli(['installations', 'list', '--org', org.slug]);
-    expect(human.stdout).toContain(`${installation.id}\twebhook-relay@1.0.0\tinstalling`);
+    expect(human.stdout).toContain(`${installation.id}\twebhook-relay@1.0.1\tinstalling`);
   });
 });

@@ -128,10 +128,10 @@ describe.runIf(browserTests)('installations in Chromium', () => {
   it('installs, receives signed and forged deliveries, rotates, disables, refuses bad changes and upgrades', { timeout: 240_000 }, async () => {
     const { page, problems } = await signIn(admin);
 
-    // Install 1.0.0 through the form generated from its config schema.
+    // Install 1.0.1 (1.0.0 is yanked) through the form generated from its config schema.
     await page.goto(`${server.url}/console/orgs/acme/installations`);
     await checkPage(page, 'list-empty');
-    await page.getByRole('link', { name: 'Install webhook-relay 1.0.0' }).click();
+    await page.getByRole('link', { name: 'Install webhook-relay 1.0.1', exact: true }).click();
     await page.getByLabel('endpoint_url').fill('https://relay.example.test/hook');
     await page.getByLabel('Secret inbound_hmac_secret').fill(HMAC_KEY);
     await page.getByLabel('Secret webhook_signing_secret').fill('whsec_cmVsYXktc2lnbmluZy1zZWNyZXQ=');
@@ -219,10 +219,10 @@ describe.runIf(browserTests)('installations in Chromium', () => {
 
     // A version the config fits, then enable: the hook answers again.
     await page.goto(`${server.url}/console/orgs/acme/installations/${id}`);
-    await page.getByLabel('Version').selectOption('1.0.1');
+    await page.getByLabel('Version').selectOption('1.1.0');
     await page.getByRole('button', { name: 'Upgrade' }).click();
     await page.getByText('Upgrade requested; it runs in the background.').waitFor();
-    await idle(page, id, { version: '1.0.1' });
+    await idle(page, id, { version: '1.1.0' });
     await page.getByRole('button', { name: 'Enable' }).click();
     await page.getByText('Installation updated.').waitFor();
     expect(await deliver(hookUrl, event('evt_console_4'), ROTATED_KEY)).toBe(200);
@@ -235,14 +235,14 @@ describe.runIf(browserTests)('installations in Chromium', () => {
 
   it('shows a failed install’s failing step and retries it from the page', { timeout: 120_000 }, async () => {
     const { page, problems } = await signIn(admin);
-    await page.goto(`${server.url}/console/orgs/acme/installations/new?package=webhook-relay&version=1.0.0`);
+    await page.goto(`${server.url}/console/orgs/acme/installations/new?package=webhook-relay&version=1.0.1`);
     await page.getByLabel('endpoint_url').fill('https://relay.example.test/other');
     await page.getByRole('button', { name: 'Install' }).click();
     await page.waitForURL(/\/installations\/ins_/);
     const id = /installations\/(ins_[A-Za-z0-9]+)/.exec(page.url())![1]!;
     await idle(page, id, { status: 'failed' });
     const report = page.locator('section[aria-labelledby="install-error"]');
-    await expect(report.textContent()).resolves.toMatch(/The install to 1\.0\.0 \(attempt 1\) failed at step secrets/);
+    await expect(report.textContent()).resolves.toMatch(/The install to 1\.0\.1 \(attempt 1\) failed at step secrets/);
     await checkPage(page, 'failed');
     await page.getByLabel('Secret inbound_hmac_secret').fill(HMAC_KEY);
     await page.getByLabel('Secret webhook_signing_secret').fill('whsec_cmVsYXktc2lnbmluZy1zZWNyZXQ=');

@@ -45,7 +45,7 @@ const signalCount = async () => {
 const FORMS: Array<[string, Record<string, string>]> = [
   ['/configure', { 'config.endpoint_url': 'https://changed.example.test/', 'config.forward_types': '' }],
   ['/secrets', { 'secret.inbound_hmac_secret': 'forged-secret-value' }],
-  ['/upgrade', { version: '1.0.1' }],
+  ['/upgrade', { version: '1.1.0' }],
   ['/disable', {}],
   ['/uninstall', {}],
 ];
@@ -147,8 +147,9 @@ describe('installation forms: what an admin gets', () => {
     const id = await installationIn(t, acme, 'installed');
     const admin = await signedIn(t, keys.admin);
     const detail = await admin.get(page(id));
-    expect(detail.text).toMatch(/<option value="1.0.1">1.0.1<\/option><option value="2.0.0">2.0.0<\/option><\/select>/);
+    expect(detail.text).toMatch(/<option value="1.1.0">1.1.0<\/option><option value="2.0.0">2.0.0<\/option><\/select>/);
     expect(detail.text).not.toContain('value="1.0.2"'); // yanked
+    expect(detail.text).not.toContain('value="1.0.0"'); // yanked
     const before = { installation: await apiInstallation(id), signals: await signalCount() };
     const refused = await admin.post(page(id, '/upgrade'), { version: '2.0.0' });
     expect(refused.status).toBe(422);
@@ -161,12 +162,12 @@ describe('installation forms: what an admin gets', () => {
     expect((await admin.post(page(id, '/upgrade'), { version: '9.9.9' })).status).toBe(404);
     expect(await apiInstallation(id)).toEqual(before.installation);
 
-    const upgrading = await admin.post(page(id, '/upgrade'), { version: '1.0.1' });
+    const upgrading = await admin.post(page(id, '/upgrade'), { version: '1.1.0' });
     expect(upgrading.status).toBe(303);
-    expect((await apiInstallation(id)).pending).toMatchObject({ operation: 'upgrade', version: '1.0.1' });
+    expect((await apiInstallation(id)).pending).toMatchObject({ operation: 'upgrade', version: '1.1.0' });
     const busy = await admin.get(page(id));
-    expect(busy.text).toContain(`data-installation-poll="${page(id, '/state')}"> — upgrade to 1.0.1 running (attempt 1)`);
-    expect(JSON.parse((await admin.get(page(id, '/state'))).text)).toEqual({ status: 'installed', version: '1.0.0', pending: true });
+    expect(busy.text).toContain(`data-installation-poll="${page(id, '/state')}"> — upgrade to 1.1.0 running (attempt 1)`);
+    expect(JSON.parse((await admin.get(page(id, '/state'))).text)).toEqual({ status: 'installed', version: '1.0.1', pending: true });
     expect(busy.text).not.toContain('>Upgrade<');
   });
 
@@ -174,7 +175,7 @@ describe('installation forms: what an admin gets', () => {
     const id = await installationIn(t, acme, 'install_failed');
     const admin = await signedIn(t, keys.admin);
     const detail = await admin.get(page(id));
-    expect(detail.text).toMatch(/The install to 1\.0\.0 \(attempt 1\) failed at step <strong>secrets<\/strong>/);
+    expect(detail.text).toMatch(/The install to 1\.0\.1 \(attempt 1\) failed at step <strong>secrets<\/strong>/);
     expect(detail.text).toContain('>Retry<');
     const retried = await admin.post(page(id, '/retry'), {});
     expect(retried.status).toBe(303);

@@ -254,7 +254,7 @@ describe('console directive and execution pages', () => {
 
 describe('console installations', () => {
   it('lists an installation for every role; only an admin gets its actions and deliveries, and a viewer’s forged action is 403', async () => {
-    const installed = await t.request('POST', '/v1/orgs/acme/installations', { key: keys.admin, body: { package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS } });
+    const installed = await t.request('POST', '/v1/orgs/acme/installations', { key: keys.admin, body: { package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: RELAY_SECRETS } });
     expect(installed.status).toBe(202);
     const id = installed.body.installation.id as string;
     const viewer = await signedIn(t, keys.viewer);
@@ -278,15 +278,15 @@ describe('console installations', () => {
     const list = await admin.get('/console/orgs/globex/installations');
     expect(list.status).toBe(404);
     const other = await signedIn(t, keys.other);
-    const form = await other.get('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.0');
+    const form = await other.get('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.1');
     expect(form.status).toBe(200);
     expect(form.text).toContain('name="config.endpoint_url"');
     expect(form.text).toContain('name="config.send_test_ping"');
     expect(form.text).toContain('name="secret.inbound_hmac_secret"');
-    const refused = await other.post('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.0', { 'config.endpoint_url': 'ftp://nope' });
+    const refused = await other.post('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.1', { 'config.endpoint_url': 'ftp://nope' });
     expect(refused.status).toBe(422);
     expect(refused.text).toContain('/config/endpoint_url');
-    const installed = await other.post('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.0', {
+    const installed = await other.post('/console/orgs/globex/installations/new?package=webhook-relay&version=1.0.1', {
       'config.endpoint_url': RELAY_CONFIG.endpoint_url,
       'config.forward_types': 'a.b, c.d',
       'secret.inbound_hmac_secret': RELAY_SECRETS.inbound_hmac_secret,
@@ -297,7 +297,7 @@ describe('console installations', () => {
     const api = await t.request('GET', `/v1/orgs/globex/installations/${id}`, { key: keys.other });
     expect(api.body.installation.config).toEqual({ endpoint_url: RELAY_CONFIG.endpoint_url, forward_types: ['a.b', 'c.d'], send_test_ping: false });
     const viewer = await signedIn(t, keys.viewer);
-    expect((await viewer.get('/console/orgs/acme/installations/new?package=webhook-relay&version=1.0.0')).status).toBe(403);
+    expect((await viewer.get('/console/orgs/acme/installations/new?package=webhook-relay&version=1.0.1')).status).toBe(403);
   });
 });
 

@@ -23,7 +23,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'signalbus-registry-'));
   await cp(REGISTRY_DIR, dir, { recursive: true });
   const source = await mkdtemp(path.join(tmpdir(), 'signalbus-src-'));
-  const manifest = JSON.parse(await readFile(path.join(dir, 'webhook-relay', '1.0.0', 'manifest.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(path.join(dir, 'webhook-relay', '1.0.1', 'manifest.json'), 'utf8'));
   await writeFile(path.join(source, 'manifest.json'), JSON.stringify({ ...manifest, version: '1.0.2' }));
   const context = { executors: createExecutorRegistry(builtinExecutors({ allowPrivateTargets: false })), now: () => new Date('2026-12-01T00:00:00Z') };
   await publishVersion(dir, source, context);
@@ -46,7 +46,7 @@ describe('GET /v1/packages', () => {
       expect(response.status, response.text).toBe(200);
       expect(response.body).toEqual({
         data: [
-          { name: 'stripe-revenue', description: expect.stringContaining('Stripe events become signals'), latest: '1.0.0', versions: ['1.0.0'] },
+          { name: 'stripe-revenue', description: expect.stringContaining('Stripe events become signals'), latest: '1.1.0', versions: ['1.0.0', '1.1.0'] },
           { name: 'webhook-relay', description: expect.stringContaining('Relays'), latest: '1.0.1', versions: ['1.0.0', '1.0.1', '1.0.2'] },
         ],
         next_cursor: null,
@@ -62,12 +62,15 @@ describe('GET /v1/packages', () => {
 });
 
 describe('GET /v1/packages/:name', () => {
-  it('shows versions with the yanked one marked; latest skips it', async () => {
+  it('shows versions with the yanked ones marked; latest skips them', async () => {
     const response = await t.request('GET', '/v1/packages/webhook-relay', { key: viewerKey });
     expect(response.status, response.text).toBe(200);
     expect(response.body.package.latest).toBe('1.0.1');
     expect(response.body.package.versions).toEqual([
-      { version: '1.0.0', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), published_at: expect.any(String), yanked: false },
+      {
+        version: '1.0.0', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), published_at: expect.any(String),
+        yanked: true, yanked_at: expect.any(String), yank_reason: expect.stringContaining('every relay installation'),
+      },
       { version: '1.0.1', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), published_at: expect.any(String), yanked: false },
       { version: '1.0.2', sha256: expect.any(String), published_at: '2026-12-01T00:00:00.000Z', yanked: true, yanked_at: '2026-12-01T00:00:00.000Z', yank_reason: 'forwards twice' },
     ]);

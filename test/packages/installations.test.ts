@@ -66,7 +66,7 @@ const directivesOf = (id: string) =>
 describe('installing', () => {
   it('refuses a config that does not fit the schema with JSON pointers, and writes nothing', async () => {
     const before = await counts();
-    const response = await install({ package: 'webhook-relay', version: '1.0.0', config: { endpoint_url: 42, forward_types: [], extra: true }, secrets: RELAY_SECRETS });
+    const response = await install({ package: 'webhook-relay', version: '1.0.1', config: { endpoint_url: 42, forward_types: [], extra: true }, secrets: RELAY_SECRETS });
     expect(response.status).toBe(422);
     expect(response.body.code).toBe('validation_failed');
     const paths = response.body.errors.map((error: { path: string }) => error.path).sort();
@@ -77,21 +77,24 @@ describe('installing', () => {
 
   it('refuses a yanked version, an unknown one and an undeclared secret, writing nothing', async () => {
     const before = await counts();
-    const yanked = await install({ package: 'webhook-relay', version: '1.0.2', config: RELAY_CONFIG });
-    expect(yanked.status).toBe(422);
-    expect(yanked.body.errors[0].path).toBe('version');
+    for (const [version, reason] of [['1.0.2', 'posts twice'], ['1.0.0', "forwards each sender's events to every relay installation"]]) {
+      const yanked = await install({ package: 'webhook-relay', version, config: RELAY_CONFIG, secrets: RELAY_SECRETS });
+      expect(yanked.status, version).toBe(422);
+      expect(yanked.headers.get('content-type')).toContain('application/problem+json');
+      expect(yanked.body).toMatchObject({ code: 'validation_failed', errors: [{ path: 'version', message: expect.stringContaining(`yanked: ${reason}`) }] });
+    }
     expect((await install({ package: 'webhook-relay', version: '9.9.9', config: RELAY_CONFIG })).status).toBe(404);
-    const secret = await install({ package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: { stripe_api_key: 'sk_nope' } });
+    const secret = await install({ package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: { stripe_api_key: 'sk_nope' } });
     expect(secret.status).toBe(422);
     expect(secret.body.errors[0].path).toBe('/secrets/stripe_api_key');
     expect(await counts()).toEqual(before);
   });
 
   it('answers 202 installing, keeps secrets in the vault under the installation, never echoes them, and installs', async () => {
-    const response = await install({ package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
+    const response = await install({ package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
     expect(response.status).toBe(202);
     const { installation } = response.body;
-    expect(installation).toMatchObject({ package: 'webhook-relay', version: '1.0.0', status: 'installing', config: RELAY_CONFIG, secrets: ['inbound_hmac_secret', 'webhook_signing_secret'] });
+    expect(installation).toMatchObject({ package: 'webhook-relay', version: '1.0.1', status: 'installing', config: RELAY_CONFIG, secrets: ['inbound_hmac_secret', 'webhook_signing_secret'] });
     expect(installation.webhook_url).toMatch(new RegExp(`/v1/hooks/${installation.id}$`));
     expect(response.text).not.toContain(RELAY_SECRETS.inbound_hmac_secret);
     const vault = await t.app.deps.sql`select name from ${t.app.deps.sql(`${org.schema}.secrets`)} where owner = ${installation.id} order by name`;
@@ -102,7 +105,7 @@ describe('installing', () => {
     await runPendingJob(t, org, installation.id);
     // The same job again (a redelivery) changes nothing.
     const signals = (await counts()).signals;
-    const job = { org_id: org.id, installation_id: installation.id, operation: 'install' as const, version: '1.0.0', attempt: 1 };
+    const job = { org_id: org.id, installation_id: installation.id, operation: 'install' as const, version: '1.0.1', attempt: 1 };
     await runInstallationJob(t.app.deps.bus.installations, { tenant: org, job });
     const installed = await get(installation.id);
     expect(installed).toMatchObject({ status: 'installed', pending: null, error: null });
@@ -114,7 +117,7 @@ describe('installing', () => {
   });
 
   it('keeps one installation of a package that allows one, however often and however concurrently it is asked', async () => {
-    const body = { package: 'stripe-revenue', version: '1.0.0', config: { refund_approval_above: 5000 }, secrets: { stripe_api_key: 'rk_test_one' } };
+    const body = { package: 'stripe-revenue', version: '1.1.0', config: { refund_approval_above: 5000 }, secrets: { stripe_api_key: 'rk_test_one' } };
     const answers = await Promise.all(Array.from({ length: 6 }, () => install(body)));
     const ids = new Set(answers.map((answer) => answer.body.installation.id));
     expect(ids.size).toBe(1);
@@ -133,7 +136,7 @@ describe('a failure at each step', () => {
 
   for (const step of STEPS) {
     it(`${step}: a visible failed installation, nothing of the attempt applied, and a retry completes it`, async () => {
-      const { body } = await install({ package: 'webhook-relay', version: '1.0.0', config: pinging, secrets: RELAY_SECRETS });
+      const { body } = await install({ package: 'webhook-relay', version: '1.0.1', config: pinging, secrets: RELAY_SECRETS });
       const id = body.installation.id;
       failAt = step;
       try {
@@ -143,7 +146,7 @@ describe('a failure at each step', () => {
       }
       const failed = await get(id);
       expect(failed.status).toBe('failed');
-      expect(failed.error).toMatchObject({ operation: 'install', version: '1.0.0', attempt: 1, step, code: 'internal' });
+      expect(failed.error).toMatchObject({ operation: 'install', version: '1.0.1', attempt: 1, step, code: 'internal' });
       expect(failed.error.message).not.toContain('injected');
       const report = failed.steps.map((entry: { id: string; status: string }) => `${entry.id}:${entry.status}`);
       const at = STEPS.indexOf(step);
@@ -160,7 +163,7 @@ describe('a failure at each step', () => {
       const installed = await get(id);
       expect(installed.status).toBe('installed');
       const pings = await directivesOf(id);
-      expect(pings.map((directive) => directive.idempotency_key)).toEqual([`installation:${id}:1.0.0:ping:ping`]);
+      expect(pings.map((directive) => directive.idempotency_key)).toEqual([`installation:${id}:1.0.1:ping:ping`]);
       // The package's default policy allowed its own ping to the configured endpoint.
       expect(pings[0]!.status).toBe('approved');
       expect((await t.request('POST', `${base()}/${id}/retry`, { key: admin })).status).toBe(409);
@@ -170,7 +173,7 @@ describe('a failure at each step', () => {
 
 describe('upgrades', () => {
   it('reports exactly what must change when the config does not fit the new version, and changes nothing', async () => {
-    const { body } = await install({ package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
+    const { body } = await install({ package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
     const id = body.installation.id;
     await runPendingJob(t, org, id);
     const before = await counts();
@@ -183,14 +186,14 @@ describe('upgrades', () => {
       ]),
     );
     expect(await counts()).toEqual(before);
-    expect(await get(id)).toMatchObject({ version: '1.0.0', status: 'installed', pending: null });
+    expect(await get(id)).toMatchObject({ version: '1.0.1', status: 'installed', pending: null });
 
     // Changed as the report says, the upgrade goes through.
     const { send_test_ping: _dropped, ...rest } = RELAY_CONFIG;
     expect((await t.request('PATCH', `${base()}/${id}`, { key: admin, body: { config: { ...rest, timeout_ms: 500 } } })).status).toBe(422);
-    const compatible = await t.request('POST', `${base()}/${id}/upgrade`, { key: admin, body: { version: '1.0.1' } });
+    const compatible = await t.request('POST', `${base()}/${id}/upgrade`, { key: admin, body: { version: '1.1.0' } });
     expect(compatible.status).toBe(202);
-    expect(compatible.body.installation.pending).toMatchObject({ operation: 'upgrade', version: '1.0.1' });
+    expect(compatible.body.installation.pending).toMatchObject({ operation: 'upgrade', version: '1.1.0' });
     // A failing upgrade step leaves the installation installed at its old version, with the report.
     failAt = 'schemas';
     try {
@@ -199,21 +202,21 @@ describe('upgrades', () => {
       failAt = null;
     }
     expect(await get(id)).toMatchObject({
-      version: '1.0.0', status: 'installed', pending: null,
-      error: { operation: 'upgrade', version: '1.0.1', attempt: 1, step: 'schemas' },
+      version: '1.0.1', status: 'installed', pending: null,
+      error: { operation: 'upgrade', version: '1.1.0', attempt: 1, step: 'schemas' },
     });
-    expect((await t.request('POST', `${base()}/${id}/retry`, { key: admin })).body.installation.pending).toMatchObject({ operation: 'upgrade', version: '1.0.1', attempt: 2 });
+    expect((await t.request('POST', `${base()}/${id}/retry`, { key: admin })).body.installation.pending).toMatchObject({ operation: 'upgrade', version: '1.1.0', attempt: 2 });
     await runPendingJob(t, org, id);
-    expect(await get(id)).toMatchObject({ version: '1.0.1', status: 'installed', pending: null });
+    expect(await get(id)).toMatchObject({ version: '1.1.0', status: 'installed', pending: null });
     const [signal] = await t.app.deps.sql`
       select payload from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'installation.upgraded' and subject = ${`installation:${id}`}`;
-    expect(signal!.payload).toMatchObject({ from_version: '1.0.0', version: '1.0.1' });
+    expect(signal!.payload).toMatchObject({ from_version: '1.0.1', version: '1.1.0' });
   });
 });
 
 describe('disable, enable, uninstall', () => {
   it('stops and restarts the package, and an uninstall keeps its signals and removes its secrets', async () => {
-    const { body } = await install({ package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
+    const { body } = await install({ package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
     const id = body.installation.id;
     await runPendingJob(t, org, id);
     await setPolicy(t, org, { rules: [] });
@@ -261,7 +264,7 @@ describe('disable, enable, uninstall', () => {
     // Uninstalled: its rules apply to nothing any more.
     expect((await propose(4)).decision.effect).toBe('deny');
     for (const action of ['enable', 'disable', 'retry', 'upgrade']) {
-      const response = await t.request('POST', `${base()}/${id}/${action}`, { key: admin, ...(action === 'upgrade' ? { body: { version: '1.0.1' } } : {}) });
+      const response = await t.request('POST', `${base()}/${id}/${action}`, { key: admin, ...(action === 'upgrade' ? { body: { version: '1.1.0' } } : {}) });
       expect(response.status, action).toBe(409);
     }
     expect((await t.request('DELETE', `${base()}/${id}`, { key: admin })).status).toBe(409);
@@ -271,7 +274,7 @@ describe('disable, enable, uninstall', () => {
 describe('with a worker', () => {
   it('installs through its job', async () => {
     await t.startWorker();
-    const response = await install({ package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
+    const response = await install({ package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
     expect(response.status).toBe(202);
     const installed = await waitFor(async () => {
       const row = await get(response.body.installation.id);

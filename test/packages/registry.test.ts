@@ -59,17 +59,21 @@ afterEach(async () => {
 
 describe('the shipped registry', () => {
   it('passes its own check, manifest.schema.json included (CI runs the same)', async () => {
-    expect(await checkRegistry(REGISTRY_DIR, { executors })).toEqual({ problems: [], versions: 3 });
+    expect(await checkRegistry(REGISTRY_DIR, { executors })).toEqual({ problems: [], versions: 4 });
   });
 
   it('loads both packages with their latest version', async () => {
     const { registry, problems } = await loadRegistry(dir, { executors });
     expect(problems).toEqual([]);
     expect(registry.list().map((entry) => [entry.name, entry.latest])).toEqual([
-      ['stripe-revenue', '1.0.0'],
+      ['stripe-revenue', '1.1.0'],
       ['webhook-relay', '1.0.1'],
     ]);
     expect(registry.installable('stripe-revenue', '1.0.0').scopes).toEqual(['stripe.refund.create']);
+    expect(registry.installable('stripe-revenue', '1.1.0').handlers.map((rule) => rule.id)).toEqual(['propose-refund', 'refund-early-fraud-warning']);
+    // webhook-relay 1.0.0 forwards every sender's events to every relay: yanked, still readable.
+    expect(registry.getVersion('webhook-relay', '1.0.0')).toMatchObject({ yanked: true, yank_reason: expect.stringContaining('use 1.0.1') });
+    expect(() => registry.installable('webhook-relay', '1.0.0')).toThrow(/yanked/);
   });
 });
 
@@ -84,7 +88,7 @@ describe('integrity', () => {
     expect(problems[0]).toMatchObject({ where: 'stripe-revenue/1.0.0', message: expect.stringContaining('changed after it was published') });
 
     const { registry } = await loadRegistry(dir, { executors });
-    expect(registry.get('stripe-revenue')).toBeUndefined();
+    expect(registry.get('stripe-revenue')?.versions.map((entry) => entry.version)).toEqual(['1.1.0']);
     expect(() => registry.installable('stripe-revenue', '1.0.0')).toThrow(/not found/);
     expect(registry.get('webhook-relay')?.latest).toBe('1.0.1');
   });
@@ -145,7 +149,7 @@ describe('signalbus registry (CLI)', () => {
     expect(first).toMatchObject({ code: 0, out: { published: { name: 'webhook-relay', version: '1.1.0', unchanged: false } } });
     const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8'));
     expect(index.packages['webhook-relay'].versions['1.1.0']).toEqual({ sha256: first.out.published.sha256, published_at: now().toISOString(), yanked: false });
-    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 4 });
+    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 5 });
 
     const again = await cli(() => runRegistryPublish(config, { ...args(), source }));
     expect(again).toMatchObject({ code: 0, out: { published: { unchanged: true } } });
@@ -179,7 +183,7 @@ describe('signalbus registry (CLI)', () => {
     expect((await cli(() => runRegistryPublish(config, { ...args(), source }))).code).toBe(0);
     const yanked = await cli(() => runRegistryYank(config, { ...args(), name: 'webhook-relay', version: '1.0.2', reason: 'broken forward rule' }));
     expect(yanked).toMatchObject({ code: 0, out: { yanked: { name: 'webhook-relay', version: '1.0.2', yanked_at: now().toISOString(), unchanged: false } } });
-    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 4 });
+    expect((await cli(() => runRegistryCheck(config, args()))).out).toMatchObject({ ok: true, versions: 5 });
 
     const { registry } = await loadRegistry(dir, { executors });
     expect(registry.get('webhook-relay')?.latest).toBe('1.0.1');

@@ -1,10 +1,11 @@
 /**
- * stripe-revenue@1.0.0 as deployed: the real `signalbus start` process on a
+ * stripe-revenue@1.1.0 as deployed: the real `signalbus start` process on a
  * database created empty for this file (it migrates it), the Stripe SDK
  * pointed at the loopback Stripe fake through SIGNALBUS_STRIPE_API_BASE, and
  * everything else over HTTP — org, keys, policy, install, signed Stripe
  * deliveries, approval, entities. The process's own worker runs the install
- * job, the package's rule and the refund.
+ * job, the package's rules and the refunds. The main journey starts at Stripe:
+ * a signed early fraud warning ends as exactly one refund at the fake.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -148,7 +149,7 @@ describe('stripe-revenue in a running signalbus', () => {
     expect(policy.status, JSON.stringify(policy.body)).toBe(200);
     const requested = await api('POST', `/v1/orgs/${org}/installations`, admin, {
       package: 'stripe-revenue',
-      version: '1.0.0',
+      version: '1.1.0',
       config: { refund_approval_above: THRESHOLD },
       secrets: { stripe_api_key: API_KEY, stripe_webhook_secret: WHSEC },
     });
@@ -194,14 +195,58 @@ describe('stripe-revenue in a running signalbus', () => {
     ]);
   });
 
-  it('a refund above the threshold waits for approval, then Stripe sees exactly one refund under the directive key', async () => {
+  it('a signed early fraud warning: refund held for approval, approved, Stripe sees exactly one refund under the directive id', async () => {
+    const charge = stripeDelivery('charge.succeeded', {
+      id: 'ch_fraud', object: 'charge', amount: 10_000, amount_refunded: 0, currency: 'eur', customer: 'cus_e2e', payment_intent: 'pi_fraud',
+    });
+    expect((await deliver(charge.body)).body.deduplicated).toBe(false);
+    const warning = stripeDelivery('radar.early_fraud_warning.created', {
+      id: 'issfr_e2e', object: 'radar.early_fraud_warning', actionable: true, charge: 'ch_fraud', created: Math.floor(Date.now() / 1000) - 5,
+      fraud_type: 'made_with_stolen_card', livemode: false, payment_intent: 'pi_fraud',
+    });
+    const delivered = await deliver(warning.body);
+    expect(delivered).toEqual({ status: 200, body: { signal_id: expect.stringMatching(/^sig_/), deduplicated: false } });
+    const { body: signal } = await api('GET', `/v1/orgs/${org}/signals/${delivered.body.signal_id}`, operator);
+    expect(signal.signal).toMatchObject({
+      type: 'stripe.radar.early_fraud_warning.created', subject: 'ch_fraud', dedupe_key: `stripe-revenue:${warning.id}`, installation_id: installationId,
+    });
+
+    // No amount: the whole remainder of the charge, which the package's default policy holds.
+    const held = await directiveOf(delivered.body.signal_id!);
+    const directive = await directiveIn(held.id, ['awaiting_approval']);
+    expect(directive).toMatchObject({ installation_id: installationId, params: { charge: 'ch_fraud', reason: 'fraudulent', metadata: { early_fraud_warning: 'issfr_e2e' } } });
+    expect(directive.params).not.toHaveProperty('amount');
+    expect(directive.decision).toMatchObject({ effect: 'require_approval', rule: 'stripe-revenue.large-refunds' });
+    expect(directive.idempotency_key).toBe(`${delivered.body.signal_id}:${installationId}.refund-early-fraud-warning:charge:ch_fraud`);
+    expect(refunds()).toEqual([]);
+
+    const approved = await api('POST', `/v1/orgs/${org}/directives/${held.id}/approve`, operator, { reason: 'issuer reports a stolen card' });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    const done = await directiveIn(held.id, ['succeeded', 'failed']);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    // Stripe's Idempotency-Key is the directive's id (docs/guarantees.md).
+    expect(refunds()).toEqual([{ type: 'refund.created', id: done.result.id, idempotencyKey: directive.id }]);
+    expect(stripe.calls.filter((row) => row.path === 'refunds')).toEqual([
+      expect.objectContaining({ apiKey: API_KEY, idempotencyKey: directive.id, params: expect.objectContaining({ charge: 'ch_fraud', reason: 'fraudulent' }) }),
+    ]);
+    expect(done.result).toMatchObject({ charge: 'ch_fraud', amount: 10_000 });
+
+    // Stripe redelivers the warning: the same signal, no second directive, still one refund.
+    expect(await deliver(warning.body)).toEqual({ status: 200, body: { signal_id: delivered.body.signal_id, deduplicated: true } });
+    const { body: page } = await api('GET', `/v1/orgs/${org}/directives?kind=stripe.refund.create&limit=100`, operator);
+    expect(page.data.map((row: { id: string }) => row.id)).toEqual([held.id]);
+    expect(refunds()).toHaveLength(1);
+  });
+
+  it('a requested refund above the threshold waits for approval, then Stripe sees exactly one refund under the directive key', async () => {
+    const before = refunds().length;
     const requested = await requestRefund('pi_e2e', 7500, 'support-ticket-1');
     expect(requested.status, JSON.stringify(requested.body)).toBe(201);
     const held = await directiveOf(requested.body.signal.id);
     const directive = await directiveIn(held.id, ['awaiting_approval']);
     expect(directive).toMatchObject({ installation_id: installationId, params: { payment_intent: 'pi_e2e', amount: 7500 } });
     expect(directive.decision).toMatchObject({ effect: 'require_approval', rule: 'stripe-revenue.large-refunds' });
-    expect(refunds()).toEqual([]);
+    expect(refunds()).toHaveLength(before);
 
     const approved = await api('POST', `/v1/orgs/${org}/directives/${held.id}/approve`, operator, { reason: 'ticket checked' });
     expect(approved.status, JSON.stringify(approved.body)).toBe(200);
@@ -210,16 +255,16 @@ describe('stripe-revenue in a running signalbus', () => {
     // The directive's key derives from (signal, installation, rule); Stripe's Idempotency-Key is the
     // directive's id, one-to-one with that key and the same on every attempt (docs/guarantees.md).
     expect(done.idempotency_key).toBe(`${requested.body.signal.id}:${installationId}.propose-refund:propose-refund`);
-    expect(refunds()).toEqual([{ type: 'refund.created', id: done.result.id, idempotencyKey: held.id }]);
-    const call = stripe.calls.find((row) => row.path === 'refunds')!;
+    expect(refunds().slice(before)).toEqual([{ type: 'refund.created', id: done.result.id, idempotencyKey: held.id }]);
+    const call = stripe.calls.find((row) => row.path === 'refunds' && row.params.payment_intent)!;
     expect(call).toMatchObject({ apiKey: API_KEY, params: { payment_intent: 'pi_e2e', amount: '7500' } });
 
     // The same request again, and Stripe's redelivery of the payment: nothing new.
     expect((await requestRefund('pi_e2e', 7500, 'support-ticket-1')).body).toMatchObject({ deduplicated: true, signal: { id: requested.body.signal.id } });
     expect((await deliver(chargeEvent)).body.deduplicated).toBe(true);
     const { body: page } = await api('GET', `/v1/orgs/${org}/directives?kind=stripe.refund.create&limit=100`, operator);
-    expect(page.data).toHaveLength(1);
-    expect(refunds()).toHaveLength(1);
+    expect(page.data).toHaveLength(2);
+    expect(refunds()).toHaveLength(before + 1);
   });
 
   it("below the threshold the org's policy decides: allowed runs without approval, denied never reaches Stripe", async () => {
@@ -232,8 +277,8 @@ describe('stripe-revenue in a running signalbus', () => {
     const denied = await directiveIn((await directiveOf(tiny.body.signal.id)).id, ['rejected', 'succeeded', 'awaiting_approval']);
     expect(denied.decision).toMatchObject({ effect: 'deny', rule: 'tiny-refunds' });
 
-    expect(refunds().map((effect) => effect.idempotencyKey)).toEqual([expect.stringMatching(/^dir_/), allowed.id]);
-    expect(stripe.calls.filter((row) => row.path === 'refunds').map((row) => row.params.payment_intent)).toEqual(['pi_e2e', 'pi_small']);
+    expect(refunds().map((effect) => effect.idempotencyKey)).toEqual([expect.stringMatching(/^dir_/), expect.stringMatching(/^dir_/), allowed.id]);
+    expect(stripe.calls.filter((row) => row.path === 'refunds').map((row) => row.params.payment_intent ?? row.params.charge)).toEqual(['ch_fraud', 'pi_e2e', 'pi_small']);
   });
 
   it('stops on SIGTERM with exit code 0, having logged no error', async () => {

@@ -1,9 +1,10 @@
 /**
  * Installations for suites that need one in a given state, made through the
  * verbs and with the install job run in-process (no worker needed), and a
- * registry copy holding more versions of webhook-relay to upgrade to: the
- * shipped 1.0.1 (same config schema), 2.0.0 (its config needs a `timeout_ms`
+ * registry copy holding more versions of webhook-relay to upgrade to: 1.1.0
+ * (1.0.1 again, same config schema), 2.0.0 (its config needs a `timeout_ms`
  * the 1.x config lacks, and refuses `send_test_ping`), and 1.0.2, yanked.
+ * Installs are of 1.0.1: the shipped 1.0.0 is yanked.
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -42,7 +43,7 @@ export async function installationIn(t: TestApp, org: Tenant, state: Installatio
   const ctx = adminCtx(org);
   const { installation } = await installPackage(t.app.deps.bus.installations, {
     ctx,
-    input: { package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: state === 'install_failed' ? {} : RELAY_SECRETS },
+    input: { package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: state === 'install_failed' ? {} : RELAY_SECRETS },
   });
   if (state !== 'installing') await runPendingJob(t, org, installation.id);
   if (state === 'disabled') await setInstallationEnabled(t.app.deps.bus.installations, { ctx, input: { id: installation.id, enabled: false } });
@@ -52,18 +53,18 @@ export async function installationIn(t: TestApp, org: Tenant, state: Installatio
   return installation.id;
 }
 
-/** A copy of the shipped registry with webhook-relay 2.0.0 and 1.0.2 (yanked) published; remove it with `cleanup`. */
+/** A copy of the shipped registry with webhook-relay 1.1.0, 2.0.0 and 1.0.2 (yanked) published; remove it with `cleanup`. */
 export async function registryWithRelayVersions(): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'signalbus-installs-'));
   await cp(REGISTRY_DIR, dir, { recursive: true });
-  const manifest = JSON.parse(await readFile(path.join(dir, 'webhook-relay', '1.0.0', 'manifest.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(path.join(dir, 'webhook-relay', '1.0.1', 'manifest.json'), 'utf8'));
   const context = { executors: createExecutorRegistry(builtinExecutors({ allowPrivateTargets: false })), now: () => new Date('2026-12-01T00:00:00Z') };
   const v2Config = {
     ...manifest.config,
     properties: { endpoint_url: manifest.config.properties.endpoint_url, forward_types: manifest.config.properties.forward_types, timeout_ms: { type: 'integer', minimum: 100 } },
     required: ['endpoint_url', 'forward_types', 'timeout_ms'],
   };
-  for (const version of [{ ...manifest, version: '2.0.0', config: v2Config, steps: [] }, { ...manifest, version: '1.0.2' }]) {
+  for (const version of [{ ...manifest, version: '1.1.0' }, { ...manifest, version: '2.0.0', config: v2Config, steps: [] }, { ...manifest, version: '1.0.2' }]) {
     const source = await mkdtemp(path.join(tmpdir(), 'signalbus-src-'));
     await writeFile(path.join(source, 'manifest.json'), JSON.stringify(version));
     await publishVersion(dir, source, context);

@@ -184,7 +184,7 @@ export const V1_ROUTES: readonly RouteCase[] = [
     path: '/v1/orgs/{org}/installations',
     permission: 'org:admin',
     allowed: admins,
-    body: (unique) => ({ package: 'webhook-relay', version: '1.0.0', config: { ...RELAY_CONFIG, forward_types: [`rt.${unique}`] } }),
+    body: (unique) => ({ package: 'webhook-relay', version: '1.0.1', config: { ...RELAY_CONFIG, forward_types: [`rt.${unique}`] } }),
   },
   { method: 'GET', path: '/v1/orgs/{org}/installations', permission: 'org:read', allowed: everyone },
   { method: 'GET', path: '/v1/orgs/{org}/installations/{id}', permission: 'org:read', allowed: everyone, id: 'installation' },
@@ -197,7 +197,7 @@ export const V1_ROUTES: readonly RouteCase[] = [
     state: 'installed',
     body: (unique) => ({ config: { ...RELAY_CONFIG, forward_types: [`rt.${unique}`] } }),
   },
-  // 1.0.1 is shipped; installs in the route table are of 1.0.0.
+  // Installs in the route table are of 1.0.1; 1.1.0 is in registryWithRelayVersions's copy (roles.test.ts).
   {
     method: 'POST',
     path: '/v1/orgs/{org}/installations/{id}/upgrade',
@@ -205,7 +205,7 @@ export const V1_ROUTES: readonly RouteCase[] = [
     allowed: admins,
     id: 'installation',
     state: 'installed',
-    body: () => ({ version: '1.0.1' }),
+    body: () => ({ version: '1.1.0' }),
   },
   { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/retry', permission: 'org:admin', allowed: admins, id: 'installation', state: 'install_failed' },
   { method: 'POST', path: '/v1/orgs/{org}/installations/{id}/disable', permission: 'org:admin', allowed: admins, id: 'installation', state: 'installed' },
@@ -220,7 +220,7 @@ export const V1_ROUTES: readonly RouteCase[] = [
 /** The `{name}` a route without an `id` writes to. */
 export const ROUTE_TABLE_SECRET = 'route_table_secret';
 /** The `{package}` and `{version}` registry routes read: a version the shipped registry publishes. */
-export const ROUTE_TABLE_PACKAGE = { package: 'webhook-relay', version: '1.0.0' };
+export const ROUTE_TABLE_PACKAGE = { package: 'webhook-relay', version: '1.0.1' };
 /** The `{type}` and `{key}` entity routes read: a customer stripe-revenue projects. */
 export const ROUTE_TABLE_ENTITY = { type: 'stripe.customer', key: 'cus_route_table' };
 
