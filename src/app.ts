@@ -280,6 +280,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Si
     }),
     ...(rateLimiter ? { rateLimiter } : {}),
     ...(config.SIGNALBUS_CLIENT_ADDRESS_HEADER ? { clientAddressHeader: config.SIGNALBUS_CLIENT_ADDRESS_HEADER } : {}),
+    ...(config.SIGNALBUS_PUBLIC_URL ? { publicUrl: config.SIGNALBUS_PUBLIC_URL } : {}),
     ...(tracer ? { tracer } : {}),
     metrics,
     async readiness() {

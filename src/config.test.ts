@@ -72,6 +72,15 @@ describe('parseConfig', () => {
     });
   });
 
+  it('reads SIGNALBUS_PUBLIC_URL without its trailing slash, a path prefix kept; refuses a query or another scheme', () => {
+    expect(parseConfig({}).SIGNALBUS_PUBLIC_URL).toBeUndefined();
+    expect(parseConfig({ SIGNALBUS_PUBLIC_URL: 'https://bus.example.com/' }).SIGNALBUS_PUBLIC_URL).toBe('https://bus.example.com');
+    expect(parseConfig({ SIGNALBUS_PUBLIC_URL: 'https://example.com/signalbus/' }).SIGNALBUS_PUBLIC_URL).toBe('https://example.com/signalbus');
+    for (const value of ['https://bus.example.com/?a=1', 'ftp://bus.example.com', 'bus.example.com']) {
+      expect(configError({ SIGNALBUS_PUBLIC_URL: value }).issues, value).toEqual([expect.stringMatching(/^SIGNALBUS_PUBLIC_URL: /)]);
+    }
+  });
+
   it.each([
     ['true', true],
     ['1', true],

@@ -167,6 +167,16 @@ export const Config = z.object({
    * A header that a trusted proxy in front sets to the client's address
    * (`fly-client-ip`, `x-real-ip`); unset, the address is the socket's peer.
    */
+  /**
+   * The URL senders reach this service at (`https://bus.example.com`, or with
+   * a path prefix), for the hook URLs shown and Pub/Sub's default audience;
+   * unset, each request's own origin, which is wrong behind a proxy that
+   * rewrites the host or terminates TLS.
+   */
+  SIGNALBUS_PUBLIC_URL: httpUrl
+    .refine((value) => !/[?#]/.test(value), 'must have no query or fragment')
+    .transform((value) => value.replace(/\/+$/, ''))
+    .optional(),
   SIGNALBUS_CLIENT_ADDRESS_HEADER: z
     .string()
     .regex(/^[a-z0-9-]{1,64}$/i, 'must be a header name')

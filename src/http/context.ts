@@ -65,6 +65,13 @@ export interface HttpDeps {
   rateLimiter?: RateLimiter;
   /** A trusted proxy's header naming the client's address; else the socket's peer. */
   clientAddressHeader?: string;
+  /** `SIGNALBUS_PUBLIC_URL`, without a trailing slash: the base of hook URLs; else the request's origin. */
+  publicUrl?: string;
+}
+
+/** The base senders reach this service at: the configured public URL, else this request's origin. */
+export function publicBase(c: { get(key: 'deps'): HttpDeps; req: { url: string } }): string {
+  return c.get('deps').publicUrl ?? new URL(c.req.url).origin;
 }
 
 export interface ApiEnv {

@@ -10,6 +10,7 @@ import { notFound, type FieldError } from '../../core/errors.ts';
 import { isId } from '../../core/ids.ts';
 import type { Installation } from '../../packages/installation-read.ts';
 import { getInstallation, listInstallations } from '../../packages/installation-read.ts';
+import { publicBase } from '../../http/context.ts';
 import { listInstallationDeliveries } from '../../webhooks/deliveries.ts';
 import { may, need, tenantOf, verbContextOf, type ConsoleContext, type ConsoleEnv } from '../guard.ts';
 import { Csrf, Json, NextPage, Page, Time } from '../layout.tsx';
@@ -112,7 +113,7 @@ export async function InstallationPage({ c, session, id, refusal }: { c: Console
           <>
             <dt>Webhook URL</dt>
             <dd>
-              <code id="webhook-url">{`${new URL(c.req.url).origin}/v1/hooks/${installation.id}`}</code>
+              <code id="webhook-url">{`${publicBase(c)}/v1/hooks/${installation.id}`}</code>
               <span class="hint"> Give this URL to the sender{'secret' in manifest.webhook ? `; it signs with the ${manifest.webhook.secret} secret (${manifest.webhook.scheme})` : ` (${manifest.webhook.scheme})`}. It answers only while the installation is installed.</span>
             </dd>
           </>

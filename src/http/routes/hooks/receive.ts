@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { receiveHook } from '../../../webhooks/receive.ts';
 import { readRawBody } from '../../body.ts';
-import { clientAddress, rateLimited, type ApiApp } from '../../context.ts';
+import { clientAddress, publicBase, rateLimited, type ApiApp } from '../../context.ts';
 import { errorResponses, jsonResponse } from '../../schemas.ts';
 import { cleanTraceparent } from '../../../signals/model.ts';
 
@@ -47,7 +47,8 @@ export function registerReceiveHook(app: ApiApp) {
       input: {
         installationId: c.req.param('installation_id'),
         headers: c.req.header(),
-        url: c.req.url,
+        // Behind a proxy the sender called the public URL, not this request's: Pub/Sub's audience is that one.
+        url: deps.publicUrl ? `${publicBase(c)}${new URL(c.req.url).pathname}${new URL(c.req.url).search}` : c.req.url,
         address: clientAddress(c, deps.clientAddressHeader),
         requestId: c.get('requestId'),
         traceparent: cleanTraceparent(c.req.header('traceparent')),
