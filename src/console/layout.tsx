@@ -120,3 +120,24 @@ export function NextPage({ base, query, cursor }: { base: string; query: Record<
     </p>
   );
 }
+
+/** A column heading; `hidden` ones are read by screen readers only (a column of buttons). */
+export type Column = string | { hidden: string };
+
+/**
+ * A table with its column headings that scrolls sideways on a narrow screen.
+ * `region` names the scrolling box and makes it focusable, for a table with
+ * no link or button to reach it by keyboard.
+ */
+export function DataTable({ columns, label, region, children }: { columns: Column[]; label?: string; region?: string; children?: Child }) {
+  return (
+    <div class="scroll" {...(region ? { tabindex: 0, role: 'region', 'aria-label': region } : {})}>
+      <table aria-label={label}>
+        <thead>
+          <tr>{columns.map((column) => <th scope="col">{typeof column === 'string' ? column : <span class="visually-hidden">{column.hidden}</span>}</th>)}</tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  );
+}

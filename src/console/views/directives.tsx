@@ -10,7 +10,7 @@ import { DIRECTIVE_STATUSES, type DirectiveStatus } from '../../directives/model
 import { showDirectives, type Directive } from '../../directives/store.ts';
 import { decideDirective } from '../../directives/transitions.ts';
 import { formOf, may, need, tenantOf, verbContextOf, type ConsoleEnv } from '../guard.ts';
-import { Json, NextPage, Page, Time } from '../layout.tsx';
+import { DataTable, Json, NextPage, Page, Time } from '../layout.tsx';
 import { noticeText, withNotice } from '../notices.ts';
 import { decisionText } from './signals.tsx';
 import { Countdown, DecideForm, isExpired } from './directive.tsx';
@@ -98,27 +98,20 @@ export function registerDirectives(app: Hono<ConsoleEnv>): void {
           <label>Kind <input name="kind" value={query.kind ?? ''} placeholder="gmail.send" /></label>
           <button type="submit">Filter</button>
         </form>
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr><th scope="col">Proposed</th><th scope="col">Kind</th><th scope="col">Status</th><th scope="col">Decision</th><th scope="col">Attempts</th><th scope="col">Cost (USD)</th><th scope="col">Error</th><th scope="col">Params</th></tr>
-            </thead>
-            <tbody>
-              {page.data.map((directive) => (
-                <tr>
-                  <td><Time value={directive.proposed_at} /></td>
-                  <td><a href={`/console/orgs/${org}/directives/${directive.id}`}>{directive.kind}</a> <code>{directive.id}</code></td>
-                  <td><span class={`status ${directive.status}`}>{directive.status}</span>{directive.decided_by ? <> by {directive.decided_by.id}</> : null}</td>
-                  <td>{decisionText(directive.decision)}</td>
-                  <td>{directive.attempts}</td>
-                  <td>{(directive.cost_usd ?? directive.estimated_cost_usd).toFixed(4)}</td>
-                  <td>{directive.error ? `${directive.error.code}: ${directive.error.message}` : ''}</td>
-                  <td><details><summary>params</summary><Json value={directive.params} /></details></td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Proposed', 'Kind', 'Status', 'Decision', 'Attempts', 'Cost (USD)', 'Error', 'Params']}>
+          {page.data.map((directive) => (
+            <tr>
+              <td><Time value={directive.proposed_at} /></td>
+              <td><a href={`/console/orgs/${org}/directives/${directive.id}`}>{directive.kind}</a> <code>{directive.id}</code></td>
+              <td><span class={`status ${directive.status}`}>{directive.status}</span>{directive.decided_by ? <> by {directive.decided_by.id}</> : null}</td>
+              <td>{decisionText(directive.decision)}</td>
+              <td>{directive.attempts}</td>
+              <td>{(directive.cost_usd ?? directive.estimated_cost_usd).toFixed(4)}</td>
+              <td>{directive.error ? `${directive.error.code}: ${directive.error.message}` : ''}</td>
+              <td><details><summary>params</summary><Json value={directive.params} /></details></td>
+            </tr>
+          ))}
+        </DataTable>
         {page.data.length === 0 ? <p>No directives match.</p> : null}
         <NextPage base={`/console/orgs/${org}/directives`} query={query} cursor={page.next_cursor} />
       </Page>,

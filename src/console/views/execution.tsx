@@ -9,7 +9,7 @@ import { isId } from '../../core/ids.ts';
 import { showExecutionHistory } from '../../executions/read.ts';
 import type { Signal } from '../../signals/model.ts';
 import { may, need, tenantOf, verbContextOf, type ConsoleEnv } from '../guard.ts';
-import { Page, Time } from '../layout.tsx';
+import { DataTable, Page, Time } from '../layout.tsx';
 import { noticeText } from '../notices.ts';
 import { History, InputLink, RetryForm, retryable } from './lifecycle.tsx';
 
@@ -78,26 +78,19 @@ export function registerExecutionPage(app: Hono<ConsoleEnv>): void {
         ) : null}
         <h2>Attempts</h2>
         {attempts.length === 0 ? <p>No attempt is recorded yet.</p> : (
-          <div class="scroll" tabindex={0} role="region" aria-label="Attempts">
-            <table aria-label="Attempts">
-              <thead>
-                <tr><th scope="col">Attempt</th><th scope="col">Started</th><th scope="col">Finished</th><th scope="col">Duration</th><th scope="col">Outcome</th><th scope="col">Error</th><th scope="col">Cost (USD)</th></tr>
-              </thead>
-              <tbody>
-                {attempts.map((attempt) => (
-                  <tr>
-                    <td>{attempt.attempt}</td>
-                    <td><Time value={attempt.started_at} /></td>
-                    <td><Time value={attempt.finished_at} /></td>
-                    <td>{attempt.duration_ms !== null ? `${attempt.duration_ms} ms` : ''}</td>
-                    <td><span class={`status ${attempt.outcome.startsWith('failed') ? 'failed' : attempt.outcome}`}>{attempt.outcome}</span></td>
-                    <td>{attempt.error ?? ''}</td>
-                    <td>{attempt.cost_usd !== null ? attempt.cost_usd.toFixed(4) : ''}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable columns={['Attempt', 'Started', 'Finished', 'Duration', 'Outcome', 'Error', 'Cost (USD)']} label="Attempts" region="Attempts">
+            {attempts.map((attempt) => (
+              <tr>
+                <td>{attempt.attempt}</td>
+                <td><Time value={attempt.started_at} /></td>
+                <td><Time value={attempt.finished_at} /></td>
+                <td>{attempt.duration_ms !== null ? `${attempt.duration_ms} ms` : ''}</td>
+                <td><span class={`status ${attempt.outcome.startsWith('failed') ? 'failed' : attempt.outcome}`}>{attempt.outcome}</span></td>
+                <td>{attempt.error ?? ''}</td>
+                <td>{attempt.cost_usd !== null ? attempt.cost_usd.toFixed(4) : ''}</td>
+              </tr>
+            ))}
+          </DataTable>
         )}
         <h2>Derived</h2>
         {execution.outputs.signals.length + execution.outputs.directives.length === 0 ? <p>Nothing derived.</p> : (

@@ -6,7 +6,7 @@
 import type { ConsoleSession } from '../../auth/sessions.ts';
 import type { Execution } from '../../executions/read.ts';
 import type { Signal } from '../../signals/model.ts';
-import { Csrf, Time } from '../layout.tsx';
+import { Csrf, DataTable, Time } from '../layout.tsx';
 
 /** What a lifecycle signal adds besides its type: attempt, reason, error, cost. */
 export function lifecycleDetail(signal: Signal): string {
@@ -28,23 +28,16 @@ export function lifecycleDetail(signal: Signal): string {
 export function History({ org, signals, label }: { org: string; signals: Signal[]; label: string }) {
   if (signals.length === 0) return <p>No lifecycle signals are recorded yet.</p>;
   return (
-    <div class="scroll">
-      <table aria-label={label}>
-        <thead>
-          <tr><th scope="col">Recorded</th><th scope="col">Signal</th><th scope="col">By</th><th scope="col">Detail</th></tr>
-        </thead>
-        <tbody>
-          {signals.map((signal) => (
-            <tr>
-              <td><Time value={signal.recorded_at} /></td>
-              <td><a href={`/console/orgs/${org}/signals/${signal.id}`}>{signal.type}</a></td>
-              <td>{signal.actor.id}</td>
-              <td>{lifecycleDetail(signal)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable columns={['Recorded', 'Signal', 'By', 'Detail']} label={label}>
+      {signals.map((signal) => (
+        <tr>
+          <td><Time value={signal.recorded_at} /></td>
+          <td><a href={`/console/orgs/${org}/signals/${signal.id}`}>{signal.type}</a></td>
+          <td>{signal.actor.id}</td>
+          <td>{lifecycleDetail(signal)}</td>
+        </tr>
+      ))}
+    </DataTable>
   );
 }
 
@@ -64,30 +57,20 @@ export function RetryForm({ org, execution, session, back }: { org: string; exec
 export function ExecutionTable({ org, executions, retry }: { org: string; executions: Execution[]; retry?: ConsoleSession | undefined }) {
   if (executions.length === 0) return <p>No executions match.</p>;
   return (
-    <div class="scroll">
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Started</th><th scope="col">Execution</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Cost (USD)</th><th scope="col">Error</th><th scope="col">Input</th>
-            {retry ? <th scope="col"><span class="visually-hidden">Actions</span></th> : null}
-          </tr>
-        </thead>
-        <tbody>
-          {executions.map((execution) => (
-            <tr>
-              <td><Time value={execution.started_at} /></td>
-              <td><a href={`/console/orgs/${org}/executions/${execution.id}`}>{execution.handler}</a> <code>{execution.id}</code></td>
-              <td><span class={`status ${execution.status}`}>{execution.status}</span></td>
-              <td>{execution.attempts}</td>
-              <td>{execution.cost_usd !== null ? execution.cost_usd.toFixed(4) : ''}</td>
-              <td>{execution.error ? `${execution.error.code}: ${execution.error.message}` : ''}</td>
-              <td><InputLink org={org} execution={execution} /></td>
-              {retry ? <td>{retryable(execution) ? <RetryForm org={org} execution={execution} session={retry} back="list" /> : null}</td> : null}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable columns={['Started', 'Execution', 'Status', 'Attempts', 'Cost (USD)', 'Error', 'Input', ...(retry ? [{ hidden: 'Actions' }] : [])]}>
+      {executions.map((execution) => (
+        <tr>
+          <td><Time value={execution.started_at} /></td>
+          <td><a href={`/console/orgs/${org}/executions/${execution.id}`}>{execution.handler}</a> <code>{execution.id}</code></td>
+          <td><span class={`status ${execution.status}`}>{execution.status}</span></td>
+          <td>{execution.attempts}</td>
+          <td>{execution.cost_usd !== null ? execution.cost_usd.toFixed(4) : ''}</td>
+          <td>{execution.error ? `${execution.error.code}: ${execution.error.message}` : ''}</td>
+          <td><InputLink org={org} execution={execution} /></td>
+          {retry ? <td>{retryable(execution) ? <RetryForm org={org} execution={execution} session={retry} back="list" /> : null}</td> : null}
+        </tr>
+      ))}
+    </DataTable>
   );
 }
 

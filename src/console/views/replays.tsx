@@ -10,7 +10,7 @@ import { REPLAY_MODES, type ReplayStatus } from '../../replay/model.ts';
 import { requestReplay, showReplay, showReplays } from '../../replay/verbs.ts';
 import type { Replay } from '../../replay/store.ts';
 import { formOf, may, need, tenantOf, verbContextOf, type ConsoleEnv } from '../guard.ts';
-import { Csrf, Json, NextPage, Page, Time } from '../layout.tsx';
+import { Csrf, DataTable, Json, NextPage, Page, Time } from '../layout.tsx';
 
 const PAGE_SIZE = 50;
 const ACTIVE: readonly ReplayStatus[] = ['queued', 'running'];
@@ -57,25 +57,18 @@ export function registerReplays(app: Hono<ConsoleEnv>): void {
     const page = await showReplays(c.get('deps').bus.replays, { ctx: verbContextOf(c), input: { limit: PAGE_SIZE, ...(after ? { after } : {}) } });
     return c.html(
       <Page title="Replays" session={session} org={org} current="replays">
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr><th scope="col">Requested</th><th scope="col">Replay</th><th scope="col">Status</th><th scope="col">Progress</th><th scope="col">Reason</th><th scope="col">By</th></tr>
-            </thead>
-            <tbody>
-              {page.data.map((replay) => (
-                <tr>
-                  <td><Time value={replay.requested_at} /></td>
-                  <td><a href={`/console/orgs/${org}/replays/${replay.id}`}>{replay.mode}{replay.request.dry_run ? ' (dry run)' : ''}</a> <code>{replay.id}</code></td>
-                  <td><span class={`status ${replay.status}`}>{replay.status}</span></td>
-                  <td><Progress org={org} replay={replay} /></td>
-                  <td>{replay.reason}</td>
-                  <td>{replay.actor.id}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Requested', 'Replay', 'Status', 'Progress', 'Reason', 'By']}>
+          {page.data.map((replay) => (
+            <tr>
+              <td><Time value={replay.requested_at} /></td>
+              <td><a href={`/console/orgs/${org}/replays/${replay.id}`}>{replay.mode}{replay.request.dry_run ? ' (dry run)' : ''}</a> <code>{replay.id}</code></td>
+              <td><span class={`status ${replay.status}`}>{replay.status}</span></td>
+              <td><Progress org={org} replay={replay} /></td>
+              <td>{replay.reason}</td>
+              <td>{replay.actor.id}</td>
+            </tr>
+          ))}
+        </DataTable>
         {page.data.length === 0 ? <p>No replays yet.</p> : null}
         <NextPage base={`/console/orgs/${org}/replays`} query={{}} cursor={page.next_cursor} />
         {may(c, 'org:replay') ? (

@@ -10,7 +10,7 @@ import { signalStreamResponse } from '../../http/sse.ts';
 import { decodeCursor, parseTypeFilter, type Signal } from '../../signals/model.ts';
 import { showSignal, showSignals } from '../../signals/read.ts';
 import { need, sessionOf, tenantOf, verbContextOf, type ConsoleEnv } from '../guard.ts';
-import { Json, NextPage, Page, Time } from '../layout.tsx';
+import { DataTable, Json, NextPage, Page, Time } from '../layout.tsx';
 
 const PAGE_SIZE = 50;
 
@@ -86,16 +86,9 @@ export function registerSignals(app: Hono<ConsoleEnv>): void {
           <ol id="tail-list" aria-live="polite"></ol>
         </section>
         <h2>Log</h2>
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr><th scope="col">Recorded</th><th scope="col">Type</th><th scope="col">Subject</th><th scope="col">Actor</th><th scope="col">Source</th><th scope="col">Payload</th></tr>
-            </thead>
-            <tbody>
-              <SignalRows org={org} signals={page.data} />
-            </tbody>
-          </table>
-        </div>
+        <DataTable columns={['Recorded', 'Type', 'Subject', 'Actor', 'Source', 'Payload']}>
+          <SignalRows org={org} signals={page.data} />
+        </DataTable>
         {page.data.length === 0 ? <p>No signals match.</p> : null}
         <NextPage base={`/console/orgs/${org}/signals`} query={query} cursor={page.has_more ? page.next_cursor : null} />
       </Page>,
