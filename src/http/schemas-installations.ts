@@ -9,6 +9,8 @@ const StepSchema = z
   .object({ id: z.string(), status: z.enum(['succeeded', 'skipped', 'failed']), detail: z.string().optional() })
   .openapi('InstallationStep');
 
+const UpgradeConfig = z.record(z.string(), z.unknown()).optional().describe("An upgrade's config for the new version: it replaces `config` when the upgrade succeeds");
+
 export const InstallationSchema = z
   .object({
     id: z.string().describe('`ins_…`'),
@@ -18,12 +20,12 @@ export const InstallationSchema = z
     config: z.record(z.string(), z.unknown()),
     secrets: z.array(z.string()).describe('Names of the secrets stored for the installation; values are never returned'),
     pending: z
-      .object({ operation: z.enum(INSTALLATION_OPERATIONS), version: z.string(), attempt: z.number().int() })
+      .object({ operation: z.enum(INSTALLATION_OPERATIONS), version: z.string(), attempt: z.number().int(), config: UpgradeConfig })
       .nullable()
       .describe('The install, upgrade or uninstall in progress'),
     steps: z.array(StepSchema).describe('The steps of the last operation, in order'),
     error: z
-      .object({ operation: z.enum(INSTALLATION_OPERATIONS), version: z.string(), attempt: z.number().int(), step: z.string(), code: z.string(), message: z.string() })
+      .object({ operation: z.enum(INSTALLATION_OPERATIONS), version: z.string(), attempt: z.number().int(), config: UpgradeConfig, step: z.string(), code: z.string(), message: z.string() })
       .nullable()
       .describe('The report of the last failed operation; `POST …/retry` runs it again'),
     backfill_from: z.string().nullable(),
@@ -53,7 +55,17 @@ export const ConfigureBody = z
   .strict()
   .openapi('ConfigureInstallationRequest');
 
-export const UpgradeBody = z.object({ version: PackageVersion }).strict().openapi('UpgradeInstallationRequest');
+export const UpgradeBody = z
+  .object({
+    version: PackageVersion,
+    config: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe("The config for the new version, checked against its schema; it replaces the config when the upgrade succeeds. Absent: the existing config must fit"),
+    secrets: z.record(z.string(), z.string()).optional().describe('Secrets the new version adds (a required one the installation lacks must be given); never echoed'),
+  })
+  .strict()
+  .openapi('UpgradeInstallationRequest');
 
 export const InstallationResponse = z.object({ installation: InstallationSchema });
 

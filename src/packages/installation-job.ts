@@ -58,7 +58,7 @@ export async function runInstallationJob(
       const finished = { ...ref, package: row.package, attempt: job.attempt, steps: report };
       const common = { subject: installationSubject(row.id), dedupe_key: keyOf('done') };
       if (job.operation === 'upgrade') {
-        await emitSystem(deps.emit, ctx, tx, { type: OUTCOME.upgrade, payload: { ...finished, from_version: row.version }, ...common });
+        await emitSystem(deps.emit, ctx, tx, { type: OUTCOME.upgrade, payload: { ...finished, from_version: row.version, config: row.pending?.config ?? row.config }, ...common });
       } else {
         await emitSystem(deps.emit, ctx, tx, { type: OUTCOME[job.operation], payload: finished, ...common });
       }
@@ -83,6 +83,8 @@ export async function runInstallationJob(
             operation: job.operation,
             version: job.version,
             attempt: job.attempt,
+            // The upgrade's new config was not applied; its retry applies it.
+            ...(job.operation === 'upgrade' && row.pending?.config ? { config: row.pending.config } : {}),
             step: error.step,
             code: cause instanceof DomainError ? cause.code : 'internal',
             message: safeMessage(cause),

@@ -31,6 +31,8 @@ export interface InstallationError {
   /** The version the operation was for (an upgrade's target). */
   version: string;
   attempt: number;
+  /** A failed upgrade's new config, which its retry applies again. */
+  config?: Record<string, unknown>;
   step: string;
   code: string;
   message: string;
@@ -41,6 +43,8 @@ export interface PendingOperation {
   operation: InstallationOperation;
   version: string;
   attempt: number;
+  /** An upgrade's config for the new version; it replaces the config only when the upgrade succeeds. */
+  config?: Record<string, unknown>;
 }
 
 export interface InstallationRow {
@@ -88,6 +92,15 @@ export interface InstallationOperationRequested extends InstallationRef {
 
 export interface InstallationRetryRequested extends InstallationOperationRequested {
   operation: InstallationOperation;
+  config?: Record<string, unknown>;
+}
+
+/** Signals recorded before upgrades took a config carry neither field: the config stays. */
+export interface InstallationUpgradeRequested extends InstallationOperationRequested {
+  /** The config the upgrade applies once it succeeds (the current one when none was given). */
+  config?: Record<string, unknown>;
+  /** Names of the installation's secrets, with those the upgrade stored (values never). */
+  secrets?: string[];
 }
 
 export interface InstallationFinished extends InstallationRef {
@@ -97,6 +110,8 @@ export interface InstallationFinished extends InstallationRef {
 
 export interface InstallationUpgraded extends InstallationFinished {
   from_version: string;
+  /** The config now in effect; absent on signals recorded before upgrades took a config. */
+  config?: Record<string, unknown>;
 }
 
 export interface InstallationFailed extends InstallationFinished {
@@ -128,7 +143,7 @@ declare module '../signals/system.ts' {
     'installation.installed': InstallationFinished;
     'installation.failed': InstallationFailed;
     /** `version` is the target version. */
-    'installation.upgrade_requested': InstallationOperationRequested;
+    'installation.upgrade_requested': InstallationUpgradeRequested;
     'installation.upgraded': InstallationUpgraded;
     'installation.configured': InstallationConfigured;
     'installation.disabled': InstallationRef;
@@ -186,11 +201,14 @@ export function evolveInstallation(row: InstallationRow | null, signal: SignalRo
       const status = error.operation === 'install' ? 'failed' : row.status;
       return { ...row, status, pending: null, steps, error, ...touched };
     }
-    case 'installation.upgrade_requested':
-      return { ...row, pending: { operation: 'upgrade', version: event.payload.version, attempt: event.payload.attempt }, error: null, ...touched };
+    case 'installation.upgrade_requested': {
+      const { version, attempt, config, secrets } = event.payload;
+      const pending = { operation: 'upgrade' as const, version, attempt, ...(config ? { config } : {}) };
+      return { ...row, pending, secrets: secrets ?? row.secrets, error: null, ...touched };
+    }
     case 'installation.upgraded': {
-      const { version, steps } = event.payload;
-      return { ...row, version, pending: null, steps, error: null, ...touched };
+      const { version, steps, config } = event.payload;
+      return { ...row, version, config: config ?? row.config, pending: null, steps, error: null, ...touched };
     }
     case 'installation.configured':
       return { ...row, config: event.payload.config, secrets: event.payload.secrets, ...touched };
@@ -203,9 +221,9 @@ export function evolveInstallation(row: InstallationRow | null, signal: SignalRo
     case 'installation.uninstalled':
       return { ...row, status: 'uninstalled', pending: null, steps: event.payload.steps, error: null, ...touched };
     case 'installation.retry_requested': {
-      const { operation, version, attempt } = event.payload;
+      const { operation, version, attempt, config } = event.payload;
       const status = operation === 'install' ? 'installing' : row.status;
-      return { ...row, status, pending: { operation, version, attempt }, error: null, ...touched };
+      return { ...row, status, pending: { operation, version, attempt, ...(config ? { config } : {}) }, error: null, ...touched };
     }
     default:
       return row;

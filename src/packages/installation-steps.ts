@@ -196,7 +196,8 @@ export function planSteps(deps: InstallationDeps, ctx: VerbContext, operation: I
       },
     ];
   }
-  const upgraded = { ...row, version: manifest.version };
+  // An upgrade's steps see the config it applies: the new one when it brought one.
+  const upgraded = { ...row, version: manifest.version, config: (operation === 'upgrade' && row.pending?.config) || row.config };
   return [
     ...platformSteps(deps, ctx, upgraded, manifest),
     ...manifest.steps.map((step, i) => declaredStep(deps, ctx, upgraded, manifest, step, i)),

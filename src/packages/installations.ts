@@ -31,7 +31,7 @@ export const InstallInput = z.strictObject({
   backfill_from: Position.nullish(),
 });
 export const ConfigureInput = z.strictObject({ config: z.record(z.string(), z.unknown()).optional(), secrets: Secrets.optional() });
-export const UpgradeInput = z.strictObject({ version: PackageVersion });
+export const UpgradeInput = z.strictObject({ version: PackageVersion, config: z.record(z.string(), z.unknown()).optional(), secrets: Secrets.optional() });
 
 function parse<T>(schema: z.ZodType<T>, input: unknown): T {
   const parsed = schema.safeParse(input);
@@ -152,29 +152,58 @@ export async function configureInstallation(deps: InstallationDeps, { ctx, input
 }
 
 /**
- * Requests an upgrade to `version`. The existing config is checked against
- * the new version's schema first: when it does not fit, 422 lists exactly
- * what must change (JSON pointers under `/config`) and nothing is recorded.
+ * Requests an upgrade to `version`, with the config for it: `config` when
+ * given, else the existing one. Either is checked against the new version's
+ * schema first: when it does not fit, 422 lists exactly what must change
+ * (JSON pointers under `/config`) and nothing is recorded. The new config
+ * replaces the old only when the upgrade job succeeds, with the version.
+ * `secrets` are for the ones the new version adds (the old version's are
+ * changed with PATCH, so a failed upgrade changes nothing the old one uses).
  */
 export async function upgradeInstallation(deps: InstallationDeps, { ctx, input }: VerbCall<{ id: string; body: unknown }>): Promise<Installation> {
-  const { version } = parse(UpgradeInput, input.body);
+  const { version, config: given, secrets = {} } = parse(UpgradeInput, input.body);
   return withTransaction(deps.sql, ctx.tx, async (tx) => {
     const row = await lockInstallation(tx, ctx, input.id);
     requireIdle(row, 'be upgraded');
     if (row.status !== 'installed' && row.status !== 'disabled') throw transition(`only an installed or disabled installation can be upgraded; this one is ${row.status}: retry its install first`);
     if (row.version === version) throw transition(`the installation is already at ${version}`);
     const manifest = deps.registry.installable(row.package, version);
-    checkConfig(manifest, row.config, `the installation's config`);
-    const pending = { operation: 'upgrade' as const, version, attempt: 1 };
+    const config = given ?? row.config;
+    checkConfig(manifest, config, given ? 'the config' : `the installation's config`);
+    checkSecretNames(manifest, secrets);
+    await checkUpgradeSecrets(deps, tx, ctx, row, manifest, secrets);
+    await storeSecrets(deps, tx, ctx, row.id, secrets);
     await emitSystem(deps.emit, ctx, tx, {
       type: 'installation.upgrade_requested',
       subject: installationSubject(row.id),
-      payload: { ...refOf(row), version, attempt: 1 },
+      payload: { ...refOf(row), version, attempt: 1, config, secrets: [...new Set([...row.secrets, ...Object.keys(secrets)])].sort() },
       dedupe_key: `installation:${row.id}:upgrade:${version}:${row.last_signal_id}`,
     });
+    const pending = { operation: 'upgrade' as const, version, attempt: 1, config };
     await enqueueInstallationJob(tx.sql, ctx.tenant, { id: row.id, pending }, ctx.traceparent);
     return (await findInstallation(tx.sql, ctx.tenant.schema, row.id))!;
   });
+}
+
+/**
+ * An upgrade's secrets: only ones the installed version does not declare
+ * (it keeps reading its own until the upgrade lands), and every secret the
+ * new version requires must be stored (for the installation or the org) or given.
+ */
+async function checkUpgradeSecrets(deps: InstallationDeps, tx: Tx, ctx: VerbContext, row: InstallationRow, manifest: Manifest, secrets: Record<string, string>): Promise<void> {
+  const installed = deps.registry.getVersion(row.package, row.version)?.manifest;
+  const own = new Set(installed?.secrets.map((secret) => secret.name) ?? []);
+  const changed = Object.keys(secrets).filter((name) => own.has(name));
+  if (changed.length > 0) {
+    throw new DomainError('validation_failed', `${row.package}@${row.version} uses these secrets too; change them with PATCH`, changed.map((name) => ({ path: `/secrets/${name}`, message: `a secret of the installed version; change it with PATCH …/installations/${row.id}` })));
+  }
+  const stored = await tx.sql<{ name: string }[]>`
+    select distinct name from ${tx.sql(`${ctx.tenant.schema}.secrets`)} where owner = any(${[row.id, 'org']}::text[])`;
+  const have = new Set([...stored.map(({ name }) => name), ...Object.keys(secrets)]);
+  const missing = manifest.secrets.filter((secret) => secret.required && !have.has(secret.name));
+  if (missing.length > 0) {
+    throw new DomainError('validation_failed', `${manifest.name}@${manifest.version} requires secrets the installation does not have`, missing.map((secret) => ({ path: `/secrets/${secret.name}`, message: `required by ${manifest.version}; give it with the upgrade` })));
+  }
 }
 
 /** Runs a failed install, upgrade or uninstall again, as its next attempt. */
@@ -183,7 +212,8 @@ export async function retryInstallation(deps: InstallationDeps, { ctx, input }: 
     const row = await lockInstallation(tx, ctx, input.id);
     requireIdle(row, 'be retried');
     if (!row.error) throw transition('nothing failed: there is nothing to retry');
-    const pending = { operation: row.error.operation, version: row.error.version, attempt: row.error.attempt + 1 };
+    const { operation, version, attempt, config } = row.error;
+    const pending = { operation, version, attempt: attempt + 1, ...(config ? { config } : {}) };
     await emitSystem(deps.emit, ctx, tx, {
       type: 'installation.retry_requested',
       subject: installationSubject(row.id),

@@ -4,7 +4,8 @@
  * versions write nothing; one installation per package; a failure injected
  * at each step leaves a visible failed installation and nothing of the
  * attempt, and a retry completes it; an upgrade whose config does not fit
- * reports what must change and changes nothing; uninstall keeps the log;
+ * reports what must change and changes nothing, one given a config for the
+ * new version applies it with the version, or neither when its job fails; uninstall keeps the log;
  * the package's default policy decides its installation's directives while
  * it is installed.
  */
@@ -16,7 +17,7 @@ import { listActiveInstallations } from '../../src/packages/installation-read.ts
 import type { VerbContext } from '../../src/signals/verb-context.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
-import { registryWithRelayVersions, RELAY_CONFIG, RELAY_SECRETS, runPendingJob } from '../support/installations.ts';
+import { registryWithRelayVersions, RELAY_CONFIG, RELAY_SECRETS, RELAY_V2_SECRETS, runPendingJob } from '../support/installations.ts';
 
 let t: TestApp;
 let registry: Awaited<ReturnType<typeof registryWithRelayVersions>>;
@@ -211,6 +212,66 @@ describe('upgrades', () => {
     const [signal] = await t.app.deps.sql`
       select payload from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'installation.upgraded' and subject = ${`installation:${id}`}`;
     expect(signal!.payload).toMatchObject({ from_version: '1.0.1', version: '1.1.0' });
+  });
+});
+
+describe('upgrades with a new config', () => {
+  it('takes the config for the new version and applies it with the version when the upgrade succeeds, and never half', async () => {
+    const { body } = await install({ package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
+    const id = body.installation.id;
+    await runPendingJob(t, org, id);
+    const v2 = { endpoint_url: RELAY_CONFIG.endpoint_url, forward_types: ['order.paid'], timeout_ms: 500 };
+    // No config satisfies both schemas: PATCH checks against the installed 1.0.0.
+    expect((await t.request('PATCH', `${base()}/${id}`, { key: admin, body: { config: v2 } })).status).toBe(422);
+    const upgrade = (extra: Record<string, unknown>) => t.request('POST', `${base()}/${id}/upgrade`, { key: admin, body: { version: '2.0.0', ...extra } });
+    const before = await counts();
+    const misfit = await upgrade({ config: { ...v2, timeout_ms: 5, send_test_ping: true }, secrets: RELAY_V2_SECRETS });
+    expect(misfit.status).toBe(422);
+    expect(misfit.body.errors).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: '/config/timeout_ms', message: 'must be >= 100' }),
+        expect.objectContaining({ path: '/config', message: 'must NOT have additional properties' }),
+      ]),
+    );
+    const noSecret = await upgrade({ config: v2 });
+    expect(noSecret.status).toBe(422);
+    expect(noSecret.body.errors).toEqual([{ path: '/secrets/relay_api_token', message: 'required by 2.0.0; give it with the upgrade' }]);
+    // The installed version's own secrets change with PATCH, so a failed upgrade leaves them as they were.
+    const oldSecret = await upgrade({ config: v2, secrets: { ...RELAY_V2_SECRETS, inbound_hmac_secret: 'other' } });
+    expect(oldSecret.status).toBe(422);
+    expect(oldSecret.body.errors).toEqual([expect.objectContaining({ path: '/secrets/inbound_hmac_secret' })]);
+    expect(await counts()).toEqual(before);
+
+    const accepted = await upgrade({ config: v2, secrets: RELAY_V2_SECRETS });
+    expect(accepted.status).toBe(202);
+    expect(accepted.body.installation).toMatchObject({ version: '1.0.0', config: RELAY_CONFIG, pending: { operation: 'upgrade', version: '2.0.0', config: v2 } });
+    expect(accepted.body.installation.secrets).toContain('relay_api_token');
+    const [requested] = await t.app.deps.sql<{ payload: Record<string, unknown> }[]>`
+      select payload from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'installation.upgrade_requested' and subject = ${`installation:${id}`}`;
+    expect(requested!.payload).toMatchObject({ version: '2.0.0', config: v2, secrets: expect.arrayContaining(['relay_api_token']) });
+    expect(JSON.stringify(requested!.payload)).not.toContain(RELAY_V2_SECRETS.relay_api_token);
+
+    // The job fails: the old version and the old config stay, and the retry applies the new config again.
+    failAt = 'projections';
+    try {
+      await runPendingJob(t, org, id);
+    } finally {
+      failAt = null;
+    }
+    expect(await get(id)).toMatchObject({
+      version: '1.0.0', config: RELAY_CONFIG, status: 'installed', pending: null,
+      error: { operation: 'upgrade', version: '2.0.0', attempt: 1, step: 'projections', config: v2 },
+    });
+    const retried = await t.request('POST', `${base()}/${id}/retry`, { key: admin });
+    expect(retried.body.installation.pending).toEqual({ operation: 'upgrade', version: '2.0.0', attempt: 2, config: v2 });
+    await runPendingJob(t, org, id);
+    expect(await get(id)).toMatchObject({ version: '2.0.0', config: v2, status: 'installed', pending: null, error: null });
+    const [upgraded] = await t.app.deps.sql<{ payload: Record<string, unknown> }[]>`
+      select payload from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'installation.upgraded' and subject = ${`installation:${id}`}`;
+    expect(upgraded!.payload).toMatchObject({ from_version: '1.0.0', version: '2.0.0', config: v2 });
+    // Now the config is checked against 2.0.0.
+    expect((await t.request('PATCH', `${base()}/${id}`, { key: admin, body: { config: RELAY_CONFIG } })).status).toBe(422);
+    expect((await t.request('PATCH', `${base()}/${id}`, { key: admin, body: { config: { ...v2, timeout_ms: 800 } } })).status).toBe(200);
   });
 });
 

@@ -2,7 +2,7 @@
  * Installations for suites that need one in a given state, made through the
  * verbs and with the install job run in-process (no worker needed), and a
  * registry copy holding more versions of webhook-relay to upgrade to: 1.1.0
- * (1.0.1 again, same config schema), 2.0.0 (its config needs a `timeout_ms`
+ * (1.0.1 again, same config schema), 2.0.0 (adds a required secret; its config needs a `timeout_ms`
  * the 1.x config lacks, and refuses `send_test_ping`), and 1.0.2, yanked.
  * Installs are of 1.0.1: the shipped 1.0.0 is yanked.
  */
@@ -53,6 +53,10 @@ export async function installationIn(t: TestApp, org: Tenant, state: Installatio
   return installation.id;
 }
 
+/** The secret webhook-relay 2.0.0 adds (required), which an upgrade to it must bring. */
+const RELAY_V2_SECRET = { name: 'relay_api_token', description: 'The token 2.0.0 sends its deliveries with.' };
+export const RELAY_V2_SECRETS = { relay_api_token: 'relay-token-v2-value' };
+
 /** A copy of the shipped registry with webhook-relay 1.1.0, 2.0.0 and 1.0.2 (yanked) published; remove it with `cleanup`. */
 export async function registryWithRelayVersions(): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'signalbus-installs-'));
@@ -64,7 +68,7 @@ export async function registryWithRelayVersions(): Promise<{ dir: string; cleanu
     properties: { endpoint_url: manifest.config.properties.endpoint_url, forward_types: manifest.config.properties.forward_types, timeout_ms: { type: 'integer', minimum: 100 } },
     required: ['endpoint_url', 'forward_types', 'timeout_ms'],
   };
-  for (const version of [{ ...manifest, version: '1.1.0' }, { ...manifest, version: '2.0.0', config: v2Config, steps: [] }, { ...manifest, version: '1.0.2' }]) {
+  for (const version of [{ ...manifest, version: '1.1.0' }, { ...manifest, version: '2.0.0', config: v2Config, secrets: [...manifest.secrets, RELAY_V2_SECRET], steps: [] }, { ...manifest, version: '1.0.2' }]) {
     const source = await mkdtemp(path.join(tmpdir(), 'signalbus-src-'));
     await writeFile(path.join(source, 'manifest.json'), JSON.stringify(version));
     await publishVersion(dir, source, context);

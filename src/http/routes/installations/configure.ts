@@ -28,7 +28,7 @@ export const upgradeInstallationRoute = createRoute({
   tags: ['Installations'],
   summary: 'Upgrade (or downgrade) an installation to another version',
   description:
-    "Role: admin. The installation's config is checked against the new version's schema first: when it does not fit, 422 lists exactly what must change (`errors[].path` as JSON pointers under `/config`) and nothing is recorded — change the config with PATCH, then upgrade. Else 202: a job runs the new version's steps and records `installation.upgraded`, or a failure the installation survives at its old version.",
+    "Role: admin. The config for the new version — `config` when given, else the installation's — is checked against the new version's schema first: when it does not fit, 422 lists exactly what must change (`errors[].path` as JSON pointers under `/config`) and nothing is recorded. A secret the new version requires and the installation lacks must be given in `secrets` (else 422 naming it). Else 202: a job runs the new version's steps and records `installation.upgraded`, which applies the version and the new config together; a failed upgrade leaves the old version and the old config (retry runs it again).",
   middleware: [requireAccess('org:admin'), limitBody(() => 64 * 1024)] as const,
   request: { params: InstallationParams, body: jsonBody(UpgradeBody) },
   responses: { 202: jsonResponse(InstallationResponse, 'Upgrade requested'), ...errorResponses(400, 409, 413, 415, 422) },
