@@ -217,11 +217,11 @@ describe('upgrades', () => {
 
 describe('upgrades with a new config', () => {
   it('takes the config for the new version and applies it with the version when the upgrade succeeds, and never half', async () => {
-    const { body } = await install({ package: 'webhook-relay', version: '1.0.0', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
+    const { body } = await install({ package: 'webhook-relay', version: '1.0.1', config: RELAY_CONFIG, secrets: RELAY_SECRETS });
     const id = body.installation.id;
     await runPendingJob(t, org, id);
     const v2 = { endpoint_url: RELAY_CONFIG.endpoint_url, forward_types: ['order.paid'], timeout_ms: 500 };
-    // No config satisfies both schemas: PATCH checks against the installed 1.0.0.
+    // No config satisfies both schemas: PATCH checks against the installed 1.0.1.
     expect((await t.request('PATCH', `${base()}/${id}`, { key: admin, body: { config: v2 } })).status).toBe(422);
     const upgrade = (extra: Record<string, unknown>) => t.request('POST', `${base()}/${id}/upgrade`, { key: admin, body: { version: '2.0.0', ...extra } });
     const before = await counts();
@@ -244,7 +244,7 @@ describe('upgrades with a new config', () => {
 
     const accepted = await upgrade({ config: v2, secrets: RELAY_V2_SECRETS });
     expect(accepted.status).toBe(202);
-    expect(accepted.body.installation).toMatchObject({ version: '1.0.0', config: RELAY_CONFIG, pending: { operation: 'upgrade', version: '2.0.0', config: v2 } });
+    expect(accepted.body.installation).toMatchObject({ version: '1.0.1', config: RELAY_CONFIG, pending: { operation: 'upgrade', version: '2.0.0', config: v2 } });
     expect(accepted.body.installation.secrets).toContain('relay_api_token');
     const [requested] = await t.app.deps.sql<{ payload: Record<string, unknown> }[]>`
       select payload from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'installation.upgrade_requested' and subject = ${`installation:${id}`}`;
@@ -259,7 +259,7 @@ describe('upgrades with a new config', () => {
       failAt = null;
     }
     expect(await get(id)).toMatchObject({
-      version: '1.0.0', config: RELAY_CONFIG, status: 'installed', pending: null,
+      version: '1.0.1', config: RELAY_CONFIG, status: 'installed', pending: null,
       error: { operation: 'upgrade', version: '2.0.0', attempt: 1, step: 'projections', config: v2 },
     });
     const retried = await t.request('POST', `${base()}/${id}/retry`, { key: admin });
@@ -268,7 +268,7 @@ describe('upgrades with a new config', () => {
     expect(await get(id)).toMatchObject({ version: '2.0.0', config: v2, status: 'installed', pending: null, error: null });
     const [upgraded] = await t.app.deps.sql<{ payload: Record<string, unknown> }[]>`
       select payload from ${t.app.deps.sql(`${org.schema}.signals`)} where type = 'installation.upgraded' and subject = ${`installation:${id}`}`;
-    expect(upgraded!.payload).toMatchObject({ from_version: '1.0.0', version: '2.0.0', config: v2 });
+    expect(upgraded!.payload).toMatchObject({ from_version: '1.0.1', version: '2.0.0', config: v2 });
     // Now the config is checked against 2.0.0.
     expect((await t.request('PATCH', `${base()}/${id}`, { key: admin, body: { config: RELAY_CONFIG } })).status).toBe(422);
     expect((await t.request('PATCH', `${base()}/${id}`, { key: admin, body: { config: { ...v2, timeout_ms: 800 } } })).status).toBe(200);
