@@ -141,7 +141,7 @@ describe.runIf(browserTests)('installations in Chromium', () => {
     await page.waitForURL(/\/installations\/ins_/);
     const id = /installations\/(ins_[A-Za-z0-9]+)/.exec(page.url())![1]!;
     // While the job runs the page says so, and reloads itself when it ends.
-    await page.getByText('install to 1.0.0 running (attempt 1); the page reloads when it ends').waitFor();
+    await page.getByText('install to 1.0.1 running (attempt 1); the page reloads when it ends').waitFor();
     await expect(page.locator('.facts .status').textContent()).resolves.toBe('installing');
     await checkPage(page, 'installing');
     release();
