@@ -1,7 +1,8 @@
 /**
  * `signalbus packages list`, `signalbus install <package>@<version> --org …
- * --config file.json [--secrets file.json]` and `signalbus installations list
- * --org …`: the registry and the installation verbs the HTTP API calls, with
+ * --config file.json [--secrets file.json]`, `signalbus upgrade
+ * <installation-id> <version> --org … [--config file.json] [--secrets
+ * file.json]` and `signalbus installations list --org …`: the registry and the installation verbs the HTTP API calls, with
  * platform authority. `install` records the request; a worker runs its steps.
  */
 import { readFile } from 'node:fs/promises';
@@ -10,7 +11,7 @@ import { DomainError } from '../core/errors.ts';
 import { createExecutorRegistry } from '../executors/registry.ts';
 import { builtinExecutors } from '../executors/builtin.ts';
 import { listInstallations, type Installation } from '../packages/installation-read.ts';
-import { installPackage } from '../packages/installations.ts';
+import { installPackage, upgradeInstallation } from '../packages/installations.ts';
 import { REGISTRY_DIR } from '../packages/registry-files.ts';
 import { loadRegistry } from '../packages/registry.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
@@ -69,6 +70,34 @@ export async function runInstall(
         print({ installation, created }, args.json, [
           `${created ? 'requested' : 'already installed:'} ${installation.package}@${installation.version} as ${installation.id} (${installation.status})`,
           ...(created ? ['a worker (signalbus worker or start) runs its steps; see: signalbus installations list --org ' + args.org] : []),
+        ].join('\n'));
+        return 0;
+      },
+      { vault: Boolean(args.secrets), logToStderr: args.json },
+    );
+  } catch (error) {
+    return refused(error, args.json);
+  }
+}
+
+/** Without `--config`, the installation's config must fit the new version; refused, the report says what must change. */
+export async function runUpgrade(
+  config: Config,
+  args: { id: string; version: string; org: string; config: string | undefined; secrets: string | undefined; json: boolean },
+): Promise<number> {
+  try {
+    const body = {
+      version: args.version,
+      ...(args.config ? { config: await readJsonFile(args.config, 'the config file') } : {}),
+      ...(args.secrets ? { secrets: await readJsonFile(args.secrets, 'the secrets file') } : {}),
+    };
+    return await withApp(
+      config,
+      async (app) => {
+        const installation = await upgradeInstallation(app.deps.bus.installations, { ctx: await cliContext(app, args.org), input: { id: args.id, body } });
+        print({ installation }, args.json, [
+          `requested: ${installation.id} ${installation.package}@${installation.version} → ${args.version}`,
+          'a worker (signalbus worker or start) runs its steps; see: signalbus installations list --org ' + args.org,
         ].join('\n'));
         return 0;
       },

@@ -2,7 +2,7 @@
 /**
  * `signalbus` — one CLI for every process: start (HTTP + worker, the default),
  * serve, worker, migrate, orgs create | export | import, keys create, keys rotate-encryption,
- * registry check | publish | yank | schema, packages list, install,
+ * registry check | publish | yank | schema, packages list, install, upgrade,
  * installations list, replay rebuild | redeliver | as-of | list | show | cancel.
  */
 import { parseArgs } from 'node:util';
@@ -11,7 +11,7 @@ import { runStart } from './start.ts';
 import { runMigrate } from './migrate.ts';
 import { runKeysCreate, runOrgsCreate, runRotateEncryption } from './admin.ts';
 import { runOrgsDiscardImport, runOrgsExport, runOrgsImport } from './orgs-move.ts';
-import { runInstall, runInstallationsList, runPackagesList } from './installations.ts';
+import { runInstall, runInstallationsList, runPackagesList, runUpgrade } from './installations.ts';
 import { runReplayCancel, runReplayList, runReplayRequest, runReplayShow } from './replay.ts';
 import { runRegistryCheck, runRegistryPublish, runRegistrySchema, runRegistryYank } from './registry.ts';
 
@@ -37,6 +37,8 @@ const USAGE = `usage: signalbus <command>
   packages list [--registry <dir>] [--json]       the registry's packages and versions
   install <package>@<version> --org <slug> [--config file.json] [--secrets file.json] [--json]
                         request an install (a worker runs its steps)
+  upgrade <installation-id> <version> --org <slug> [--config file.json] [--secrets file.json] [--json]
+                        request an upgrade; --config: the config for the new version, applied with it
   installations list --org <slug> [--json]        the org's installations: status and error report
   replay rebuild --org <slug> --reason <text> [--projections a,b] [--rate <signals/s>] [--no-wait] [--json]
   replay as-of --org <slug> --reason <text> [--until <position> | --before <time>] [--ttl <s>] [--json]
@@ -146,6 +148,15 @@ async function main(argv: string[]): Promise<number> {
       });
       if (positionals.length !== 1 || !values.org) break;
       return runInstall(config, { spec: positionals[0]!, org: values.org, config: values.config, secrets: values.secrets, json: values.json });
+    }
+    case 'upgrade': {
+      const { values, positionals } = parseArgs({
+        args: argv.slice(1),
+        allowPositionals: true,
+        options: { org: { type: 'string' }, config: { type: 'string' }, secrets: { type: 'string' }, json: { type: 'boolean', default: false } },
+      });
+      if (positionals.length !== 2 || !values.org) break;
+      return runUpgrade(config, { id: positionals[0]!, version: positionals[1]!, org: values.org, config: values.config, secrets: values.secrets, json: values.json });
     }
     case 'installations': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { org: { type: 'string' }, json: { type: 'boolean', default: false } } });
