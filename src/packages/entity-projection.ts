@@ -93,6 +93,47 @@ function applyRule(rule: CompiledRule, signal: SignalRow, key: string, before: E
   }
 }
 
+interface Visit {
+  signal: SignalRow;
+  installation?: { id: string; key: string };
+  entities: { rule: CompiledRule; key: string; id: string }[];
+}
+
+/**
+ * Which entities each signal of a batch touches, following the installations
+ * live at that signal (the batch's own installation signals included), so the
+ * whole batch's entities can be locked before the fold reads any of them.
+ */
+function planVisits(
+  signals: readonly SignalRow[],
+  state: ReadonlyMap<string, EntityRow | null>,
+  rulesOf: (name: string, version: string) => CompiledRule[],
+): Visit[] {
+  const installations = new Map<string, InstallationRow | null>();
+  for (const [id, row] of state) if (row?.type === INSTALLATION_ENTITY) installations.set(id, row.fields as unknown as InstallationRow);
+  const visits: Visit[] = [];
+  for (const signal of signals) {
+    if (signal.type.startsWith('installation.')) {
+      const installationId = (signal.payload as { installation_id?: unknown }).installation_id;
+      if (typeof installationId !== 'string') continue;
+      const id = entityId(INSTALLATION_ENTITY, installationId);
+      installations.set(id, evolveInstallation(installations.get(id) ?? null, signal) ?? installations.get(id) ?? null);
+      visits.push({ signal, installation: { id, key: installationId }, entities: [] });
+      continue;
+    }
+    const entities: Visit['entities'] = [];
+    for (const installation of installations.values()) {
+      if (installation?.status !== 'installed') continue;
+      for (const rule of rulesOf(installation.package, installation.version)) {
+        const key = keyOf(rule, signal);
+        if (key !== undefined) entities.push({ rule, key, id: entityId(rule.type, key) });
+      }
+    }
+    if (entities.length > 0) visits.push({ signal, entities });
+  }
+  return visits;
+}
+
 export function entitiesProjection(packages: PackageRegistry): Projection {
   const rules = new Map<string, CompiledRule[]>();
   const rulesOf = (name: string, version: string) => {
@@ -120,12 +161,19 @@ export function entitiesProjection(packages: PackageRegistry): Projection {
         const missing = ids.filter((id) => !state.has(id));
         if (missing.length === 0) return;
         const rows = await db<{ row: EntityRow }[]>`
-          select to_jsonb(t) as row from ${db(table)} t where id = any(${missing}::text[]) order by id for update`;
+          select to_jsonb(t) as row from ${db(table)} t where id = any(${missing}::text[])`;
         for (const id of missing) state.set(id, null);
         for (const { row } of rows) state.set(row.id, row);
       };
-      const installations = await db<{ row: EntityRow }[]>`
-        select to_jsonb(t) as row from ${db(table)} t where type = ${INSTALLATION_ENTITY} order by id for update`;
+      // Installation rows are shared by every projected signal: a batch that
+      // changes none only needs them stable, so concurrent batches of one org
+      // do not queue behind each other here.
+      const changesInstallations = signals.some((signal) => signal.type.startsWith('installation.'));
+      const installations = changesInstallations
+        ? await db<{ row: EntityRow }[]>`
+            select to_jsonb(t) as row from ${db(table)} t where type = ${INSTALLATION_ENTITY} order by id for update`
+        : await db<{ row: EntityRow }[]>`
+            select to_jsonb(t) as row from ${db(table)} t where type = ${INSTALLATION_ENTITY} order by id for share`;
       for (const { row } of installations) state.set(row.id, row);
       const touched = new Set<string>();
       const set = (row: EntityRow) => {
@@ -133,31 +181,34 @@ export function entitiesProjection(packages: PackageRegistry): Projection {
         touched.add(row.id);
       };
 
-      for (const signal of signals) {
-        if (signal.type.startsWith('installation.')) {
-          const installationId = (signal.payload as { installation_id?: unknown }).installation_id;
-          if (typeof installationId !== 'string') continue;
-          const id = entityId(INSTALLATION_ENTITY, installationId);
+      const visits = planVisits(signals, state, rulesOf);
+      // Entities this batch may write, locked in one sorted order before any is
+      // read: rows that do not exist yet cannot be locked with FOR UPDATE, and
+      // two batches creating the same entity must not both start from nothing.
+      const ids = [...new Set(visits.flatMap((visit) => visit.entities.map((entity) => entity.id)))];
+      if (ids.length > 0) {
+        await db`
+          select pg_advisory_xact_lock(k) from (
+            select distinct hashtextextended(${table} || ':' || id, 0) as k from unnest(${ids}::text[]) as id order by k
+          ) locks`;
+        await load(ids);
+      }
+
+      for (const visit of visits) {
+        const { signal } = visit;
+        if (visit.installation) {
+          const { id, key } = visit.installation;
           const before = state.get(id) ?? null;
           const after = evolveInstallation((before?.fields as unknown as InstallationRow | undefined) ?? null, signal);
           if (after && (after as unknown) !== before?.fields) {
-            set({ id, type: INSTALLATION_ENTITY, key: installationId, fields: { ...after } as Record<string, unknown>, version: (before?.version ?? 0) + 1, tombstone: false, last_signal_id: signal.id });
+            set({ id, type: INSTALLATION_ENTITY, key, fields: { ...after } as Record<string, unknown>, version: (before?.version ?? 0) + 1, tombstone: false, last_signal_id: signal.id });
           }
           continue;
         }
-        const live = [...state.values()].filter(
-          (row): row is EntityRow => row !== null && row.type === INSTALLATION_ENTITY && (row.fields as { status?: string }).status === 'installed',
-        );
-        for (const installation of live) {
-          const { package: name, version } = installation.fields as { package: string; version: string };
-          for (const rule of rulesOf(name, version)) {
-            const key = keyOf(rule, signal);
-            if (key === undefined) continue;
-            const id = entityId(rule.type, key);
-            await load([id]);
-            const after = applyRule(rule, signal, key, state.get(id) ?? null);
-            if (after) set(after);
-          }
+        for (const { rule, key, id } of visit.entities) {
+          await load([id]);
+          const after = applyRule(rule, signal, key, state.get(id) ?? null);
+          if (after) set(after);
         }
       }
       const rows = [...touched].map((id) => state.get(id)).filter((row): row is EntityRow => row !== null && row !== undefined);

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { checksumProjections, rebuildProjections } from '../../src/projections/rebuild.ts';
+import { withTransaction } from '../../src/db/transaction.ts';
 import { emit } from '../../src/signals/emit.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 import { changeInstallation, installedPackage, STRIPE_REVENUE_INSTALL } from '../support/installations.ts';
@@ -84,6 +85,38 @@ describe('entities projected from stripe-revenue', () => {
     expect(alone.after.entities).toEqual(live.entities);
     const everything = await rebuildProjections(t.app.deps.sql, org, t.app.deps.projections);
     expect(everything.after).toEqual(live);
+  });
+
+  it('folds concurrent transactions on one entity without losing an update, and does not queue different entities behind each other', { timeout: 60_000 }, async () => {
+    const sql = t.app.deps.sql;
+    const inTransaction = (type: string, payload: Record<string, unknown>, hold?: Promise<void>) =>
+      withTransaction(sql, undefined, async (tx) => {
+        await emit(t.app.deps.bus.emit, { ctx: { tenant: org, actor: { type: 'human', id: 'ops@entities.test' }, source: 'api', tx }, input: { type, payload } });
+        await hold;
+      });
+    // The first test uninstalled the package; install it again.
+    await installedPackage(t, org, STRIPE_REVENUE_INSTALL);
+    await signal('stripe.customer.created', { id: 'cus_busy', email: 'busy@x.test' });
+
+    // Thirty transactions at once on a customer: every one is folded.
+    await Promise.all(Array.from({ length: 30 }, (_, i) => inTransaction('stripe.customer.updated', { id: 'cus_busy', email: `busy${i}@x.test` })));
+    expect((await get('/entities/stripe.customer/cus_busy')).body).toMatchObject({ version: 31 });
+    // Two transactions creating one new customer both count.
+    await Promise.all([0, 1].map((i) => inTransaction('stripe.customer.updated', { id: 'cus_new', name: `n${i}` })));
+    expect((await get('/entities/stripe.customer/cus_new')).body).toMatchObject({ version: 2 });
+
+    // An open transaction on one customer does not hold back another's.
+    let release!: () => void;
+    const held = inTransaction('stripe.customer.updated', { id: 'cus_busy', email: 'held@x.test' }, new Promise<void>((resolve) => (release = resolve)));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const other = await Promise.race([
+      inTransaction('stripe.customer.created', { id: 'cus_free', email: 'free@x.test' }).then(() => 'committed'),
+      new Promise((resolve) => setTimeout(() => resolve('blocked'), 10_000)),
+    ]);
+    release();
+    await held;
+    expect(other).toBe('committed');
+    expect((await get('/entities/stripe.customer/cus_busy')).body).toMatchObject({ version: 32, fields: { email: 'held@x.test' } });
   });
 
   it('answers 404 for an entity that does not exist and 422 for a malformed type', async () => {
