@@ -59,12 +59,39 @@ async function commits(): Promise<number> {
 }
 
 /**
+ * Waits `windowMs`, telling whether an autovacuum worker ran in this database
+ * meanwhile: after provisioning a thousand schemas it vacuums the catalogs,
+ * a transaction per table, and those commits count in `xact_commit` too.
+ * Each look is a commit of its own, counted to be taken off.
+ */
+async function autovacuumDuring(windowMs: number): Promise<{ seen: boolean; looks: number }> {
+  const until = performance.now() + windowMs;
+  let seen = false;
+  let looks = 0;
+  while (performance.now() < until) {
+    looks++;
+    const [row] = await t.app.deps.sql<{ n: number }[]>`
+      select count(*)::int as n from pg_stat_activity where backend_type = 'autovacuum worker' and datname = current_database()`;
+    seen ||= row!.n > 0;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return { seen, looks };
+}
+
+/** The idle measure, taken again (up to five times) while autovacuum's commits mix into it. */
+async function quietIdleDispatcher(): Promise<{ startMs: number; perSecond: number }> {
+  let measured = await idleDispatcher();
+  for (let attempt = 1; measured.vacuumed && attempt < 5; attempt++) measured = await idleDispatcher();
+  return measured;
+}
+
+/**
  * A dispatcher on a pool of its own, as a worker runs it, sweeping every
  * SWEEP_MS: how long its start took, and the commits per second it made
  * while idle — counted once its pool has ended, as backends flush their
  * statistics when they exit.
  */
-async function idleDispatcher(windowMs = WINDOW_MS): Promise<{ startMs: number; perSecond: number }> {
+async function idleDispatcher(windowMs = WINDOW_MS): Promise<{ startMs: number; perSecond: number; vacuumed: boolean }> {
   const sql = createSql(t.database.url, { max: 4, applicationName: 'idle-dispatcher' });
   const dispatcher = createDispatcher({
     sql,
@@ -82,13 +109,13 @@ async function idleDispatcher(windowMs = WINDOW_MS): Promise<{ startMs: number; 
   const started = performance.now();
   await dispatcher.start();
   const startMs = performance.now() - started;
-  await new Promise((resolve) => setTimeout(resolve, windowMs));
+  const { seen: vacuumed, looks } = await autovacuumDuring(windowMs);
   await dispatcher.stop();
   await sql.end({ timeout: 5 });
   await waitFor(async () => (await t.app.deps.sql`select 1 from pg_stat_activity where application_name = 'idle-dispatcher'`).length === 0, 5000, 'the pool to end');
   // An exited backend's counts reach pg_stat_database a moment later.
   await new Promise((resolve) => setTimeout(resolve, 500));
-  return { startMs, perSecond: ((await commits()) - before) / (windowMs / 1000) };
+  return { startMs, perSecond: ((await commits()) - before - looks) / (windowMs / 1000), vacuumed };
 }
 
 /**
@@ -124,7 +151,7 @@ describe('the dispatcher with many idle orgs', () => {
     // The first start subscribes the rule and dispatches the log; the measured one is a restart.
     await idleDispatcher(1000);
     await belowHorizon(installations.map((each) => each.tenant));
-    const single = await idleDispatcher();
+    const single = await quietIdleDispatcher();
 
     for (let i = 1; i < WITH_INSTALLATIONS; i++) {
       const tenant = await t.createOrg(`idle_installed_${i}`);
@@ -135,7 +162,7 @@ describe('the dispatcher with many idle orgs', () => {
     const provisionMs = performance.now() - provisioned;
     await idleDispatcher(1000);
     await belowHorizon(installations.map((each) => each.tenant));
-    const many = await idleDispatcher();
+    const many = await quietIdleDispatcher();
 
     console.log(
       `idle dispatcher sweeping every ${SWEEP_MS} ms: ${single.perSecond.toFixed(1)} commits/s with 1 org, ${many.perSecond.toFixed(1)} with ${ORGS} ` +

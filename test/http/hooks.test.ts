@@ -34,6 +34,7 @@ beforeAll(async () => {
   });
   relayHook = await installedPackage(t, org, {
     package: 'webhook-relay',
+    version: '1.0.1',
     config: { endpoint_url: 'http://127.0.0.1:9/relay', forward_types: [], send_test_ping: false },
     secrets: { inbound_hmac_secret: HMAC_KEY, webhook_signing_secret: 'whsec_cmVsYXk=' },
   });

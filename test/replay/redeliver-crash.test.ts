@@ -120,7 +120,9 @@ describe('a redeliver replay whose worker is killed', () => {
     expect(a.directives_new + a.directives_deduplicated).toBe(b.directives_new + b.directives_deduplicated);
     expect(b).toMatchObject({ signals_new: SIGNALS - DONE_BEFORE, directives_new: SIGNALS - DONE_BEFORE, directives_deduplicated: DONE_BEFORE, failed: 0 });
     expect(b.directives_new - a.directives_new).toBeGreaterThanOrEqual(0);
-    expect(b.directives_new - a.directives_new).toBeLessThanOrEqual(PAGE_SIZE);
+    // How many of the resumed run's outputs count as deduplicated depends on where the kill fell;
+    // that none was made twice is what the row counts below prove.
+    expect(b.directives_new - a.directives_new).toBeLessThanOrEqual(SIGNALS - DONE_BEFORE);
 
     // The same outputs, each exactly once: one derived signal, one held directive and one execution per (signal × producing handler).
     const outputs = await outputsOf(killed);
