@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { accessibilityViolations, chromiumAvailable, launchChromium, screenshot, watchProblems } from '../support/browser.ts';
 import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
-import { registryWithRelayVersions } from '../support/installations.ts';
+import { RELAY_V2_SECRETS, registryWithRelayVersions } from '../support/installations.ts';
 
 let t: TestApp;
 let server: Awaited<ReturnType<typeof listen>>;
@@ -202,8 +202,12 @@ describe.runIf(browserTests)('installations in Chromium', () => {
     await page.getByRole('button', { name: 'Upgrade' }).click();
     const report = page.locator('section[aria-labelledby="upgrade-refused"]');
     await expect(report.textContent()).resolves.toMatch(/\/config\/timeout_ms: must have required property 'timeout_ms'.*\/config\/send_test_ping: not in the config schema of 2\.0\.0/s);
+    // The new version's form, filled with what still fits, and the secret it adds.
+    await expect(page.getByLabel('endpoint_url').inputValue()).resolves.toBe('https://relay.example.test/hook');
+    await expect(page.getByLabel('Secret relay_api_token').inputValue()).resolves.toBe('');
     await checkPage(page, 'upgrade-refused');
     expect(await apiInstallation(id)).toEqual(before);
+    await page.getByRole('link', { name: 'Back to the installation' }).click();
 
     // An invalid reconfiguration: the error at its field, nothing changed.
     await page.getByRole('link', { name: 'Reconfigure' }).first().click();
@@ -227,6 +231,28 @@ describe.runIf(browserTests)('installations in Chromium', () => {
     await page.getByText('Installation updated.').waitFor();
     expect(await deliver(hookUrl, event('evt_console_4'), ROTATED_KEY)).toBe(200);
     expect((await apiInstallation(id)).config).toEqual(before.config);
+
+    // 2.0.0 in one step: its form with the config it needs and the secret it adds.
+    await page.goto(`${server.url}/console/orgs/acme/installations/${id}`);
+    await page.getByLabel('Version').selectOption('2.0.0');
+    await page.getByRole('button', { name: 'Upgrade' }).click();
+    await page.getByLabel('timeout_ms').fill('50');
+    await page.getByRole('button', { name: 'Upgrade to 2.0.0' }).click();
+    await expect(page.locator('#config-timeout_ms-error').textContent()).resolves.toMatch(/must be >= 100/);
+    await expect(page.getByLabel('timeout_ms').inputValue()).resolves.toBe('50');
+    await page.getByLabel('timeout_ms').fill('2500');
+    await page.getByRole('button', { name: 'Upgrade to 2.0.0' }).click();
+    await expect(page.locator('#secret-relay_api_token-error').textContent()).resolves.toMatch(/required by 2\.0\.0/);
+    await checkPage(page, 'upgrade-needs-secret');
+    expect((await apiInstallation(id)).version).toBe('1.1.0');
+    await page.getByLabel('Secret relay_api_token').fill(RELAY_V2_SECRETS.relay_api_token);
+    await page.getByRole('button', { name: 'Upgrade to 2.0.0' }).click();
+    await page.getByText('Upgrade requested; it runs in the background.').waitFor();
+    await idle(page, id, { version: '2.0.0' });
+    const upgraded = await apiInstallation(id);
+    expect(upgraded.config).toMatchObject({ endpoint_url: 'https://relay.example.test/hook', timeout_ms: 2500 });
+    expect(upgraded.config).not.toHaveProperty('send_test_ping');
+    expect(upgraded.secrets).toContain('relay_api_token');
 
     await page.goto(`${server.url}/console/orgs/acme/installations`);
     await checkPage(page, 'list');

@@ -2,7 +2,8 @@
  * An installation's admin actions, through the same verbs as the API:
  * reconfigure (a form generated from the installed version's config schema,
  * prefilled, with the schema's errors at their fields), set or rotate its
- * secrets, upgrade (refused with the report of what the config must change),
+ * secrets, upgrade (when the new version's schema refuses the current config
+ * or it needs new secrets: its own form, prefilled, to upgrade in one step),
  * retry, disable, enable and uninstall. Each needs the admin role and the
  * session's CSRF token (checkForm); another org's installation id is 404.
  */
@@ -21,8 +22,8 @@ import type { Manifest } from '../../packages/manifest.ts';
 import { formOf, need, tenantOf, verbContextOf, type ConsoleContext, type ConsoleEnv } from '../guard.ts';
 import { Csrf, Page } from '../layout.tsx';
 import { withNotice } from '../notices.ts';
-import { ConfigFields, configFrom, ErrorSummary, formOfConfig, secretsFrom } from './config-form.tsx';
-import { installationId, InstallationPage } from './installations.tsx';
+import { ConfigFields, configFrom, ErrorSummary, formOfConfig, SecretFields, secretsFrom } from './config-form.tsx';
+import { installationId } from './installations.tsx';
 
 const invalid = (error: unknown): error is DomainError => error instanceof DomainError && error.status === 422;
 const errorsOf = (error: DomainError): FieldError[] => error.errors ?? [{ path: '', message: error.message }];
@@ -74,6 +75,44 @@ function upgradeReport(c: ConsoleContext, installation: Installation, version: s
   });
 }
 
+/** The target version's manifest with only the secrets the installed version lacks: the ones an upgrade must bring. */
+function upgradeTarget(c: ConsoleContext, installation: Installation, version: string): Manifest {
+  const target = c.get('deps').packages.getVersion(installation.package, version)?.manifest;
+  if (!target) throw new DomainError('validation_failed', `${installation.package} has no version ${version}`, [{ path: '/version', message: 'not in the registry' }]);
+  const installed = c.get('deps').packages.getVersion(installation.package, installation.version)?.manifest;
+  const held = new Set((installed?.secrets ?? []).map((secret) => secret.name));
+  return { ...target, secrets: target.secrets.filter((secret) => !held.has(secret.name)) };
+}
+
+/** An upgrade the current config does not fit: the new version's form, prefilled, submitted with the upgrade. */
+function UpgradePage({ c, session, installation, target, form, errors }: {
+  c: ConsoleContext;
+  session: ConsoleSession;
+  installation: Installation;
+  target: Manifest;
+  form: Record<string, string>;
+  errors: FieldError[];
+}) {
+  const base = `/console/orgs/${tenantOf(c).slug}/installations/${installation.id}`;
+  return (
+    <Page title={`Upgrade ${installation.package} to ${target.version}`} session={session} org={tenantOf(c).slug} current="installations">
+      <ErrorSummary id="upgrade-refused" title={`Upgrade to ${target.version} refused as it stands: the config must change`} errors={errors} />
+      <p>
+        Nothing was changed. The form below is the config schema of {installation.package} {target.version}, filled with the current config;
+        the new config and version apply together when the upgrade succeeds. <a href={base}>Back to the installation</a>
+      </p>
+      <form method="post" action={`${base}/upgrade`} class="stack narrow">
+        <Csrf session={session} />
+        <input type="hidden" name="version" value={target.version} />
+        <input type="hidden" name="with_config" value="1" />
+        <ConfigFields manifest={target} form={form} errors={errors} />
+        {target.secrets.length > 0 ? <SecretFields manifest={target} errors={errors} /> : null}
+        <button type="submit">{`Upgrade to ${target.version}`}</button>
+      </form>
+    </Page>
+  );
+}
+
 export function registerInstallationActions(app: Hono<ConsoleEnv>): void {
   app.get('/orgs/:org/installations/:id/configure', async (c) => {
     const session = need(c, 'org:admin');
@@ -108,14 +147,20 @@ export function registerInstallationActions(app: Hono<ConsoleEnv>): void {
   app.post('/orgs/:org/installations/:id/upgrade', async (c) => {
     const session = need(c, 'org:admin');
     const id = installationId(c.req.param('id'));
-    const version = formOf(c).version ?? '';
+    const form = formOf(c);
+    const version = form.version ?? '';
+    const { installation } = await loadInstallation(c, id);
+    const withConfig = form.with_config === '1';
+    const target = withConfig ? upgradeTarget(c, installation, version) : undefined;
+    const body = target ? { version, config: configFrom(target, form), secrets: secretsFrom(target, form) } : { version };
     try {
-      await upgradeInstallation(c.get('deps').bus.installations, { ctx: verbContextOf(c), input: { id, body: { version } } });
+      await upgradeInstallation(c.get('deps').bus.installations, { ctx: verbContextOf(c), input: { id, body } });
     } catch (error) {
-      if (!invalid(error) || !error.errors?.some((item) => item.path.startsWith('/config'))) throw error;
-      const { installation } = await loadInstallation(c, id);
-      const refusal = { version, errors: upgradeReport(c, installation, version, errorsOf(error)) };
-      return c.html(await InstallationPage({ c, session, id, refusal }), 422);
+      if (!invalid(error) || !error.errors?.some((item) => /^\/(config|secrets)/.test(item.path))) throw error;
+      const manifest = target ?? upgradeTarget(c, installation, version);
+      const errors = withConfig ? errorsOf(error) : upgradeReport(c, installation, version, errorsOf(error));
+      const filled = withConfig ? form : formOfConfig(manifest, installation.config);
+      return c.html(<UpgradePage c={c} session={session} installation={installation} target={manifest} form={filled} errors={errors} />, 422);
     }
     return c.redirect(withNotice(`/console/orgs/${tenantOf(c).slug}/installations/${id}`, 'installation_upgrading'), 303);
   });

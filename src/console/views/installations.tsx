@@ -6,7 +6,7 @@
  */
 import type { Hono } from 'hono';
 import type { ConsoleSession } from '../../auth/sessions.ts';
-import { notFound, type FieldError } from '../../core/errors.ts';
+import { notFound } from '../../core/errors.ts';
 import { isId } from '../../core/ids.ts';
 import type { Installation } from '../../packages/installation-read.ts';
 import { getInstallation, listInstallations } from '../../packages/installation-read.ts';
@@ -15,7 +15,7 @@ import { listInstallationDeliveries } from '../../webhooks/deliveries.ts';
 import { may, need, tenantOf, verbContextOf, type ConsoleContext, type ConsoleEnv } from '../guard.ts';
 import { Csrf, Json, NextPage, Page, Time } from '../layout.tsx';
 import { noticeText } from '../notices.ts';
-import { ErrorSummary, SecretFields } from './config-form.tsx';
+import { SecretFields } from './config-form.tsx';
 
 const PAGE_SIZE = 50;
 const DELIVERY_PAGE_SIZE = 50;
@@ -37,11 +37,6 @@ function actionsFor(installation: Installation): Array<'retry' | 'disable' | 'en
 }
 
 const label = (action: string) => action[0]!.toUpperCase() + action.slice(1);
-
-export interface UpgradeRefusal {
-  version: string;
-  errors: FieldError[];
-}
 
 async function Deliveries({ c, org, installation }: { c: ConsoleContext; org: string; installation: Installation }) {
   const after = c.req.query('deliveries_after');
@@ -81,8 +76,8 @@ async function Deliveries({ c, org, installation }: { c: ConsoleContext; org: st
   );
 }
 
-/** An installation's page; `refusal` is an upgrade the new version's config schema refused. */
-export async function InstallationPage({ c, session, id, refusal }: { c: ConsoleContext; session: ConsoleSession; id: string; refusal?: UpgradeRefusal }) {
+/** An installation's page. */
+async function InstallationPage({ c, session, id }: { c: ConsoleContext; session: ConsoleSession; id: string }) {
   const org = tenantOf(c).slug;
   const deps = c.get('deps');
   const installation = await getInstallation(deps.bus.installations, { ctx: verbContextOf(c), input: { id } });
@@ -94,12 +89,6 @@ export async function InstallationPage({ c, session, id, refusal }: { c: Console
   const { pending, error } = installation;
   return (
     <Page title={`Installation ${installation.package}`} session={session} org={org} current="installations" notice={noticeText(c.req.query('notice'))}>
-      {refusal ? (
-        <>
-          <ErrorSummary id="upgrade-refused" title={`Upgrade to ${refusal.version} refused: the config must change first`} errors={refusal.errors} link={false} />
-          <p>Nothing was changed. <a href={`${base}/configure`}>Reconfigure</a> the installation as listed, then upgrade again.</p>
-        </>
-      ) : null}
       <dl class="facts">
         <dt>Id</dt><dd><code>{installation.id}</code></dd>
         <dt>Package</dt><dd>{installation.package} {installation.version}</dd>
@@ -154,7 +143,7 @@ export async function InstallationPage({ c, session, id, refusal }: { c: Console
                   <Csrf session={session} />
                   <label for="upgrade-version">Version</label>
                   <select id="upgrade-version" name="version">
-                    {upgrades.map((entry) => <option value={entry.version} selected={entry.version === refusal?.version}>{entry.version}</option>)}
+                    {upgrades.map((entry) => <option value={entry.version}>{entry.version}</option>)}
                   </select>
                   <button type="submit">Upgrade</button>
                 </form>
