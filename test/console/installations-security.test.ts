@@ -154,8 +154,10 @@ describe('installation forms: what an admin gets', () => {
     const refused = await admin.post(page(id, '/upgrade'), { version: '2.0.0' });
     expect(refused.status).toBe(422);
     expect(refused.text).toContain('Upgrade to 2.0.0 refused: the config must change first');
-    expect(refused.text).toContain('<code>/config/timeout_ms</code>: must have required property &#39;timeout_ms&#39;');
-    expect(refused.text).toContain('<code>/config/send_test_ping</code>: not in the config schema of 2.0.0: remove it');
+    expect(refused.text).toContain('<a href="#config-timeout_ms"><code>/config/timeout_ms</code></a>: must have required property &#39;timeout_ms&#39;');
+    // The new version's form, to upgrade with a config it fits.
+    expect(refused.text).toContain('<button type="submit">Upgrade to 2.0.0</button>');
+    expect(refused.text).toMatch(/<code>\/config\/send_test_ping<\/code>(<\/a>)?: not in the config schema of 2\.0\.0: remove it/);
     expect(await apiInstallation(id)).toEqual(before.installation);
     expect(await signalCount()).toBe(before.signals);
     expect((await admin.post(page(id, '/upgrade'), { version: '1.0.2' })).status).toBe(422);

@@ -96,7 +96,7 @@ function UpgradePage({ c, session, installation, target, form, errors }: {
   const base = `/console/orgs/${tenantOf(c).slug}/installations/${installation.id}`;
   return (
     <Page title={`Upgrade ${installation.package} to ${target.version}`} session={session} org={tenantOf(c).slug} current="installations">
-      <ErrorSummary id="upgrade-refused" title={`Upgrade to ${target.version} refused as it stands: the config must change`} errors={errors} />
+      <ErrorSummary id="upgrade-refused" title={`Upgrade to ${target.version} refused: the config must change first`} errors={errors} />
       <p>
         Nothing was changed. The form below is the config schema of {installation.package} {target.version}, filled with the current config;
         the new config and version apply together when the upgrade succeeds. <a href={base}>Back to the installation</a>
