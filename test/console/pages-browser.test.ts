@@ -4,25 +4,22 @@
  * and every view at 1280 px and at 375 px checked with axe-core and
  * screenshotted — in a real Chromium with the console's CSP in force.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
 import type { Tenant } from '../../src/core/tenant.ts';
-import { accessibilityViolations, chromiumAvailable, launchChromium, screenshot, watchProblems } from '../support/browser.ts';
+import { checkPage, chromiumAvailable, consoleBrowser, pageFaults, screenshot, type ConsoleBrowser } from '../support/browser.ts';
 import { alwaysFails, failedExecution, heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
 
 let t: TestApp;
 let server: Awaited<ReturnType<typeof listen>>;
-let browser: Browser;
+let browser: ConsoleBrowser;
 let acme: Tenant;
 let keys: { viewer: string; operator: string; admin: string };
-const contexts: BrowserContext[] = [];
 /** How far behind the wall clock the app's clock runs: set while proposing a directive that should expire soon. */
 let clockShiftMs = 0;
 
 const browserTests = chromiumAvailable();
-const WIDE = { width: 1280, height: 900 };
-const PHONE = { width: 375, height: 812 };
 
 /** `short` directives wait 60 s for approval (the least a rule may set); `hold` ones the default. */
 const POLICY = {
@@ -35,31 +32,21 @@ const POLICY = {
 
 beforeAll(async () => {
   if (!browserTests) return;
-  browser = await launchChromium();
   t = await createTestApp({ handlers: [alwaysFails], now: () => new Date(Date.now() - clockShiftMs) });
   server = await listen(t.app, t.config);
+  browser = await consoleBrowser(server.url);
   acme = await t.createOrg('acme');
   keys = { viewer: await t.createKey(acme, 'viewer'), operator: await t.createKey(acme, 'operator'), admin: await t.createKey(acme, 'admin') };
   await setPolicy(t, acme, POLICY);
 });
+afterEach(async () => {
+  await browser?.closePages();
+});
 afterAll(async () => {
-  for (const context of contexts) await context.close().catch(() => {});
   await browser?.close();
   await server?.close();
   await t?.close();
 });
-
-async function signIn(key: string, viewport = WIDE): Promise<{ page: Page; problems: string[] }> {
-  const context = await browser.newContext({ viewport });
-  contexts.push(context);
-  const page = await context.newPage();
-  const problems = watchProblems(page);
-  await page.goto(`${server.url}/console`);
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL(/\/console\/orgs/);
-  return { page, problems };
-}
 
 /** A directive whose approval window closes `inMs` from now (the app's clock is set back while it is proposed). */
 async function expiringDirective(inMs: number) {
@@ -108,7 +95,7 @@ describe.runIf(browserTests)('console pages in Chromium', () => {
   it('opens a directive from the inbox and approves it there; an execution from the trace and retries it', { timeout: 90_000 }, async () => {
     const directive = await heldDirective(t, acme, { params: { hold: true, note: '<em>ship</em>' } });
     const execution = await failedExecution(t, acme);
-    const { page, problems } = await signIn(keys.operator);
+    const { page, problems } = await browser.as(keys.operator);
 
     await page.goto(`${server.url}/console/orgs/acme/approvals`);
     await page.locator('article', { hasText: directive.id }).getByRole('link', { name: 'noop.record' }).click();
@@ -123,15 +110,13 @@ describe.runIf(browserTests)('console pages in Chromium', () => {
     await page.getByText('Directive approved.').waitFor();
     await expect(facts.textContent()).resolves.toContain('human: operator@acme.test — “INC-2: fine”');
     await expect(page.getByRole('table', { name: 'Status history' }).textContent()).resolves.toContain('directive.approved');
-    await screenshot(page, 'directive');
-    expect(await accessibilityViolations(page)).toEqual([]);
+    await checkPage(page, 'directive');
 
     await page.goto(`${server.url}/console/orgs/acme/signals/${execution.signal_id}`);
     await page.locator('ul.trace').getByRole('link', { name: execution.id }).click();
     await page.waitForURL(new RegExp(`/executions/${execution.id}$`));
     await expect(page.getByRole('table', { name: 'Attempts' }).textContent()).resolves.toContain('this handler always fails');
-    await screenshot(page, 'execution-failed');
-    expect(await accessibilityViolations(page)).toEqual([]);
+    await checkPage(page, 'execution-failed');
     await page.getByRole('button', { name: `Retry ${execution.id}` }).click();
     await page.getByText('Execution queued for another attempt.').waitFor();
     await expect(page.getByRole('table', { name: 'Lifecycle signals' }).textContent()).resolves.toContain('execution.retry_requested');
@@ -139,7 +124,7 @@ describe.runIf(browserTests)('console pages in Chromium', () => {
   });
 
   it('counts an approval down live and, past its expiry, shows it expired and offers no approval', { timeout: 90_000 }, async () => {
-    const { page, problems } = await signIn(keys.operator);
+    const { page, problems } = await browser.as(keys.operator);
     // Signed in first: the window runs from the proposal, and a loaded machine is slow to open pages.
     const directive = await expiringDirective(15_000);
     await page.goto(`${server.url}/console/orgs/acme/approvals`);
@@ -154,8 +139,7 @@ describe.runIf(browserTests)('console pages in Chromium', () => {
     expect(await card.getByRole('button', { name: 'Approve' }).isDisabled()).toBe(true);
     expect(await card.getByRole('button', { name: 'Reject' }).isDisabled()).toBe(true);
     await expect(card.locator('.expired-note').textContent()).resolves.toContain('can no longer be approved');
-    await screenshot(page, 'approvals-expired');
-    expect(await accessibilityViolations(page)).toEqual([]);
+    await checkPage(page, 'approvals-expired');
     // Served again, the page itself says so, with no form.
     await page.reload();
     await expect(card.locator('time.countdown').textContent()).resolves.toBe('expired');
@@ -167,10 +151,7 @@ describe.runIf(browserTests)('console pages in Chromium', () => {
 
   it('walks the journeys with the keyboard alone: skip link, landmarks, nav, filters, approve with a reason', { timeout: 120_000 }, async () => {
     const directive = await heldDirective(t, acme, { params: { hold: true, by: 'keyboard' } });
-    const context = await browser.newContext({ viewport: WIDE });
-    contexts.push(context);
-    const page = await context.newPage();
-    const problems = watchProblems(page);
+    const { page, problems } = await browser.open();
     await page.goto(`${server.url}/console`);
 
     // Sign in: the skip link first, then the key field, Enter submits.
@@ -257,32 +238,21 @@ describe.runIf(browserTests)('console pages in Chromium', () => {
       ['replays', `${org}/replays`],
       ['replay', `${org}/replays/${replay.body.replay.id}`],
     ];
+    // Each view once, checked at 1280 px and then resized to 375 px.
     const failures: string[] = [];
-    for (const viewport of [WIDE, PHONE]) {
-      const { page, problems } = await signIn(keys.admin, viewport);
-      const check = async (name: string) => {
-        for (const violation of await accessibilityViolations(page)) failures.push(`${name} @${viewport.width}: ${violation}`);
-        const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
-        if (overflow > 1) failures.push(`${name} @${viewport.width}: scrolls sideways by ${overflow} px`);
-        await screenshot(page, `views/${name}-${viewport.width}`);
-      };
-      for (const [name, path] of views) {
-        const response = await page.goto(`${server.url}${path}`);
-        expect(response!.status(), path).toBe(200);
-        await check(name);
-      }
-      const platform = await signIn(t.platformKey, viewport);
-      await platform.page.goto(`${server.url}/console/orgs`);
-      for (const violation of await accessibilityViolations(platform.page)) failures.push(`orgs @${viewport.width}: ${violation}`);
-      await screenshot(platform.page, `views/orgs-${viewport.width}`);
-      const context = await browser.newContext({ viewport });
-      contexts.push(context);
-      const anonymous = await context.newPage();
-      await anonymous.goto(`${server.url}/console/sign-in`);
-      for (const violation of await accessibilityViolations(anonymous)) failures.push(`sign-in @${viewport.width}: ${violation}`);
-      await screenshot(anonymous, `views/sign-in-${viewport.width}`);
-      expect([...problems, ...platform.problems]).toEqual([]);
+    const admin = await browser.as(keys.admin);
+    for (const [name, path] of views) {
+      const response = await admin.page.goto(`${server.url}${path}`);
+      expect(response!.status(), path).toBe(200);
+      failures.push(...(await pageFaults(admin.page, `views/${name}-1280`, { phone: `views/${name}-375` })));
     }
+    const platform = await browser.as(t.platformKey);
+    await platform.page.goto(`${server.url}/console/orgs`);
+    failures.push(...(await pageFaults(platform.page, 'views/orgs-1280', { phone: 'views/orgs-375' })));
+    const anonymous = await browser.open();
+    await anonymous.page.goto(`${server.url}/console/sign-in`);
+    failures.push(...(await pageFaults(anonymous.page, 'views/sign-in-1280', { phone: 'views/sign-in-375' })));
+    expect([...admin.problems, ...platform.problems, ...anonymous.problems]).toEqual([]);
     expect(failures).toEqual([]);
   });
 });
