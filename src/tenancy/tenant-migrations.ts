@@ -54,7 +54,9 @@ async function lockTenant(tx: postgres.TransactionSql, tenant: Tenant) {
 
 /**
  * Creates the schema and applies every migration inside the caller's
- * transaction — provisioning is all or nothing.
+ * transaction — provisioning is all or nothing. The whole script goes as one
+ * simple query: a new schema needs no step-by-step versions, and fifty round
+ * trips per org were most of an org's creation time.
  */
 export async function createTenantSchema(
   tx: postgres.TransactionSql,
@@ -62,11 +64,17 @@ export async function createTenantSchema(
   migrations: TenantMigration[],
 ): Promise<void> {
   await lockTenant(tx, tenant);
-  await tx.unsafe(`CREATE SCHEMA ${quoteIdent(tenant.schema)}`);
+  const schema = quoteIdent(tenant.schema);
+  const script = [
+    `CREATE SCHEMA ${schema}`,
+    // Before each file: a migration may itself set search_path for the session.
+    ...migrations.map((migration) => `SET LOCAL search_path TO ${schema}, pg_catalog;\n${migration.sql}\n`),
+    'RESET search_path',
+  ];
+  await tx.unsafe(script.join(';\n'));
   await tx`
-    insert into public.tenant_migrations (org_id, schema_name, version)
-    values (${tenant.id}, ${tenant.schema}, 0)`;
-  for (const migration of migrations) await applyMigration(tx, tenant, migration);
+    insert into public.tenant_migrations (org_id, schema_name, version, applied_at)
+    values (${tenant.id}, ${tenant.schema}, ${migrations.at(-1)?.version ?? 0}, now())`;
 }
 
 export interface TenantMigrationResult {
