@@ -3,13 +3,15 @@
  * for tests that SIGKILL them. Every child is tracked by the leak guard and
  * keeps its last output lines for failure messages.
  *
- * Loading TypeScript and building the app takes a child seconds on a busy
- * machine, and crash tests replace dozens of dead workers; so children are
- * warmed ahead: a spare loads everything, then waits for a line on stdin
- * before it starts its worker. Taking a spare costs only the worker's start.
+ * Loading the app takes a child seconds on a busy machine, and crash tests
+ * replace dozens of dead workers; so children run a bundle of the fixture
+ * (test/support/bundle.ts) and are warmed ahead: a spare loads everything,
+ * then waits for a line on stdin before it starts its worker. Taking a spare
+ * costs only the worker's start.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { bundledScript } from './bundle.ts';
 import { releaseResource, trackResource } from './leak-guard.ts';
 
 const workerScript = fileURLToPath(new URL('./worker-process.ts', import.meta.url));
@@ -30,6 +32,8 @@ export interface WorkerChildren {
   alive(): WorkerChild[];
   /** Every one started, dead ones too. */
   spawned: WorkerChild[];
+  /** Started ones that died of a SIGKILL this parent did not send: their own crash. */
+  selfKilled(): WorkerChild[];
   /** The last lines of every worker, oldest first. */
   outputs(lines?: number): string;
   /** Kills the started workers and the warm spares. */
@@ -70,10 +74,11 @@ export function workerChildren(env: Record<string, string>, options: { spares?: 
   const started = new Set<WorkerChild>();
   const warming: Warm[] = [];
   const spawned: WorkerChild[] = [];
+  const killedByParent = new Set<WorkerChild>();
   let closed = false;
 
-  function warm(): Warm {
-    const child = spawn(process.execPath, ['--import', 'tsx', workerScript], {
+  function warm(script: string): Warm {
+    const child = spawn(process.execPath, [script], {
       cwd: projectRoot,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'warn', ...env, WORKER_WAIT_FOR_GO: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -105,15 +110,16 @@ export function workerChildren(env: Record<string, string>, options: { spares?: 
     return entry;
   }
 
-  function topUp(): void {
-    while (!closed && warming.length < spares) warming.push(warm());
+  function topUp(script: string): void {
+    while (!closed && warming.length < spares) warming.push(warm(script));
   }
 
   async function spawnWorker(): Promise<WorkerChild> {
     closed = false;
-    topUp();
-    const entry = warming.shift() ?? warm();
-    topUp();
+    const script = await bundledScript(workerScript);
+    topUp(script);
+    const entry = warming.shift() ?? warm(script);
+    topUp(script);
     const { worker } = entry;
     await entry.loaded;
     started.add(worker);
@@ -124,6 +130,7 @@ export function workerChildren(env: Record<string, string>, options: { spares?: 
   }
 
   async function kill(worker: WorkerChild): Promise<void> {
+    if (worker.child.exitCode === null && worker.child.signalCode === null) killedByParent.add(worker);
     worker.child.kill('SIGKILL');
     await worker.exited;
   }
@@ -133,6 +140,7 @@ export function workerChildren(env: Record<string, string>, options: { spares?: 
     kill,
     alive: () => [...started],
     spawned,
+    selfKilled: () => spawned.filter((worker) => worker.child.signalCode === 'SIGKILL' && !killedByParent.has(worker)),
     outputs: (lines = 15) => spawned.map((worker) => `--- worker ${worker.pid}:\n${worker.output.slice(-lines).join('\n')}`).join('\n'),
     killAll: async () => {
       closed = true;
