@@ -58,35 +58,34 @@ async function expiringDirective(inMs: number) {
   }
 }
 
-/** Whether the focused element shows a focus indicator: an outline or a box shadow. */
-async function focusVisible(page: Page): Promise<boolean> {
-  return (await page.evaluate(`(() => {
-    const element = document.activeElement;
-    if (!element || element === document.body) return false;
-    const style = getComputedStyle(element);
-    const outline = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2;
-    return outline || (style.boxShadow !== 'none' && style.boxShadow !== '');
-  })()`)) as boolean;
-}
-
-/** What has focus, for a failure message. */
-const FOCUSED = `(() => {
+/**
+ * Where focus is, read in one round trip: null when the body holds it; else
+ * what has it (for a failure message), whether it shows a focus indicator
+ * (an outline or a box shadow), and whether it matches `selector`.
+ */
+const focusOf = (selector: string) => `(() => {
   const element = document.activeElement;
-  if (!element) return 'nothing';
+  if (!element || element === document.body) return null;
   const style = getComputedStyle(element);
-  return element.tagName.toLowerCase() + ' ' + (element.getAttribute('name') ?? '') + ' ' + (element.textContent ?? '').trim().slice(0, 40)
-    + ' (outline ' + style.outlineStyle + ' ' + style.outlineWidth + ') at ' + location.pathname + location.search;
+  const outline = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2;
+  return {
+    focused: element.tagName.toLowerCase() + ' ' + (element.getAttribute('name') ?? '') + ' ' + (element.textContent ?? '').trim().slice(0, 40)
+      + ' (outline ' + style.outlineStyle + ' ' + style.outlineWidth + ') at ' + location.pathname + location.search,
+    visible: outline || (style.boxShadow !== 'none' && style.boxShadow !== ''),
+    matches: element.matches(${JSON.stringify(selector)}),
+  };
 })()`;
 
 /** Tabs until the focused element matches `selector`, checking that every stop along the way shows its focus. */
 async function tabTo(page: Page, selector: string, { max = 80, backwards = false } = {}): Promise<void> {
+  const probe = focusOf(selector);
   for (let step = 0; step < max; step++) {
     await page.keyboard.press(backwards ? 'Shift+Tab' : 'Tab');
+    const focus = (await page.evaluate(probe)) as { focused: string; visible: boolean; matches: boolean } | null;
     // Past the last control focus leaves the page (the body holds it) before wrapping around.
-    if (await page.evaluate('document.activeElement === document.body')) continue;
-    const focused = (await page.evaluate(FOCUSED)) as string;
-    expect(await focusVisible(page), `focus is visible on ${focused}`).toBe(true);
-    if (await page.evaluate(`document.activeElement?.matches(${JSON.stringify(selector)}) ?? false`)) return;
+    if (!focus) continue;
+    expect(focus.visible, `focus is visible on ${focus.focused}`).toBe(true);
+    if (focus.matches) return;
   }
   throw new Error(`Tab never reached ${selector}`);
 }
@@ -126,7 +125,7 @@ describe.runIf(browserTests)('console pages in Chromium', () => {
   it('counts an approval down live and, past its expiry, shows it expired and offers no approval', { timeout: 90_000 }, async () => {
     const { page, problems } = await browser.as(keys.operator);
     // Signed in first: the window runs from the proposal, and a loaded machine is slow to open pages.
-    const directive = await expiringDirective(15_000);
+    const directive = await expiringDirective(10_000);
     await page.goto(`${server.url}/console/orgs/acme/approvals`);
     const card = page.locator('article', { hasText: directive.id });
     const countdown = card.locator('time.countdown');
