@@ -12,12 +12,12 @@ import type { Tenant } from '../../src/core/tenant.ts';
 import { getInstallation } from '../../src/packages/installation-read.ts';
 import { installPackage } from '../../src/packages/installations.ts';
 import { PLATFORM_ACTOR } from '../../src/signals/actor.ts';
-import { exitWithin, spawnCollected, stopChildren } from '../support/cli-process.ts';
+import { cliScript, exitWithin, spawnCollected, stopChildren } from '../support/cli-process.ts';
 import { createTestApp, TEST_MASTER_KEYS, type TestApp } from '../support/harness.ts';
 import { registryWithRelayVersions, RELAY_CONFIG, RELAY_SECRETS, RELAY_V2_SECRETS, runPendingJob } from '../support/installations.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'bin/signalbus.js');
+let CLI: string;
 
 let t: TestApp;
 let org: Tenant;
@@ -41,6 +41,7 @@ const rows = async () => {
 };
 
 beforeAll(async () => {
+  CLI = await cliScript();
   dir = await mkdtemp(path.join(tmpdir(), 'signalbus-cli-install-'));
   registry = await registryWithRelayVersions();
   t = await createTestApp({ env: { SIGNALBUS_REGISTRY_DIR: registry.dir } });

@@ -17,13 +17,13 @@ import type { Handler } from '../../src/handlers/registry.ts';
 import { checksumProjections } from '../../src/projections/rebuild.ts';
 import { emit, emitBatch } from '../../src/signals/emit.ts';
 import { exportOrg } from '../../src/tenancy/export.ts';
-import { exitWithin, spawnCollected, stopChildren, type Spawned } from '../support/cli-process.ts';
+import { cliScript, exitWithin, spawnCollected, stopChildren, type Spawned } from '../support/cli-process.ts';
 import { heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, listen, waitFor, type TestApp } from '../support/harness.ts';
 import { openSse, signalsOf, type SseClient } from '../support/sse.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'bin/signalbus.js');
+let CLI: string;
 const SIGNALS = 400;
 const ACTOR = { type: 'human' as const, id: 'ana@paged.test' };
 
@@ -66,6 +66,7 @@ const idsOf = async (app: TestApp, schema: string) =>
     select id from ${app.app.deps.sql(`${schema}.signals`)} where type <> 'org.imported' order by tx_id, seq`).map((row) => row.id);
 
 beforeAll(async () => {
+  CLI = await cliScript();
   dir = await mkdtemp(path.join(tmpdir(), 'signalbus-import-paged-'));
   file = path.join(dir, 'org.ndjson');
   source = await createTestApp();

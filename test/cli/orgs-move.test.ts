@@ -13,12 +13,12 @@ import type { Tenant } from '../../src/core/tenant.ts';
 import { checksumProjections } from '../../src/projections/rebuild.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import { emit } from '../../src/signals/emit.ts';
-import { exitWithin, spawnCollected, stopChildren } from '../support/cli-process.ts';
+import { cliScript, exitWithin, spawnCollected, stopChildren } from '../support/cli-process.ts';
 import { heldDirective, setPolicy } from '../support/fanout.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'bin/signalbus.js');
+let CLI: string;
 
 let source: TestApp;
 let target: TestApp;
@@ -35,6 +35,7 @@ async function cli(databaseUrl: string, args: string[]) {
 }
 
 beforeAll(async () => {
+  CLI = await cliScript();
   dir = await mkdtemp(path.join(tmpdir(), 'signalbus-cli-move-'));
   source = await createTestApp();
   target = await createTestApp();

@@ -9,13 +9,13 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { cancelReplay } from '../../src/replay/verbs.ts';
-import { exitWithin, spawnCollected, stopChildren, waitForOutput } from '../support/cli-process.ts';
+import { cliScript, exitWithin, spawnCollected, stopChildren, waitForOutput } from '../support/cli-process.ts';
 import { createTestApp, type TestApp } from '../support/harness.ts';
 import { seedLifecycles } from '../support/lifecycles.ts';
 import { ctxOf } from '../replay/support.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'bin/signalbus.js');
+let CLI: string;
 
 let t: TestApp;
 let org: Tenant;
@@ -32,6 +32,7 @@ async function cli(args: string[]) {
 }
 
 beforeAll(async () => {
+  CLI = await cliScript();
   t = await createTestApp({ env: { SIGNALBUS_REPLAY_PAGE_SIZE: '50' } });
   org = await t.createOrg('cli_replay');
   await seedLifecycles(t, org, 100);

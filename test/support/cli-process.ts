@@ -4,7 +4,16 @@
  * `ps` sees, and leave nothing running at the end of a file.
  */
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { bundledScript } from './bundle.ts';
 import { waitFor } from './harness.ts';
+
+/**
+ * The CLI's sources bundled into one script for `node`: for tests of what
+ * commands do, which start it dozens of times. How a newcomer launches it,
+ * bin/signalbus.js through tsx, is what the start-up tests run.
+ */
+export const cliScript = () => bundledScript(fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)));
 
 export interface Spawned {
   child: ChildProcess;
