@@ -122,7 +122,8 @@ export async function planRedelivery(deps: RuntimeDeps, { ctx, input }: VerbCall
     select tx_id::text as tx_id, seq::text as seq from ${signals}
      where tx_id < pg_snapshot_xmin(pg_current_snapshot())
        ${selection.until ? db`and (tx_id, seq) <= (${decodeCursor(selection.until, 'selection.until').txId}::xid8, ${decodeCursor(selection.until, 'selection.until').seq}::bigint)` : db``}
-     order by tx_id desc, seq desc limit 1`;
+     -- Qualified: bare names would sort by the text aliases above ('10' < '9').
+     order by signals.tx_id desc, signals.seq desc limit 1`;
   const until = last ? { txId: last.tx_id, seq: last.seq } : null;
   let total = 0;
   if (until && handlers.length > 0) {
