@@ -175,6 +175,9 @@ describe.runIf(browserTests)('installations in Chromium', () => {
     await page.getByRole('button', { name: 'Upgrade' }).click();
     const report = page.locator('section[aria-labelledby="upgrade-refused"]');
     await expect(report.textContent()).resolves.toMatch(/\/config\/timeout_ms: must have required property 'timeout_ms'.*\/config\/send_test_ping: not in the config schema of 2\.0\.0/s);
+    // Each error links to its field where the new form has one; a dropped property has none to link to.
+    await expect(report.getByRole('link', { name: '/config/timeout_ms' }).getAttribute('href')).resolves.toBe('#config-timeout_ms');
+    await expect(report.getByRole('link', { name: '/config/send_test_ping' }).count()).resolves.toBe(0);
     // The new version's form, filled with what still fits, and the secret it adds.
     await expect(page.getByLabel('endpoint_url').inputValue()).resolves.toBe('https://relay.example.test/hook');
     await expect(page.getByLabel('Secret relay_api_token').inputValue()).resolves.toBe('');

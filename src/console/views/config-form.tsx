@@ -89,16 +89,27 @@ const describedBy = (id: string, errors: FieldError[], hint: boolean) =>
   [errors.length > 0 ? `${id}-error` : '', hint ? `${id}-hint` : ''].filter(Boolean).join(' ') || undefined;
 
 /** The refusal, every error listed with a link to its field when it has one on this page. */
-export function ErrorSummary({ title, errors, id = 'form-errors', link = true }: { title: string; errors: FieldError[]; id?: string; link?: boolean }) {
+/** The ids of the fields a form of `manifest` shows: what an error summary can link to. */
+export function fieldIdsOf(manifest: Manifest, { secrets }: { secrets: boolean }): Set<string> {
+  const ids = propertiesOf(manifest).map(([name]) => `config-${name}`);
+  if (secrets) ids.push(...manifest.secrets.map((secret) => `secret-${secret.name}`));
+  return new Set(ids);
+}
+
+/**
+ * `fields`: the ids of the form's fields. An error on a path the form has no
+ * field for (a property the schema no longer has, say) is listed unlinked.
+ */
+export function ErrorSummary({ title, errors, fields, id = 'form-errors' }: { title: string; errors: FieldError[]; fields: Set<string>; id?: string }) {
   return (
     <section class="error" role="alert" aria-labelledby={id}>
       <h2 id={id}>{title}</h2>
       <ul>
         {errors.map((error) => {
-          const field = link ? fieldId(error.path) : undefined;
+          const field = fieldId(error.path);
           return (
             <li>
-              {field ? <a href={`#${field}`}><code>{error.path}</code></a> : <code>{error.path || '/'}</code>}: {error.message}
+              {field && fields.has(field) ? <a href={`#${field}`}><code>{error.path}</code></a> : <code>{error.path || '/'}</code>}: {error.message}
             </li>
           );
         })}

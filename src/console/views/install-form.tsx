@@ -11,14 +11,14 @@ import type { Manifest } from '../../packages/manifest.ts';
 import { installPackage } from '../../packages/installations.ts';
 import { formOf, need, tenantOf, verbContextOf, type ConsoleContext, type ConsoleEnv } from '../guard.ts';
 import { Csrf, Page } from '../layout.tsx';
-import { ConfigFields, configFrom, ErrorSummary, SecretFields, secretsFrom } from './config-form.tsx';
+import { ConfigFields, configFrom, ErrorSummary, fieldIdsOf, SecretFields, secretsFrom } from './config-form.tsx';
 
 function InstallPage({ c, session, manifest, form, errors }: { c: ConsoleContext; session: ConsoleSession; manifest: Manifest; form: Record<string, string>; errors?: FieldError[] }) {
   const org = tenantOf(c).slug;
   return (
     <Page title={`Install ${manifest.name} ${manifest.version}`} session={session} org={org} current="installations">
       <p>{manifest.description}</p>
-      {errors ? <ErrorSummary title="The installation was refused" errors={errors} /> : null}
+      {errors ? <ErrorSummary title="The installation was refused" errors={errors} fields={fieldIdsOf(manifest, { secrets: true })} /> : null}
       <form method="post" action={`/console/orgs/${org}/installations/new?package=${encodeURIComponent(manifest.name)}&version=${encodeURIComponent(manifest.version)}`} class="stack narrow">
         <Csrf session={session} />
         <ConfigFields manifest={manifest} form={form} errors={errors} />

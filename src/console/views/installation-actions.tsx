@@ -22,7 +22,7 @@ import type { Manifest } from '../../packages/manifest.ts';
 import { formOf, need, tenantOf, verbContextOf, type ConsoleContext, type ConsoleEnv } from '../guard.ts';
 import { Csrf, Page } from '../layout.tsx';
 import { withNotice } from '../notices.ts';
-import { ConfigFields, configFrom, ErrorSummary, formOfConfig, SecretFields, secretsFrom } from './config-form.tsx';
+import { ConfigFields, configFrom, ErrorSummary, fieldIdsOf, formOfConfig, SecretFields, secretsFrom } from './config-form.tsx';
 import { installationId } from './installations.tsx';
 
 const invalid = (error: unknown): error is DomainError => error instanceof DomainError && error.status === 422;
@@ -51,7 +51,7 @@ function ConfigurePage({ c, session, installation, manifest, form, errors }: {
         The config replaces the current one and must fit the config schema of {installation.package} {installation.version}.{' '}
         <a href={base}>Back to the installation</a>
       </p>
-      {errors ? <ErrorSummary title="The config was refused; nothing was changed" errors={errors} /> : null}
+      {errors ? <ErrorSummary title="The config was refused; nothing was changed" errors={errors} fields={fieldIdsOf(manifest, { secrets: false })} /> : null}
       <form method="post" action={`${base}/configure`} class="stack narrow">
         <Csrf session={session} />
         <ConfigFields manifest={manifest} form={form} errors={errors} />
@@ -96,7 +96,12 @@ function UpgradePage({ c, session, installation, target, form, errors }: {
   const base = `/console/orgs/${tenantOf(c).slug}/installations/${installation.id}`;
   return (
     <Page title={`Upgrade ${installation.package} to ${target.version}`} session={session} org={tenantOf(c).slug} current="installations">
-      <ErrorSummary id="upgrade-refused" title={`Upgrade to ${target.version} refused: the config must change first`} errors={errors} />
+      <ErrorSummary
+        id="upgrade-refused"
+        title={`Upgrade to ${target.version} refused: the config must change first`}
+        errors={errors}
+        fields={fieldIdsOf(target, { secrets: target.secrets.length > 0 })}
+      />
       <p>
         Nothing was changed. The form below is the config schema of {installation.package} {target.version}, filled with the current config;
         the new config and version apply together when the upgrade succeeds. <a href={base}>Back to the installation</a>
