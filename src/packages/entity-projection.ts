@@ -95,7 +95,8 @@ function applyRule(rule: CompiledRule, signal: SignalRow, key: string, before: E
 
 interface Visit {
   signal: SignalRow;
-  installation?: { id: string; key: string };
+  /** `after`: the installation this signal leaves, when it changes it. */
+  installation?: { id: string; key: string; after?: InstallationRow };
   entities: { rule: CompiledRule; key: string; id: string }[];
 }
 
@@ -117,8 +118,10 @@ function planVisits(
       const installationId = (signal.payload as { installation_id?: unknown }).installation_id;
       if (typeof installationId !== 'string') continue;
       const id = entityId(INSTALLATION_ENTITY, installationId);
-      installations.set(id, evolveInstallation(installations.get(id) ?? null, signal) ?? installations.get(id) ?? null);
-      visits.push({ signal, installation: { id, key: installationId }, entities: [] });
+      const before = installations.get(id) ?? null;
+      const after = evolveInstallation(before, signal);
+      if (after) installations.set(id, after);
+      visits.push({ signal, installation: { id, key: installationId, ...(after && after !== before ? { after } : {}) }, entities: [] });
       continue;
     }
     const entities: Visit['entities'] = [];
@@ -197,11 +200,10 @@ export function entitiesProjection(packages: PackageRegistry): Projection {
       for (const visit of visits) {
         const { signal } = visit;
         if (visit.installation) {
-          const { id, key } = visit.installation;
-          const before = state.get(id) ?? null;
-          const after = evolveInstallation((before?.fields as unknown as InstallationRow | undefined) ?? null, signal);
-          if (after && (after as unknown) !== before?.fields) {
-            set({ id, type: INSTALLATION_ENTITY, key, fields: { ...after } as Record<string, unknown>, version: (before?.version ?? 0) + 1, tombstone: false, last_signal_id: signal.id });
+          const { id, key, after } = visit.installation;
+          if (after) {
+            const version = (state.get(id)?.version ?? 0) + 1;
+            set({ id, type: INSTALLATION_ENTITY, key, fields: { ...after } as Record<string, unknown>, version, tombstone: false, last_signal_id: signal.id });
           }
           continue;
         }
