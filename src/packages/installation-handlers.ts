@@ -8,7 +8,7 @@
  * `backfill_from` position it was given.
  */
 import type { Tenant } from '../core/tenant.ts';
-import type { Sql } from '../db/client.ts';
+import type { Queryable, Sql } from '../db/client.ts';
 import type { Handler } from '../handlers/registry.ts';
 import { PLATFORM_ACTOR } from '../signals/actor.ts';
 import { decodeCursor, type Cursor } from '../signals/model.ts';
@@ -26,16 +26,27 @@ export interface InstallationHandlerDeps {
 
 const LIVE_SINCE = ['installation.installed', 'installation.enabled', 'installation.upgraded'];
 
+export interface LiveSince {
+  type: string;
+  tx_id: string;
+  seq: string;
+}
+
+/** Per installation subject, the last signal that made it live. */
+export async function liveSince(db: Queryable, tenant: Tenant, subjects: string[]): Promise<Map<string, LiveSince>> {
+  const rows = await db<(LiveSince & { subject: string })[]>`
+    select distinct on (subject) subject, type, tx_id::text as tx_id, seq::text as seq
+      from ${db(`${tenant.schema}.signals`)}
+     where subject = any(${subjects}::text[]) and type = any(${LIVE_SINCE}::text[])
+     -- Qualified: bare names would sort by the text aliases above ('10' < '9').
+     order by subject, signals.tx_id desc, signals.seq desc`;
+  return new Map(rows.map(({ subject, ...row }) => [subject, row]));
+}
+
 export async function loadInstallationHandlers(deps: InstallationHandlerDeps, tenant: Tenant): Promise<Handler[]> {
   const installations = await listActiveInstallations(deps, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, input: undefined });
   if (installations.length === 0) return [];
-  const rows = await deps.sql<{ subject: string; type: string; tx_id: string; seq: string }[]>`
-    select distinct on (subject) subject, type, tx_id::text as tx_id, seq::text as seq
-      from ${deps.sql(`${tenant.schema}.signals`)}
-     where subject = any(${installations.map((installation) => installationSubject(installation.id))}::text[])
-       and type = any(${LIVE_SINCE}::text[])
-     order by subject, tx_id desc, seq desc`;
-  const liveSince = new Map(rows.map((row) => [row.subject, row]));
+  const live = await liveSince(deps.sql, tenant, installations.map((installation) => installationSubject(installation.id)));
   const handlers: Handler[] = [];
   for (const installation of installations) {
     const manifest = deps.packages.getVersion(installation.package, installation.version)?.manifest;
@@ -43,7 +54,7 @@ export async function loadInstallationHandlers(deps: InstallationHandlerDeps, te
       deps.onMissingManifest?.(installation);
       continue;
     }
-    const since = liveSince.get(installationSubject(installation.id));
+    const since = live.get(installationSubject(installation.id));
     const start: Cursor | 'now' =
       installation.backfill_from && (!since || since.type === 'installation.installed')
         ? decodeCursor(installation.backfill_from, 'backfill_from')

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/core/ids.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
 import { getExecution } from '../../src/executions/read.ts';
+import { liveSince } from '../../src/packages/installation-handlers.ts';
+import { installationSubject } from '../../src/packages/installation-model.ts';
 import { ruleHandlers } from '../../src/packages/rules.ts';
 import { runHandleSignal } from '../../src/handlers/runtime.ts';
 import { Manifest } from '../../src/packages/manifest.ts';
@@ -18,6 +20,7 @@ import { emit } from '../../src/signals/emit.ts';
 import type { Signal } from '../../src/signals/model.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { changeInstallation, installedPackage, STRIPE_SECRETS } from '../support/installations.ts';
+import { writeSignalAt } from '../support/signal-at.ts';
 
 const REGISTRY_MANIFEST = Manifest.parse({
   name: 'rules-probe',
@@ -162,5 +165,16 @@ describe('rule handlers of installed packages', () => {
     expect((await directivesOf(live, fromNow)).map((row) => row.params.payment_intent)).toEqual(['pi_11']);
     expect((await directivesOf(backfilling, backfilled)).map((row) => row.params.payment_intent).sort()).toEqual(['pi_10', 'pi_11']);
     expect((await directivesOf(backfilling, backfilled)).some((row) => row.idempotency_key.startsWith(`${earlier.id}:`))).toBe(true);
+  });
+});
+
+describe('where an installation went live', () => {
+  it('is its last lifecycle signal by position as a number: transaction ids across a power of ten', async () => {
+    const digits = await t.createOrg('rules_digits');
+    const subject = installationSubject('ins_probe');
+    // Installed in transaction 9, enabled again in 10: as text, '9' sorts after '10'.
+    await writeSignalAt(t.app.deps.sql, digits, '9', { type: 'installation.installed', subject });
+    const enabled = await writeSignalAt(t.app.deps.sql, digits, '10', { type: 'installation.enabled', subject });
+    expect((await liveSince(t.app.deps.sql, digits, [subject])).get(subject)).toEqual({ type: 'installation.enabled', tx_id: '10', seq: enabled.seq });
   });
 });

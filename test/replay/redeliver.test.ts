@@ -9,17 +9,16 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tenant } from '../../src/core/tenant.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
-import { newId } from '../../src/core/ids.ts';
 import { planRedelivery, redeliver, type RedeliverInput } from '../../src/handlers/redeliver.ts';
 import type { RedeliverReport } from '../../src/handlers/redeliver-report.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
 import { emit } from '../../src/signals/emit.ts';
-import { encodeCursor } from '../../src/signals/model.ts';
 import { startWorker } from '../../src/worker/runner.ts';
 import { startStripeFake, type StripeFake } from '../fakes/stripe.ts';
 import { setPolicy } from '../support/fanout.ts';
 import { createTestApp, waitFor, type TestApp } from '../support/harness.ts';
 import { waitQuiescent } from '../support/quiescent.ts';
+import { writeSignalAt } from '../support/signal-at.ts';
 import { tableChecksums } from '../support/table-checksums.ts';
 import { request, untilEnded } from './support.ts';
 
@@ -225,18 +224,9 @@ describe('redelivery selection, pace and cancel', () => {
 describe('planning a redelivery', () => {
   it('ends the selection at its last position by number: transaction ids across a power of ten', async () => {
     const digits = await t.createOrg('redeliver_digits');
-    const { sql } = t.app.deps;
     // Signals of the transactions 9 and 10, as the oldest of a log: as text, '9' sorts after '10'.
-    const write = async (txId: string, n: number) => {
-      const [row] = await sql<{ seq: string }[]>`
-        insert into ${sql(`${digits.schema}.signals`)} (tx_id, id, type, subject, payload, actor, source, dedupe_key, payload_hash, occurred_at)
-        values (${txId}::xid8, ${newId('signal')}, 'digits.probe', ${`probe:${n}`}, ${sql.json({ n })}, ${sql.json({ type: 'human', id: 'ana' })},
-                'api', ${`digits:${n}`}, ${`hash:${n}`}, now())
-        returning seq::text as seq`;
-      return encodeCursor({ txId, seq: row!.seq });
-    };
-    await write('9', 0);
-    const last = await write('10', 1);
+    await writeSignalAt(t.app.deps.sql, digits, '9', { type: 'digits.probe', subject: 'probe:0' });
+    const { position: last } = await writeSignalAt(t.app.deps.sql, digits, '10', { type: 'digits.probe', subject: 'probe:1' });
     const plan = await planRedelivery(t.app.deps.bus.runtime, {
       ctx: { tenant: digits, actor: SUPPORT, source: 'api' },
       input: { selection: { types: ['digits.probe'], until: last }, handlers: [refunds.id] },
