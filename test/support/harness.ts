@@ -256,10 +256,11 @@ export async function listen(app: SignalbusApp, config: Config = parseConfig({})
 /** Waits for `condition` to hold, polling, up to `timeoutMs`. */
 export async function waitFor<T>(condition: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, what = 'condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  // Quick at first; a long wait polls less, leaving the CPU to what it waits for.
+  for (let pause = 20; ; pause = Math.min(100, pause * 1.25)) {
     const value = await condition();
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, pause));
   }
 }
