@@ -31,6 +31,8 @@ export const ExecuteDirectivePayload = z.object({
   traceparent: z.string().nullish(),
   /** The attempt a retry job makes first, for directives executed without claims. */
   attempt: z.number().int().positive().optional(),
+  /** How often a sweep released this job from a worker that died holding it (src/worker/liveness.ts). */
+  released: z.number().int().positive().optional(),
 });
 export type ExecuteDirectivePayload = z.infer<typeof ExecuteDirectivePayload>;
 

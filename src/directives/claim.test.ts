@@ -31,6 +31,20 @@ describe('deciding a claim', () => {
     });
   });
 
+  it('given a worker that stopped in its last attempt and the attempts used up, gives up for a reconcile by hand', () => {
+    const stopped = (attempts: number) => ({ status: 'executing' as const, attempts });
+    const running = (attempts: number) => ({ status: 'running', attempts, started_at: minutesAgo(1) });
+    expect(decideClaim({ directive: stopped(7), execution: running(7), executor: { ...stripeLike, maxAttempts: 8 } }, NOW)).toMatchObject({ kind: 'claim', priorOutcomeUnknown: true });
+    expect(decideClaim({ directive: stopped(8), execution: running(8), executor: { ...stripeLike, maxAttempts: 8 } }, NOW)).toMatchObject({
+      kind: 'unrecoverable',
+      message: expect.stringContaining('attempt 8 of 8'),
+    });
+    // Without a limit of its own, an executor gets the default five.
+    expect(decideClaim({ directive: stopped(5), execution: running(5), executor: looksUp }, NOW)).toMatchObject({ kind: 'unrecoverable' });
+    // An outcome recorded: the retry limit of outcomes applies, not this one.
+    expect(decideClaim({ directive: stopped(5), execution: { ...running(5), status: 'retrying' }, executor: looksUp }, NOW)).toMatchObject({ kind: 'claim' });
+  });
+
   it('given a worker that stopped mid-call, repeats only where the provider deduplicates or the effect can be looked up', () => {
     const execution = { status: 'running', attempts: 2, started_at: minutesAgo(1) };
     const directive = { status: 'executing' as const, attempts: 2 };

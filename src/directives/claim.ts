@@ -6,6 +6,9 @@
 import type { Executor } from '../executors/registry.ts';
 import type { DirectiveStatus } from './model.ts';
 
+/** Attempts a directive gets when its executor names no limit. */
+export const DEFAULT_MAX_ATTEMPTS = 5;
+
 export type ClaimDecision =
   | { kind: 'skip' }
   | { kind: 'unrecoverable'; message: string }
@@ -22,7 +25,7 @@ export function decideClaim(
     directive: { status: DirectiveStatus; attempts: number };
     /** The directive's execution row, when it has one. */
     execution: { status: string; attempts: number; started_at: Date | null } | undefined;
-    executor: Pick<Executor, 'honorsIdempotencyKey' | 'looksUpPriorEffect' | 'idempotencyWindowMs'>;
+    executor: Pick<Executor, 'honorsIdempotencyKey' | 'looksUpPriorEffect' | 'idempotencyWindowMs' | 'maxAttempts'>;
   },
   now: Date,
 ): ClaimDecision {
@@ -34,6 +37,11 @@ export function decideClaim(
   const priorOutcomeUnknown = !execution || (execution.status === 'running' && execution.attempts >= directive.attempts);
   if (priorOutcomeUnknown && !executor.honorsIdempotencyKey && !executor.looksUpPriorEffect) {
     return { kind: 'unrecoverable', message: 'a worker stopped during execution and the provider cannot deduplicate a repeat; reconcile by hand' };
+  }
+  // A directive whose worker stops in every attempt (it crashes the process,
+  // say) gets no more attempts than one that fails every time.
+  if (priorOutcomeUnknown && directive.attempts >= (executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)) {
+    return { kind: 'unrecoverable', message: `a worker stopped during its last attempt, attempt ${directive.attempts} of ${executor.maxAttempts ?? DEFAULT_MAX_ATTEMPTS}; reconcile by hand` };
   }
   // Past the provider's memory of the key a repeat could take effect twice.
   if (executor.idempotencyWindowMs !== undefined && now.getTime() - firstAttemptAt.getTime() >= executor.idempotencyWindowMs) {

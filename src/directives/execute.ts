@@ -64,6 +64,8 @@ interface ExecuteRequestRef {
   traceparent: string | null;
   /** The attempt its job makes: a directive executed without claims counts its attempts by its retry jobs. */
   attempt?: number | undefined;
+  /** Its job was released from a worker that died holding it: it may have run there, uncounted. */
+  released?: number | undefined;
 }
 
 /**
@@ -194,13 +196,15 @@ async function startGroup(deps: DirectiveDeps, requests: ExecuteRequestRef[]): P
   return requests.map((request): Start => {
     const directive = byId.get(request.directiveId);
     if (!directive || (directive.status !== 'approved' && directive.status !== 'executing')) return { kind: 'skip' };
-    if (!unclaimed.has(directive.id)) return { kind: 'claim' };
+    // After a worker died holding its job, the attempt is claimed, so counted:
+    // a directive that stops its worker every time meets its attempt limit.
+    if (!unclaimed.has(directive.id) || request.released) return { kind: 'claim' };
     // A second job of one directive in the same group: the first one runs it.
     if (seen.has(directive.id)) return { kind: 'skip' };
     seen.add(directive.id);
     // A run its worker died in is not counted: nothing recorded it, and a
-    // job fetched by a dying worker need not have started. graphile-worker's
-    // job attempts bound a directive that stops its worker every time.
+    // job fetched by a dying worker need not have started. Its job comes
+    // back marked released, and then takes the claimed path.
     const attempt = Math.max(request.attempt ?? 1, directive.attempts + 1);
     return { kind: 'unclaimed', directive, attempt };
   });

@@ -12,6 +12,7 @@ import type { ExecuteResult, Executor, ResultSignal } from '../executors/registr
 import type { ExecutionFailed, ExecutionSucceeded } from '../executions/model.ts';
 import { ORG_OWNER } from '../secrets/vault.ts';
 import { emitBatch } from '../signals/emit.ts';
+import { DEFAULT_MAX_ATTEMPTS } from './claim.ts';
 import { circuitKeyOf, settleCircuits, type CircuitOutcome, type EndpointVerdict } from './circuit.ts';
 import { executeJob, nowOf, type DirectiveDeps } from './deps.ts';
 import { type Directive } from './store.ts';
@@ -19,7 +20,6 @@ import { emitSystem, type SystemSignal } from '../signals/system.ts';
 import type { VerbContext } from '../signals/verb-context.ts';
 
 export const executionIdOfDirective = (directiveId: string) => `exe_${directiveId.slice(directiveId.indexOf('_') + 1)}`;
-const DEFAULT_MAX_ATTEMPTS = 5;
 const MAX_BACKOFF_MS = 10 * 60_000;
 
 /** What one attempt came to. */

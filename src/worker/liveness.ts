@@ -10,6 +10,7 @@
 import { makeWorkerUtils, type WorkerUtils } from 'graphile-worker';
 import type { Logger } from 'pino';
 import type { Pool } from 'pg';
+import { EXECUTE_DIRECTIVE } from '../core/jobs.ts';
 import type { Sql } from '../db/client.ts';
 
 export interface LivenessOptions {
@@ -54,6 +55,18 @@ export async function startLiveness(options: LivenessOptions): Promise<Liveness>
                           where h.worker_id = locked_by and h.last_seen > now() - ${stale}::interval)`;
     const ids = dead.map((row) => row.worker_id);
     if (ids.length > 0) {
+      // graphile-worker counts an attempt when a job is fetched, and the
+      // directive runner fetches a batch ahead: a process that keeps dying
+      // would spend the attempts of every job it held until they were dead,
+      // their directives left approved. Those attempts are given back; the
+      // job is marked released, so its directive's next attempt is claimed
+      // and counted against the directive's own limit (directives/execute.ts).
+      await sql`
+        update graphile_worker._private_jobs j
+           set attempts = greatest(j.attempts - 1, 0),
+               payload = (j.payload::jsonb || jsonb_build_object('released', coalesce((j.payload::jsonb ->> 'released')::int, 0) + 1))::json
+          from graphile_worker._private_tasks t
+         where t.id = j.task_id and t.identifier = ${EXECUTE_DIRECTIVE} and j.locked_by = any(${ids}::text[])`;
       utils ??= await makeWorkerUtils({ pgPool: options.pgPool });
       await utils.forceUnlockWorkers(ids);
       logger.warn({ workers: ids }, 'released the jobs of workers whose heartbeat stopped');

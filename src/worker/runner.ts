@@ -140,7 +140,7 @@ export function createTaskList(deps: WorkerDeps, { callSlots }: { callSlots?: Ca
       recordMalformedRun,
     ),
     [EXECUTE_DIRECTIVE]: task(EXECUTE_DIRECTIVE, (tenant, payload) =>
-      executeDirective(bus.directives, { tenant, directiveId: payload.directive_id, traceparent: payload.traceparent ?? null, attempt: payload.attempt }, callSlots),
+      executeDirective(bus.directives, { tenant, directiveId: payload.directive_id, traceparent: payload.traceparent ?? null, attempt: payload.attempt, released: payload.released }, callSlots),
     ),
     [EXPIRE_DIRECTIVE]: task(EXPIRE_DIRECTIVE, async (tenant, job) => {
       await expireDirective(bus.directives, { ctx: { tenant, actor: PLATFORM_ACTOR, source: 'system' }, input: { id: job.directive_id } });
