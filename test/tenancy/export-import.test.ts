@@ -14,6 +14,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/core/errors.ts';
 import type { Tenant } from '../../src/core/tenant.ts';
+import { createDispatcher } from '../../src/handlers/dispatcher.ts';
 import type { Handler } from '../../src/handlers/registry.ts';
 import { checksumProjections } from '../../src/projections/rebuild.ts';
 import { putSecret } from '../../src/secrets/vault.ts';
@@ -259,6 +260,14 @@ describe('an import interrupted midway', () => {
     expect(await unfinished('resumed')).toEqual({ status: 'importing', written: 10 });
     expect(await target.app.deps.tenants.find('resumed')).toBeUndefined();
     await expect(target.createOrg('resumed', 'Moving Co')).rejects.toMatchObject({ code: 'conflict' });
+    // Fan-out leaves it alone too: a dispatcher's start runs every org its sweep
+    // finds behind (with the worker's live wake-ups, this file's follower would
+    // subscribe from the beginning), yet the unfinished org gets no subscription.
+    const dispatcher = createDispatcher({ sql: target.app.deps.sql, handlers: target.app.deps.bus.handlers, tenants: target.app.deps.tenants, notifier: target.app.deps.notifier, logger: target.app.deps.logger });
+    await dispatcher.start();
+    await dispatcher.stop();
+    const [subscribed] = await target.app.deps.sql<{ n: number }[]>`select count(*)::int as n from org_resumed.subscriptions`;
+    expect(subscribed!.n).toBe(0);
 
     const report = await importWith({ lines: () => fileLines(file), as: 'resumed' });
     expect(report.resumed_after).toBe(10);
