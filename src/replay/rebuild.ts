@@ -8,6 +8,7 @@
  * Until that commits, reads are served from the old tables; a reducer that
  * throws fails the replay and leaves them untouched.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DomainError } from '../core/errors.ts';
 import type { Tenant } from '../core/tenant.ts';
 import type { Queryable, Sql } from '../db/client.ts';
@@ -81,6 +82,11 @@ async function indexNames(db: Queryable, schema: string, table: string): Promise
   return new Map(rows.map((row) => [row.shape, row.name]));
 }
 
+/** PostgreSQL's SQLSTATE for a transaction it aborted to break a deadlock. */
+const DEADLOCK_DETECTED = '40P01';
+/** Swaps tried before the rebuild fails: each deadlock needs a live transaction racing this one's lock upgrade. */
+const SWAP_ATTEMPTS = 5;
+
 async function swapIn(db: Queryable, tenant: Tenant, shadow: string, projection: Projection): Promise<void> {
   const live = await indexNames(db, tenant.schema, projection.table);
   const copies = await indexNames(db, shadow, projection.table);
@@ -125,7 +131,9 @@ export function createRebuildMode(deps: ProjectionModeDeps): ReplayMode<RebuildC
       // then write into the swapped-in tables; whatever committed before the
       // locks were granted is visible here, so no horizon is needed.
       let report: RebuildReport | undefined;
-      await withTransaction(deps.sql, undefined, async (tx) => {
+      const caughtUp = { cursor, processed };
+      const swap = () => withTransaction(deps.sql, undefined, async (tx) => {
+        ({ cursor, processed } = caughtUp);
         const db = tx.sql;
         for (const projection of projections) await db`lock table ${db(`${tenant.schema}.${projection.table}`)} in exclusive mode`;
         for (;;) {
@@ -149,9 +157,23 @@ export function createRebuildMode(deps: ProjectionModeDeps): ReplayMode<RebuildC
         for (const projection of projections) await swapIn(db, tenant, schema, projection);
         await dropShadow(db, schema);
         await run.complete(report, { tx, processed, total: processed });
-      }).catch(async (error: unknown) => {
-        throw await failed(error);
       });
+      // The swap upgrades its table locks to drop the live tables, so a live
+      // transaction that read one of them and then writes to it can deadlock
+      // with it; PostgreSQL then aborts one side. Nothing of an aborted swap
+      // stays: it is taken again from the caught-up shadow.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await swap();
+          break;
+        } catch (error) {
+          if ((error as { code?: string }).code === DEADLOCK_DETECTED && attempt < SWAP_ATTEMPTS) {
+            await sleep(50 * attempt);
+            continue;
+          }
+          throw await failed(error);
+        }
+      }
       return report;
     },
   };
