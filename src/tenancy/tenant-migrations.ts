@@ -34,13 +34,18 @@ export async function loadTenantMigrations(dir: string): Promise<TenantMigration
   return migrations;
 }
 
+/**
+ * One migration as a script for a transaction, run in the tenant's schema.
+ * RESET at the end, not only SET LOCAL: a migration may set search_path for
+ * the session itself (pg_dump's preamble does), and that would outlive the
+ * transaction.
+ */
+const migrationScript = (tenant: Tenant, migration: TenantMigration) =>
+  `SET LOCAL search_path TO ${quoteIdent(tenant.schema)}, pg_catalog;\n${migration.sql}\n;\nRESET search_path`;
+
 /** Applies one migration inside `tx`, which must be a transaction. */
 async function applyMigration(tx: postgres.TransactionSql, tenant: Tenant, migration: TenantMigration) {
-  await tx.unsafe(`SET LOCAL search_path TO ${quoteIdent(tenant.schema)}, pg_catalog`);
-  await tx.unsafe(migration.sql);
-  // RESET, not SET LOCAL: a migration may set search_path for the session
-  // itself (pg_dump's preamble does), and that would outlive the transaction.
-  await tx.unsafe('RESET search_path');
+  await tx.unsafe(migrationScript(tenant, migration));
   await tx`
     update public.tenant_migrations
        set version = ${migration.version}, applied_at = now(), updated_at = now(),
@@ -64,13 +69,7 @@ export async function createTenantSchema(
   migrations: TenantMigration[],
 ): Promise<void> {
   await lockTenant(tx, tenant);
-  const schema = quoteIdent(tenant.schema);
-  const script = [
-    `CREATE SCHEMA ${schema}`,
-    // Before each file: a migration may itself set search_path for the session.
-    ...migrations.map((migration) => `SET LOCAL search_path TO ${schema}, pg_catalog;\n${migration.sql}\n`),
-    'RESET search_path',
-  ];
+  const script = [`CREATE SCHEMA ${quoteIdent(tenant.schema)}`, ...migrations.map((migration) => migrationScript(tenant, migration))];
   await tx.unsafe(script.join(';\n'));
   await tx`
     insert into public.tenant_migrations (org_id, schema_name, version, applied_at)
